@@ -53,7 +53,7 @@ REDEPLOY_KINDS = frozenset({EventKind.ROTATION, EventKind.SECRET_VALUE_CHANGED})
 
 class _Envelope(EventBridgeModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")
-    detail: dict[str, Any]  # type: ignore[assignment]
+    detail: dict[str, Any]
 
 
 class _CloudTrailDetail(BaseModel):
