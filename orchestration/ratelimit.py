@@ -1,0 +1,104 @@
+"""A client-side rate limiter that keeps ECS calls under the published API limits.
+
+ECS meters API calls per account and region with token buckets (REFERENCE.md, "ECS"). Rather
+than hit the limit and retry blindly, rotor takes a token before each call; concurrent workers
+then queue here instead of being throttled by AWS. The limiter hooks into a boto3 client
+(``before-call`` event), so every call through that client is metered, retries included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLimit:
+    per_second: float  # sustained refill rate
+    burst: float  # bucket size
+
+
+# Published ECS limits (burst / sustained per second), per account and region.
+ECS_LIMITS: Mapping[str, BucketLimit] = {
+    "service-reads": BucketLimit(per_second=20, burst=100),
+    "service-writes": BucketLimit(per_second=5, burst=50),
+    "task-definition-reads": BucketLimit(per_second=20, burst=50),
+    "cluster-reads": BucketLimit(per_second=20, burst=50),
+}
+ECS_OPERATION_BUCKETS: Mapping[str, str] = {
+    "ListServices": "service-reads",
+    "ListServicesByNamespace": "service-reads",
+    "DescribeServices": "service-reads",
+    "UpdateService": "service-writes",
+    "CreateService": "service-writes",
+    "DeleteService": "service-writes",
+    "DescribeTaskDefinition": "task-definition-reads",
+    "ListTaskDefinitions": "task-definition-reads",
+    "ListClusters": "cluster-reads",
+    "DescribeClusters": "cluster-reads",
+}
+
+
+class TokenBucket:
+    """Thread-safe token bucket; ``acquire`` blocks until a token is free."""
+
+    def __init__(
+        self,
+        limit: BucketLimit,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._rate = limit.per_second
+        self._burst = limit.burst
+        self._tokens = limit.burst
+        self._clock = clock
+        self._sleep = sleep
+        self._updated = clock()
+        self._lock = threading.Lock()
+        self.waited_seconds = 0.0
+
+    def acquire(self) -> float:
+        """Take one token; return how long the caller waited for it."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+            self._updated = now
+            self._tokens -= 1  # reserve now; a negative balance is a queue of waiters
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+            self.waited_seconds += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class ApiRateLimiter:
+    """One bucket per API category; unknown operations pass unmetered."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, BucketLimit] = ECS_LIMITS,
+        operations: Mapping[str, str] = ECS_OPERATION_BUCKETS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.buckets = {
+            name: TokenBucket(limit, clock=clock, sleep=sleep) for name, limit in limits.items()
+        }
+        self._operations = operations
+
+    def acquire(self, operation: str) -> float:
+        bucket = self.buckets.get(self._operations.get(operation, ""))
+        return bucket.acquire() if bucket else 0.0
+
+    def attach(self, client: Any) -> None:
+        """Meter every call made through ``client`` (a boto3 client)."""
+        service = client.meta.service_model.endpoint_prefix
+        client.meta.events.register(f"before-call.{service}.*", self._before_call)
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        self.acquire(model.name)

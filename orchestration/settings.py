@@ -1,0 +1,89 @@
+"""rotor's configuration: ``ROTOR_*`` environment variables, the same in Lambda and on the
+command line, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from orchestration.errors import ConfigurationError
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class Settings(BaseModel):
+    """Every knob rotor has. Environment names are ``ROTOR_`` + the field name upper-cased."""
+
+    model_config = ConfigDict(frozen=True)
+
+    clusters: tuple[str, ...] = ()  # ROTOR_CLUSTERS: comma-separated; empty = every cluster
+    opt_in: bool = False  # ROTOR_OPT_IN: only services tagged rotor:redeploy=true
+    topic_arn: str | None = None  # ROTOR_TOPIC_ARN: SNS topic for notifications
+    restore_on_access: bool = False  # ROTOR_RESTORE_ON_ACCESS
+    notify_window: timedelta = timedelta(minutes=15)  # ROTOR_NOTIFY_WINDOW: 900, 15m, 1h
+    state_table: str | None = None  # ROTOR_STATE_TABLE: DynamoDB table for notify windows
+    max_workers: int = 8  # ROTOR_MAX_WORKERS: concurrent ECS calls
+
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _split_clusters(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("opt_in", "restore_on_access", mode="before")
+    @classmethod
+    def _boolean(cls, value: object) -> object:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+
+    @field_validator("notify_window", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError(f"expected seconds or a number with s/m/h/d, got {value!r}")
+            return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        return value
+
+    @field_validator("topic_arn", "state_table", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("max_workers")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if not 1 <= value <= 64:
+            raise ValueError("must be between 1 and 64")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {
+            name: environ[f"ROTOR_{name.upper()}"]
+            for name in cls.model_fields
+            if f"ROTOR_{name.upper()}" in environ
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"ROTOR_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid configuration: {problems}") from None
