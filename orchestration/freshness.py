@@ -1,0 +1,82 @@
+"""The freshness rule, and the verdict for each consumer of a rotated secret.
+
+A service needs a redeploy for a rotation completed at time T if and only if it references the
+secret unpinned and its PRIMARY deployment was created before T (DESIGN.md). Duplicate events
+then find the service fresh, and secrets rotated together coalesce into one deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from orchestration.discovery import Consumer
+from orchestration.references import SecretReference
+
+OPT_TAG = "rotor:redeploy"
+
+
+class Action(StrEnum):
+    REDEPLOY = "redeploy"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    consumer: Consumer
+    action: Action
+    reason: str
+
+    @property
+    def service_arn(self) -> str:
+        return self.consumer.service.arn
+
+
+def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) -> Verdict:
+    """The verdict for one consumer of a secret whose new value became current at ``rotated_at``."""
+    service = consumer.service
+
+    def skip(reason: str) -> Verdict:
+        return Verdict(consumer, Action.SKIP, reason)
+
+    if consumer.pinned:
+        pins = sorted({_pin(ref) for _, ref in consumer.references})
+        return skip(f"pinned ({', '.join(pins)}): a rotation does not change what it reads")
+    if service.status != "ACTIVE":
+        return skip(f"service is {service.status}, not ACTIVE")
+    if service.desired_count == 0:
+        return skip("desired count is 0: no task holds the old value")
+    opt = service.tags.get(OPT_TAG, "").strip().lower()
+    if opt == "false":
+        return skip(f"opted out (tag {OPT_TAG}=false)")
+    if opt_in and opt != "true":
+        return skip(f"not opted in (ROTOR_OPT_IN=true and no tag {OPT_TAG}=true)")
+    created = service.primary_created_at
+    if created is not None and _utc(created) >= _utc(rotated_at):
+        return skip(
+            f"already fresh: PRIMARY deployment created {_iso(created)}, "
+            f"at or after the new value ({_iso(rotated_at)})"
+        )
+    when = f"created {_iso(created)}" if created else "of unknown age"
+    return Verdict(
+        consumer,
+        Action.REDEPLOY,
+        f"PRIMARY deployment {when}, before the new value ({_iso(rotated_at)})",
+    )
+
+
+def plan(consumers: list[Consumer], rotated_at: datetime, *, opt_in: bool = False) -> list[Verdict]:
+    return [decide(c, rotated_at, opt_in=opt_in) for c in consumers]
+
+
+def _pin(ref: SecretReference) -> str:
+    return f"version id {ref.version_id}" if ref.version_id else f"stage {ref.version_stage}"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,62 @@
+"""What processing one event did: the same shape for the Lambda, ``rotor replay`` and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration.events import Classification
+from orchestration.notifications import Notification
+
+# Metric names (CloudWatch, embedded metric format). Handlers emit them; alarms watch them.
+CONSUMERS_FOUND = "ConsumersFound"
+REDEPLOYS_STARTED = "RedeploysStarted"
+REDEPLOYS_SKIPPED = "RedeploysSkipped"
+REDEPLOY_FAILURES = "RedeployFailures"
+PENDING_DELETION_ACCESS = "PendingDeletionAccess"
+DELETED_SECRET_STILL_REFERENCED = "DeletedSecretStillReferenced"
+ROTATION_FAILURES = "RotationFailures"
+NOTIFICATIONS_SENT = "NotificationsSent"
+NOTIFICATIONS_SUPPRESSED = "NotificationsSuppressed"
+SECRETS_RESTORED = "SecretsRestored"
+INVALID_EVENTS = "InvalidEvents"
+
+
+@dataclass
+class EventOutcome:
+    classification: Classification
+    secret: str | None = None
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+    redeployed: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    notifications_suppressed: int = 0
+    restored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def count(self, metric: str, value: float = 1) -> None:
+        self.metrics[metric] = self.metrics.get(metric, 0) + value
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.classification
+        return {
+            "kind": c.kind.value,
+            "secret": self.secret or c.secret,
+            "event_id": c.event_id,
+            "reason": c.reason,
+            "redeployed": self.redeployed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "consumers": self.consumers,
+            "notifications": [n.to_dict() for n in self.notifications],
+            "notifications_suppressed": self.notifications_suppressed,
+            "restored": self.restored,
+            "notes": self.notes,
+            "metrics": self.metrics,
+        }

@@ -1,0 +1,97 @@
+"""Rotation → redeploy: after a secret gets a new current value, redeploy each stale consumer once.
+
+classify (events) → resolve the secret (secret_lookup) → discover consumers (discovery)
+→ decide per consumer (freshness) → UpdateService(forceNewDeployment) (redeploy).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from orchestration.discovery import Consumer
+from orchestration.events import REDEPLOY_KINDS, Classification
+from orchestration.freshness import Action, Verdict, plan
+from orchestration.outcome import (
+    CONSUMERS_FOUND,
+    REDEPLOY_FAILURES,
+    REDEPLOYS_SKIPPED,
+    REDEPLOYS_STARTED,
+    EventOutcome,
+)
+from orchestration.redeploy import Outcome
+from orchestration.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
+    """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
+    if event.kind not in REDEPLOY_KINDS or event.secret is None:
+        raise ValueError(f"not a new-value event: {event.kind}")
+    outcome = EventOutcome(event)
+    secret = runtime.secret_lookup().resolve(
+        event.secret, account=event.account, region=event.region
+    )
+    outcome.secret = secret.arn
+    consumers = runtime.discovery().consumers(secret)
+    verdicts = plan(consumers, event.event_time, opt_in=runtime.settings.opt_in)
+    outcome.consumers = [describe_verdict(v) for v in verdicts]
+    outcome.count(CONSUMERS_FOUND, len(consumers))
+    for verdict in verdicts:
+        if verdict.action is Action.SKIP:
+            outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
+    for result in runtime.redeployer().redeploy(verdicts, event.event_time):
+        if result.outcome is Outcome.REDEPLOYED:
+            outcome.redeployed.append(result.service_arn)
+        elif result.outcome is Outcome.ALREADY_FRESH:
+            outcome.skipped.append(
+                {"service": result.service_arn, "reason": "already fresh (found on retry)"}
+            )
+        else:
+            outcome.failed.append(
+                {
+                    "service": result.service_arn,
+                    "error": result.error or "?",
+                    "retryable": str(result.retryable).lower(),
+                }
+            )
+    outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
+    outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
+    outcome.count(REDEPLOY_FAILURES, len(outcome.failed))
+    log.info(
+        "secret %s: %d consumers, %d redeployed, %d skipped, %d failed",
+        secret.arn,
+        len(consumers),
+        len(outcome.redeployed),
+        len(outcome.skipped),
+        len(outcome.failed),
+    )
+    return outcome
+
+
+def describe_consumer(consumer: Consumer) -> dict[str, Any]:
+    service = consumer.service
+    return {
+        "cluster": service.cluster_name,
+        "service": service.name,
+        "service_arn": service.arn,
+        "task_definition": service.task_definition,
+        "references": [
+            {
+                "container": container,
+                "field": ref.field.value,
+                "value_from": ref.raw,
+                "pinned": ref.pinned,
+            }
+            for container, ref in consumer.references
+        ],
+    }
+
+
+def describe_verdict(verdict: Verdict) -> dict[str, Any]:
+    return {
+        **describe_consumer(verdict.consumer),
+        "action": verdict.action.value,
+        "reason": verdict.reason,
+    }

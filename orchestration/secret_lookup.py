@@ -1,0 +1,101 @@
+"""Resolve the secret an event names into a ``SecretIdentity`` (and its deletion state).
+
+An event may name a secret by full ARN, partial ARN or bare name. A full ARN needs no call.
+Otherwise ``DescribeSecret`` (which still answers during the recovery window, and never
+returns the value) gives the full ARN. A secret rotor cannot describe (owned by another account
+that did not share DescribeSecret, or gone) falls back to what the event says.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from orchestration.errors import InvalidReferenceError, PermanentAwsError
+from orchestration.references import SecretIdentity
+from orchestration.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFacts:
+    """A secret as rotor knows it after resolution."""
+
+    identity: SecretIdentity
+    described: bool  # False: DescribeSecret was not possible; facts come from the event
+    deleted_date: datetime | None = None  # set while the secret is scheduled for deletion
+    tags: dict[str, str] = field(default_factory=dict)
+    why_not_described: str | None = None
+
+    @property
+    def scheduled_for_deletion(self) -> bool:
+        return self.deleted_date is not None
+
+
+def identity_from_event_words(
+    secret_id: str, *, account: str, region: str, partition: str = "aws"
+) -> SecretIdentity:
+    """Best identity from the event alone: a full ARN if it is one, else name-only."""
+    if secret_id.startswith("arn:"):
+        parts = secret_id.split(":", 6)
+        if len(parts) == 7:
+            try:
+                return SecretIdentity.from_full_arn(secret_id)
+            except InvalidReferenceError:
+                _, partition, _, region, account, _, name = parts
+                return SecretIdentity.from_name(
+                    name, partition=partition, region=region, account=account
+                )
+        raise InvalidReferenceError(f"malformed secret ARN: {secret_id!r}")
+    return SecretIdentity.from_name(secret_id, partition=partition, region=region, account=account)
+
+
+class SecretLookup:
+    def __init__(self, client: SecretsManagerClient, retry: RetryPolicy) -> None:
+        self._client = client
+        self._retry = retry
+
+    def describe(self, secret_id: str, *, account: str, region: str) -> SecretFacts:
+        """Describe a secret named as an event names it; never raises for an absent secret."""
+        fallback = identity_from_event_words(secret_id, account=account, region=region)
+        client_region = self._client.meta.region_name
+        if fallback.region != client_region:
+            return SecretFacts(
+                fallback, described=False, why_not_described=f"secret is in {fallback.region}"
+            )
+        lookup_id = fallback.arn if fallback.is_full else secret_id
+        try:
+            answer = self._retry.call(
+                "DescribeSecret", self._client.describe_secret, SecretId=lookup_id
+            )
+        except PermanentAwsError as exc:
+            log.info("cannot describe %s: %s", secret_id, exc.code)
+            return SecretFacts(fallback, described=False, why_not_described=exc.code)
+        try:
+            identity = SecretIdentity.from_full_arn(answer["ARN"])
+        except InvalidReferenceError:
+            identity = fallback
+        if (identity.account, identity.region) != (fallback.account, fallback.region):
+            # The name resolved in our own account, but the event is about another one.
+            return SecretFacts(
+                fallback, described=False, why_not_described="secret is in another account"
+            )
+        return SecretFacts(
+            identity=identity,
+            described=True,
+            deleted_date=answer.get("DeletedDate"),
+            tags={t["Key"]: t.get("Value", "") for t in answer.get("Tags", []) if "Key" in t},
+        )
+
+    def resolve(self, secret_id: str, *, account: str, region: str) -> SecretIdentity:
+        """The secret's identity, calling DescribeSecret only when the event lacks a full ARN."""
+        identity = identity_from_event_words(secret_id, account=account, region=region)
+        if identity.is_full:
+            return identity
+        return self.describe(secret_id, account=account, region=region).identity
