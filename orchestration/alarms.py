@@ -1,0 +1,325 @@
+"""Alarms: reads of a secret scheduled for deletion, deletions of secrets still in use, and
+failed rotations. Each says who, what, when, what will break and what to do.
+
+Reads of a deleted secret come in storms (a fleet retrying); every read counts in the metric,
+but at most one notification goes out per (secret, caller) per ``ROTOR_NOTIFY_WINDOW``, and
+the expensive part (discovery) runs only for the read that notifies.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from orchestration.discovery import Consumer
+from orchestration.errors import AwsCallError
+from orchestration.events import Caller, Classification, EventKind
+from orchestration.notifications import Notification, render
+from orchestration.outcome import (
+    DELETED_SECRET_STILL_REFERENCED,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_SUPPRESSED,
+    PENDING_DELETION_ACCESS,
+    ROTATION_FAILURES,
+    SECRETS_RESTORED,
+    EventOutcome,
+)
+from orchestration.references import SecretIdentity
+from orchestration.rotation import describe_consumer
+from orchestration.runtime import Runtime
+from orchestration.secret_lookup import SecretFacts
+
+log = logging.getLogger(__name__)
+
+RESTORE_TAG = "rotor:restore-on-access"
+
+
+def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> EventOutcome:
+    """A call failed because its secret is scheduled for deletion: count, notify once, restore."""
+    _require(event, EventKind.PENDING_DELETION_ACCESS)
+    outcome = EventOutcome(event)
+    outcome.count(PENDING_DELETION_ACCESS)
+    lookup = runtime.secret_lookup()
+    caller = event.caller or Caller()
+    for secret_id in event.secrets:
+        facts = lookup.describe(secret_id, account=event.account, region=event.region)
+        if facts.described and not facts.scheduled_for_deletion and len(event.secrets) > 1:
+            continue  # one of several secrets in a batch read; not the one being deleted
+        outcome.secret = outcome.secret or facts.identity.arn
+        key = f"{facts.identity.arn}|{caller.principal}"
+        if not runtime.notify_window.claim(key, event.event_time):
+            outcome.notifications_suppressed += 1
+            outcome.count(NOTIFICATIONS_SUPPRESSED)
+            continue
+        consumers, discovery_note = _consumers(runtime, facts.identity)
+        restored = _maybe_restore(runtime, facts, outcome)
+        notification = _pending_access_notification(
+            event, facts, caller, consumers, discovery_note, restored
+        )
+        _send(runtime, notification, outcome)
+    return outcome
+
+
+def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventOutcome:
+    """DeleteSecret succeeded: warn, naming every service that still references the secret."""
+    _require(event, EventKind.DELETION_SCHEDULED)
+    assert event.secret is not None
+    outcome = EventOutcome(event)
+    facts = runtime.secret_lookup().describe(
+        event.secret, account=event.account, region=event.region
+    )
+    outcome.secret = facts.identity.arn
+    consumers, discovery_note = _consumers(runtime, facts.identity)
+    outcome.consumers = [describe_consumer(c) for c in consumers]
+    if discovery_note:
+        outcome.notes.append(discovery_note)
+    if not consumers:
+        outcome.notes.append("no ECS service references this secret; nothing will break")
+        return outcome
+    outcome.count(DELETED_SECRET_STILL_REFERENCED)
+    name = facts.identity.name
+    if event.force_delete:
+        when = "deleted immediately, without recovery (forceDeleteWithoutRecovery)"
+        todo = [
+            "The secret cannot be restored. Recreate it (same name, new ARN suffix) and update",
+            "every task definition below to the new ARN, then redeploy the services.",
+        ]
+    else:
+        date = event.deletion_date or _iso(facts.deleted_date) or "unknown"
+        when = (
+            f"scheduled for deletion on {date} ({event.recovery_window_days}-day recovery window)"
+        )
+        todo = [
+            "If the deletion is a mistake, cancel it before that date:",
+            f"  {_restore_command(facts.identity)}",
+            "Otherwise move every service below off the secret before that date.",
+        ]
+    body = render(
+        f"rotor: secret {name} was deleted but {len(consumers)} ECS service(s) still reference it",
+        [
+            ("Secret", name),
+            ("ARN", facts.identity.arn),
+            ("Deletion", when),
+            ("Deleted by", (event.caller or Caller()).describe()),
+            ("At", _iso(event.event_time) or "?"),
+            ("Account / region", f"{event.account} / {event.region}"),
+        ],
+        [
+            (
+                "Still referenced by (new tasks of these services will fail to start):",
+                _consumer_lines(consumers, event.caller),
+            ),
+            ("What to do:", todo),
+        ],
+    )
+    _send(
+        runtime,
+        Notification(
+            kind=event.kind.value,
+            subject=f"rotor: deleted secret {name} is still used by {len(consumers)} service(s)",
+            body=body,
+            secret=facts.identity.arn,
+            data={
+                "services": [c.service.arn for c in consumers],
+                "recoverable": not event.force_delete,
+            },
+        ),
+        outcome,
+    )
+    return outcome
+
+
+def handle_rotation_failed(event: Classification, runtime: Runtime) -> EventOutcome:
+    """RotationFailed / RotationAbandoned: the old value stays current; someone must look."""
+    _require(event, EventKind.ROTATION_FAILED)
+    assert event.secret is not None
+    outcome = EventOutcome(event, secret=event.secret)
+    outcome.count(ROTATION_FAILURES)
+    secret = event.secret_identity()
+    name = secret.name if secret else event.secret
+    body = render(
+        f"rotor: rotation of {name} did not complete ({event.event_name})",
+        [
+            ("Secret", name),
+            ("ARN", event.secret),
+            ("Event", f"{event.event_name} at {_iso(event.event_time)}"),
+            ("Error", event.error_message or "(the event gives none)"),
+            ("Account / region", f"{event.account} / {event.region}"),
+        ],
+        [
+            (
+                "What it means:",
+                [
+                    "AWSCURRENT still holds the previous value; no service was redeployed.",
+                    "A version may be left labelled AWSPENDING; the next rotation retries it.",
+                ],
+            ),
+            (
+                "What to do:",
+                [
+                    "Read the rotation function's CloudWatch logs for the step that failed, then:",
+                    f"  aws secretsmanager rotate-secret --secret-id '{event.secret}'"
+                    f" --region {event.region}",
+                ],
+            ),
+        ],
+    )
+    _send(
+        runtime,
+        Notification(
+            kind=event.kind.value,
+            subject=f"rotor: {event.event_name} for {name}",
+            body=body,
+            secret=event.secret,
+            data={"event_name": event.event_name, "error": event.error_message},
+        ),
+        outcome,
+    )
+    return outcome
+
+
+def _pending_access_notification(
+    event: Classification,
+    facts: SecretFacts,
+    caller: Caller,
+    consumers: list[Consumer],
+    discovery_note: str | None,
+    restored: bool,
+) -> Notification:
+    identity = facts.identity
+    if facts.deleted_date:
+        deletion = _iso(facts.deleted_date) or "?"
+        days = (facts.deleted_date.astimezone(UTC) - datetime.now(UTC)).days
+        deletion += f" (in {days} days)" if days >= 0 else " (due)"
+    elif facts.described:
+        deletion = "not scheduled any more (restored since the read)"
+    else:
+        deletion = f"unknown (DescribeSecret not possible: {facts.why_not_described})"
+    caller_rows = [
+        ("Caller", caller.arn or caller.principal),
+        ("Caller type", caller.type or "?"),
+        ("Caller account", caller.account or "?"),
+    ]
+    if caller.role_arn:
+        caller_rows.append(("Role", caller.role_arn))
+    if caller.session_name:
+        caller_rows.append(("Session", caller.session_name))
+    caller_rows += [
+        ("Source IP", caller.source_ip or "?"),
+        ("User agent", caller.user_agent or "?"),
+    ]
+    runs_as_caller = [c.service.arn for c in consumers if _runs_as(c, caller)]
+    todo = []
+    if restored:
+        todo.append("rotor restored the secret (RestoreSecret): the deletion is cancelled.")
+    elif facts.scheduled_for_deletion or not facts.described:
+        todo += [
+            "If the secret is still needed, cancel the deletion:",
+            f"  {_restore_command(identity)}",
+            "Otherwise stop the caller from reading it (and move the services below off it).",
+        ]
+    services = _consumer_lines(consumers, caller)
+    if discovery_note:
+        services.append(discovery_note)
+    body = render(
+        f"rotor: {identity.name} was read while scheduled for deletion",
+        [
+            ("Secret", identity.name),
+            ("ARN", identity.arn),
+            ("Deletion date", deletion),
+            (
+                "Attempt",
+                f"{event.event_name} at {_iso(event.event_time)} failed: "
+                f"{event.error_code or 'error'}",
+            ),
+            *caller_rows,
+            ("Account / region", f"{event.account} / {event.region}"),
+            ("Restored by rotor", "yes" if restored else "no"),
+        ],
+        [
+            ("ECS services still referencing it (they break when it is deleted):", services),
+            ("What to do:", todo or ["Nothing: the secret is no longer scheduled for deletion."]),
+        ],
+    )
+    return Notification(
+        kind=event.kind.value,
+        subject=f"rotor: {identity.name} read while scheduled for deletion",
+        body=body,
+        secret=identity.arn,
+        data={
+            "caller": caller.principal,
+            "services": [c.service.arn for c in consumers],
+            "services_running_as_caller": runs_as_caller,
+            "restored": restored,
+            "deletion_date": _iso(facts.deleted_date),
+        },
+    )
+
+
+def _consumers(runtime: Runtime, secret: SecretIdentity) -> tuple[list[Consumer], str | None]:
+    try:
+        return runtime.discovery().consumers(secret), None
+    except AwsCallError as exc:
+        log.warning("could not list the consumers of %s: %s", secret.arn, exc)
+        return [], f"(could not list ECS services: {exc})"
+
+
+def _maybe_restore(runtime: Runtime, facts: SecretFacts, outcome: EventOutcome) -> bool:
+    wanted = runtime.settings.restore_on_access or (
+        facts.tags.get(RESTORE_TAG, "").strip().lower() == "true"
+    )
+    if not (wanted and facts.described and facts.scheduled_for_deletion):
+        return False
+    client = runtime.clients.secretsmanager
+    try:
+        runtime.retry.call("RestoreSecret", client.restore_secret, SecretId=facts.identity.arn)
+    except AwsCallError as exc:
+        outcome.notes.append(f"RestoreSecret failed: {exc}")
+        return False
+    outcome.restored.append(facts.identity.arn)
+    outcome.count(SECRETS_RESTORED)
+    log.warning("restored %s after a read while scheduled for deletion", facts.identity.arn)
+    return True
+
+
+def _consumer_lines(consumers: list[Consumer], caller: Caller | None) -> list[str]:
+    lines = []
+    for consumer in consumers:
+        service = consumer.service
+        where = ", ".join(sorted({f"{c} ({ref.field.value})" for c, ref in consumer.references}))
+        line = (
+            f"{service.cluster_name}/{service.name}: task definition "
+            f"{service.task_definition.rsplit('/', 1)[-1]}, container {where}"
+        )
+        if caller and _runs_as(consumer, caller):
+            line += " - runs as the caller's role"
+        lines.append(line)
+    return lines
+
+
+def _runs_as(consumer: Consumer, caller: Caller) -> bool:
+    role = caller.role_arn
+    td = consumer.task_definition
+    return bool(role) and role in (td.task_role_arn, td.execution_role_arn)
+
+
+def _send(runtime: Runtime, notification: Notification, outcome: EventOutcome) -> None:
+    runtime.notifier.publish(notification)
+    outcome.notifications.append(notification)
+    outcome.count(NOTIFICATIONS_SENT)
+
+
+def _restore_command(secret: SecretIdentity) -> str:
+    return f"aws secretsmanager restore-secret --secret-id '{secret.arn}' --region {secret.region}"
+
+
+def _require(event: Classification, kind: EventKind) -> None:
+    if event.kind is not kind or not event.secrets:
+        raise ValueError(f"expected a {kind.value} event naming a secret, got {event.kind.value}")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
