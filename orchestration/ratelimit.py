@@ -97,8 +97,8 @@ class ApiRateLimiter:
 
     def attach(self, client: Any) -> None:
         """Meter every call made through ``client`` (a boto3 client)."""
-        service = client.meta.service_model.endpoint_prefix
-        client.meta.events.register(f"before-call.{service}.*", self._before_call)
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-call.{service}", self._before_call)
 
     def _before_call(self, model: Any, **_: Any) -> None:
         self.acquire(model.name)

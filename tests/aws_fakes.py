@@ -1,0 +1,152 @@
+"""Make moto behave like AWS where rotor depends on it, and record what rotor asked.
+
+moto does not paginate ECS ListServices/ListClusters and does not enforce DescribeServices'
+limit of ten services; ``enforce_ecs_limits`` adds both through botocore's event hooks, so
+tests prove rotor against AWS's behaviour, not moto's. ``inject_errors`` answers a share of
+calls with an error (ThrottlingException by default) before they reach moto. ``ApiCalls``
+counts every call a client makes, by operation.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+DEFAULT_PAGE = {"ListServices": 10, "ListClusters": 100}
+MAX_PAGE = {"ListServices": 100, "ListClusters": 100}
+LIST_KEYS = {"ListServices": "serviceArns", "ListClusters": "clusterArns"}
+
+
+def _error_response(status: int, code: str, message: str) -> tuple[AWSResponse, dict[str, Any]]:
+    http = AWSResponse("https://fake.invalid/", status, {}, None)
+    return http, {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+
+
+class ApiCalls:
+    """Counts the calls a client makes (each attempt that is sent counts once)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> ApiCalls:
+        prefix = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register_first(f"before-parameter-build.{prefix}", self._record)
+        return self
+
+    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.counts[model.name] += 1
+            self.calls.append((model.name, dict(params)))
+
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == operation]
+
+
+def enforce_ecs_limits(client: Any) -> None:
+    """Page ECS list calls as AWS does (default 10, max 100, nextToken) and refuse
+    DescribeServices with more than ten services."""
+
+    def inspect(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        # API parameters are only visible here (before-call sees the serialised request).
+        name = model.name
+        if name == "DescribeServices" and len(params.get("services", [])) > 10:
+            context["fake_error"] = "services can have at most 10 items."
+        if name in LIST_KEYS:
+            size = params.get("maxResults", DEFAULT_PAGE[name])
+            if not 1 <= size <= MAX_PAGE[name]:
+                context["fake_error"] = f"maxResults must be 1..{MAX_PAGE[name]}"
+            token = params.pop("nextToken", None)
+            context["fake_page"] = (int(token) if token else 0, size)
+
+    def before(context: dict[str, Any], **_: Any) -> Any:
+        if "fake_error" in context:
+            return _error_response(400, "InvalidParameterException", context["fake_error"])
+        return None
+
+    def after(model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if model.name in LIST_KEYS and "fake_page" in context:
+            start, size = context["fake_page"]
+            items = parsed.get(LIST_KEYS[model.name], [])
+            parsed[LIST_KEYS[model.name]] = items[start : start + size]
+            parsed.pop("nextToken", None)
+            if start + size < len(items):
+                parsed["nextToken"] = str(start + size)
+
+    client.meta.events.register("before-parameter-build.ecs", inspect)
+    client.meta.events.register("before-call.ecs", before)
+    client.meta.events.register("after-call.ecs", after)
+
+
+class ErrorInjector:
+    """Answers a share of calls with an error before they reach moto (seeded, repeatable)."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        code: str = "ThrottlingException",
+        status: int = 400,
+        operations: Iterable[str] | None = None,
+        seed: int = 7,
+    ) -> None:
+        self.rate = rate
+        self.code = code
+        self.status = status
+        self.operations = set(operations) if operations is not None else None
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self.injected: Counter[str] = Counter()
+
+    def attach(self, client: Any) -> ErrorInjector:
+        prefix = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-call.{prefix}", self._maybe_fail)
+        return self
+
+    def _maybe_fail(self, model: Any, **_: Any) -> Any:
+        if self.operations is not None and model.name not in self.operations:
+            return None
+        with self._lock:
+            fail = self._random.random() < self.rate
+            if fail:
+                self.injected[model.name] += 1
+        if fail:
+            return _error_response(self.status, self.code, f"injected {self.code}")
+        return None
+
+
+class FailFor:
+    """Fails every call of ``operation`` whose params match ``when`` with ``code``."""
+
+    def __init__(self, operation: str, code: str, **when: Any) -> None:
+        self.operation = operation
+        self.code = code
+        self.when = when
+        self.hits = 0
+
+    def attach(self, client: Any) -> FailFor:
+        prefix = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(
+            f"before-parameter-build.{prefix}.{self.operation}", self._match
+        )
+        client.meta.events.register(f"before-call.{prefix}.{self.operation}", self._fail)
+        return self
+
+    def _match(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if all(params.get(k) == v for k, v in self.when.items()):
+            context["fail_for"] = True
+
+    def _fail(self, context: dict[str, Any], **_: Any) -> Any:
+        if context.get("fail_for"):
+            self.hits += 1
+            return _error_response(400, self.code, f"injected {self.code}")
+        return None
