@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.observability import logger, metrics, tracer
 from orchestration.clients import AwsClients
 from orchestration.dispatch import process
-from orchestration.errors import InvalidEventError
+from orchestration.errors import InvalidEventError, InvalidReferenceError
 from orchestration.events import EventKind, classify
 from orchestration.outcome import INVALID_EVENTS
 from orchestration.runtime import Runtime, lambda_deadline
@@ -41,7 +41,7 @@ def handle_event(
 ) -> dict[str, Any]:
     try:
         classification = classify(event)
-    except InvalidEventError as exc:
+    except (InvalidEventError, InvalidReferenceError) as exc:
         metrics.add_metric(name=INVALID_EVENTS, unit=MetricUnit.Count, value=1)
         logger.error(
             "dropped an event rotor cannot read",

@@ -178,6 +178,8 @@ def parse_event_text(text: str | bytes) -> Mapping[str, Any]:
         value = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEventError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEventError("not an event: JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidEventError(f"an event is a JSON object, not {type(value).__name__}")
     return value
@@ -218,6 +220,7 @@ def _classify_label_updated(envelope: _Envelope, base: dict[str, Any]) -> Classi
     secret = arns[0] if arns else detail.name
     if secret is None:
         raise InvalidEventError("Secret Label Updated event names no secret (resources, name)")
+    _check_secret_id(secret, envelope.account, envelope.region)
     common = {
         **base,
         "event_name": LABEL_UPDATED,
@@ -260,8 +263,11 @@ def _classify_cloudtrail(envelope: _Envelope, base: dict[str, Any]) -> Classific
         common["region"] = detail.awsRegion
 
     def verdict(kind: EventKind, reason: str, **more: Any) -> Classification:
-        if kind is not EventKind.IGNORE and not secrets:
-            raise InvalidEventError(f"{name} event names no secret anywhere")
+        if kind is not EventKind.IGNORE:
+            if not secrets:
+                raise InvalidEventError(f"{name} event names no secret anywhere")
+            for secret_id in secrets:
+                _check_secret_id(secret_id, common["account"], common["region"])
         return Classification(kind=kind, reason=reason, **{**common, **more})
 
     # Rotation service events first: a RotationFailed carries its own errorMessage.
@@ -390,6 +396,13 @@ def _same_secret(callers_id: str, full_arn: str) -> bool:
     )
 
 
+def _check_secret_id(secret_id: str, account: str, region: str) -> None:
+    try:
+        SecretIdentity.from_event_words(secret_id, account=account, region=region)
+    except InvalidReferenceError as exc:
+        raise InvalidEventError(f"the event names a malformed secret: {exc}") from None
+
+
 def _rotation_request_arn(request_id: str | None) -> str | None:
     if not request_id:
         return None
@@ -445,4 +458,7 @@ def _validate(model: type[M], data: Any, where: str) -> M:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEventError(f"time out of range: {moment.isoformat()}") from None

@@ -91,6 +91,22 @@ class SecretIdentity:
         _check_secret_name(name, name)
         return cls(partition, region, account, name, None)
 
+    @classmethod
+    def from_event_words(
+        cls, secret_id: str, *, account: str, region: str, partition: str = "aws"
+    ) -> SecretIdentity:
+        """Best identity from an event alone: a full ARN when it is one, else name-only
+        (a bare name lives in the event's account and region)."""
+        if secret_id.startswith("arn:"):
+            partition, region, account, resource = _split_secretsmanager_arn(secret_id)
+            if ":" in resource:
+                raise InvalidReferenceError(f"a secret id has no ':' after the name: {secret_id!r}")
+            try:
+                return cls.from_full_arn(secret_id)
+            except InvalidReferenceError:
+                return cls.from_name(resource, partition=partition, region=region, account=account)
+        return cls.from_name(secret_id, partition=partition, region=region, account=account)
+
 
 @dataclass(frozen=True, slots=True)
 class SecretReference:

@@ -38,24 +38,6 @@ class SecretFacts:
         return self.deleted_date is not None
 
 
-def identity_from_event_words(
-    secret_id: str, *, account: str, region: str, partition: str = "aws"
-) -> SecretIdentity:
-    """Best identity from the event alone: a full ARN if it is one, else name-only."""
-    if secret_id.startswith("arn:"):
-        parts = secret_id.split(":", 6)
-        if len(parts) == 7:
-            try:
-                return SecretIdentity.from_full_arn(secret_id)
-            except InvalidReferenceError:
-                _, partition, _, region, account, _, name = parts
-                return SecretIdentity.from_name(
-                    name, partition=partition, region=region, account=account
-                )
-        raise InvalidReferenceError(f"malformed secret ARN: {secret_id!r}")
-    return SecretIdentity.from_name(secret_id, partition=partition, region=region, account=account)
-
-
 class SecretLookup:
     def __init__(self, client: SecretsManagerClient, retry: RetryPolicy) -> None:
         self._client = client
@@ -63,7 +45,7 @@ class SecretLookup:
 
     def describe(self, secret_id: str, *, account: str, region: str) -> SecretFacts:
         """Describe a secret named as an event names it; never raises for an absent secret."""
-        fallback = identity_from_event_words(secret_id, account=account, region=region)
+        fallback = SecretIdentity.from_event_words(secret_id, account=account, region=region)
         client_region = self._client.meta.region_name
         if fallback.region != client_region:
             return SecretFacts(
@@ -95,7 +77,7 @@ class SecretLookup:
 
     def resolve(self, secret_id: str, *, account: str, region: str) -> SecretIdentity:
         """The secret's identity, calling DescribeSecret only when the event lacks a full ARN."""
-        identity = identity_from_event_words(secret_id, account=account, region=region)
+        identity = SecretIdentity.from_event_words(secret_id, account=account, region=region)
         if identity.is_full:
             return identity
         return self.describe(secret_id, account=account, region=region).identity

@@ -16,6 +16,7 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_MAX_WINDOW_SECONDS = 7 * 86400
 
 
 class Settings(BaseModel):
@@ -57,7 +58,10 @@ class Settings(BaseModel):
             match = _DURATION.match(value)
             if not match:
                 raise ValueError(f"expected seconds or a number with s/m/h/d, got {value!r}")
-            return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+            seconds = int(match.group(1)) * _UNITS[match.group(2)]
+            if seconds > _MAX_WINDOW_SECONDS:
+                raise ValueError("at most 7 days (7d)")
+            return timedelta(seconds=seconds)
         return value
 
     @field_validator("topic_arn", "state_table", mode="before")
