@@ -35,28 +35,43 @@ RESTORE_TAG = "rotor:restore-on-access"
 
 
 def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> EventOutcome:
-    """A call failed because its secret is scheduled for deletion: count, notify once, restore."""
+    """A call failed because its secret is scheduled for deletion: count, notify once, restore.
+
+    A read naming a full ARN that the window suppresses costs no AWS call but the claim.
+    """
     _require(event, EventKind.PENDING_DELETION_ACCESS)
     outcome = EventOutcome(event)
     outcome.count(PENDING_DELETION_ACCESS)
     lookup = runtime.secret_lookup()
     caller = event.caller or Caller()
     for secret_id in event.secrets:
-        facts = lookup.describe(secret_id, account=event.account, region=event.region)
-        if facts.described and not facts.scheduled_for_deletion and len(event.secrets) > 1:
-            continue  # one of several secrets in a batch read; not the one being deleted
-        outcome.secret = outcome.secret or facts.identity.arn
-        key = f"{facts.identity.arn}|{caller.principal}"
+        identity = SecretIdentity.from_event_words(
+            secret_id, account=event.account, region=event.region
+        )
+        facts: SecretFacts | None = None
+        if not identity.is_full or len(event.secrets) > 1:
+            facts = lookup.describe(secret_id, account=event.account, region=event.region)
+            identity = facts.identity
+            if facts.described and not facts.scheduled_for_deletion and len(event.secrets) > 1:
+                continue  # one of several secrets in a batch read; not the one being deleted
+        outcome.secret = outcome.secret or identity.arn
+        key = f"{identity.arn}|{caller.principal}"
         if not runtime.notify_window.claim(key, event.event_time):
             outcome.notifications_suppressed += 1
             outcome.count(NOTIFICATIONS_SUPPRESSED)
             continue
-        consumers, discovery_note = _consumers(runtime, facts.identity)
-        restored = _maybe_restore(runtime, facts, outcome)
-        notification = _pending_access_notification(
-            event, facts, caller, consumers, discovery_note, restored
-        )
-        _send(runtime, notification, outcome)
+        try:
+            facts = facts or lookup.describe(secret_id, account=event.account, region=event.region)
+            consumers, discovery_note = _consumers(runtime, facts.identity)
+            restored = _maybe_restore(runtime, facts, outcome)
+            notification = _pending_access_notification(
+                event, facts, caller, consumers, discovery_note, restored
+            )
+            _send(runtime, notification, outcome)
+        except Exception:
+            # Not sent: give the window back so the retried event (or the next read) notifies.
+            runtime.notify_window.release(key)
+            raise
     return outcome
 
 
@@ -188,9 +203,7 @@ def _pending_access_notification(
 ) -> Notification:
     identity = facts.identity
     if facts.deleted_date:
-        deletion = _iso(facts.deleted_date) or "?"
-        days = (facts.deleted_date.astimezone(UTC) - datetime.now(UTC)).days
-        deletion += f" (in {days} days)" if days >= 0 else " (due)"
+        deletion = f"{_iso(facts.deleted_date)} ({_from_now(facts.deleted_date)})"
     elif facts.described:
         deletion = "not scheduled any more (restored since the read)"
     else:
@@ -316,6 +329,14 @@ def _restore_command(secret: SecretIdentity) -> str:
 def _require(event: Classification, kind: EventKind) -> None:
     if event.kind is not kind or not event.secrets:
         raise ValueError(f"expected a {kind.value} event naming a secret, got {event.kind.value}")
+
+
+def _from_now(moment: datetime) -> str:
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    hours = (moment - datetime.now(UTC)).total_seconds() / 3600
+    if hours <= 0:
+        return "due now"
+    return f"in {round(hours)} hours" if hours < 48 else f"in {round(hours / 24)} days"
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -28,6 +28,10 @@ class NotifyWindow(Protocol):
         """True when no notification for ``key`` was sent within the window before ``now``."""
         ...
 
+    def release(self, key: str) -> None:
+        """Give a claim back (the notification could not be sent): the next read may try."""
+        ...
+
 
 class MemoryNotifyWindow:
     def __init__(self, window: timedelta) -> None:
@@ -42,6 +46,10 @@ class MemoryNotifyWindow:
                 return False
             self._until[key] = now + self._window
             return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._until.pop(key, None)
 
 
 class DynamoDbNotifyWindow:
@@ -76,3 +84,11 @@ class DynamoDbNotifyWindow:
             return True
 
         return self._retry.call("PutItem", put)
+
+    def release(self, key: str) -> None:
+        self._retry.call(
+            "DeleteItem",
+            self._client.delete_item,
+            TableName=self._table,
+            Key={KEY_ATTRIBUTE: {"S": f"notify#{key}"}},
+        )

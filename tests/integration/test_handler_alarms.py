@@ -1,0 +1,319 @@
+"""The alarms Lambda (handlers.alarms.lambda_handler) end to end inside moto: the metrics it
+prints in embedded metric format (what CloudWatch alarms watch) and the notifications a topic
+subscriber receives."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+import handlers.entry
+from handlers.alarms import lambda_handler
+from handlers.observability import metrics
+from orchestration.clients import AwsClients
+from orchestration.retry import RetryPolicy
+from orchestration.runtime import Runtime
+from orchestration.settings import Settings
+from tests.aws_fakes import ApiCalls
+from tests.conftest import REGION, load_event, make_runtime
+
+pytestmark = pytest.mark.integration
+
+READ = "get-secret-value-marked-for-deletion.json"
+LEGACY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/legacy-token-Lg56Tk"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "rotor-alarms"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:rotor-alarms"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    remaining_millis: int = 300_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
+
+
+@dataclass
+class Inbox:
+    sqs: Any
+    url: str
+    topic_arn: str
+
+    def drain(self) -> list[dict[str, Any]]:
+        envelopes: list[dict[str, Any]] = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=600
+            ).get("Messages", [])
+            if not messages:
+                return envelopes
+            for message in messages:
+                envelopes.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@dataclass
+class Emf:
+    """The embedded-metric-format objects the function printed on stdout."""
+
+    flushes: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, capsys: pytest.CaptureFixture[str]) -> Emf:
+        flushes = []
+        for line in capsys.readouterr().out.splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                document = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(document, dict) and "_aws" in document:
+                flushes.append(document)
+        return cls(flushes)
+
+    def total(self, name: str) -> float:
+        total = 0.0
+        for flush in self.flushes:
+            declared = {m["Name"] for d in flush["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+            if name not in declared:
+                continue
+            value = flush[name]
+            total += sum(value) if isinstance(value, list) else value
+        return total
+
+
+@pytest.fixture
+def inbox(clients: AwsClients) -> Inbox:
+    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
+    sqs = clients.session.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return Inbox(sqs, url, topic_arn)
+
+
+@pytest.fixture(autouse=True)
+def _clean_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Metrics print EMF (not disabled as in dev mode); nothing left over from other tests."""
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def handler_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+    clients: AwsClients,
+    retry: RetryPolicy,
+    world: Any,
+    inbox: Inbox,
+) -> Runtime:
+    """What the container builds at cold start, but on the test's moto clients and window."""
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    runtime = make_runtime(clients, retry, Settings.from_env())
+    assert runtime.settings.topic_arn == inbox.topic_arn
+    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
+    return runtime
+
+
+def invoke(event: Any) -> dict[str, Any]:
+    result: dict[str, Any] = lambda_handler(event, FakeLambdaContext())
+    return result
+
+
+def test_storm_of_500_reads_counts_500_and_notifies_once(
+    handler_runtime: Runtime,
+    inbox: Inbox,
+    capsys: pytest.CaptureFixture[str],
+    ecs_calls: ApiCalls,
+) -> None:
+    event = load_event(READ)
+
+    results = [invoke(copy.deepcopy(event)) for _ in range(500)]
+
+    assert {r["status"] for r in results} == {"processed"}
+    emf = Emf.read(capsys)
+    assert len(emf.flushes) == 500  # one per invocation
+    assert emf.total("PendingDeletionAccess") == 500
+    assert emf.total("NotificationsSent") == 1
+    assert emf.total("NotificationsSuppressed") == 499
+    sent = inbox.drain()
+    assert len(sent) == 1
+    assert "prod/legacy-token" in sent[0]["Subject"]
+    assert LEGACY_ARN in sent[0]["Message"]
+    assert ecs_calls.counts["ListServices"] == 2  # discovery once: two clusters
+
+
+@pytest.mark.parametrize(
+    ("sample", "metric", "kind"),
+    [
+        ("get-secret-value-marked-for-deletion-by-name.json", "PendingDeletionAccess", "pending"),
+        ("delete-secret-recovery-window.json", "DeletedSecretStillReferenced", "deletion"),
+        ("rotation-failed.json", "RotationFailures", "rotation_failed"),
+    ],
+)
+def test_each_alarm_kind_through_the_handler(
+    handler_runtime: Runtime,
+    inbox: Inbox,
+    capsys: pytest.CaptureFixture[str],
+    sample: str,
+    metric: str,
+    kind: str,
+) -> None:
+    result = invoke(load_event(sample))
+
+    assert result["status"] == "processed"
+    assert result["kind"].startswith(kind)
+    assert Emf.read(capsys).total(metric) == 1
+    sent = inbox.drain()
+    assert len(sent) == 1
+    assert sent[0]["Message"].startswith("rotor: ")
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "rotation-succeeded.json",
+        "secret-label-updated-awscurrent.json",
+        "put-secret-value-awscurrent.json",
+    ],
+)
+def test_rotation_events_are_not_for_this_function(
+    handler_runtime: Runtime,
+    inbox: Inbox,
+    capsys: pytest.CaptureFixture[str],
+    ecs_calls: ApiCalls,
+    sample: str,
+) -> None:
+    result = invoke(load_event(sample))
+
+    assert result["status"] == "ignored"
+    assert result["kind"] in ("rotation", "secret_value_changed")
+    assert sum(ecs_calls.counts.values()) == 0  # no discovery, and above all no redeploy
+    assert inbox.drain() == []
+    assert Emf.read(capsys).flushes == []
+
+
+def _read_without_secret() -> dict[str, Any]:
+    event = load_event(READ)
+    event["detail"]["requestParameters"] = None
+    return event
+
+
+def _read_naming_malformed_arn() -> dict[str, Any]:
+    event = load_event(READ)
+    event["detail"]["requestParameters"] = {"secretId": "arn:aws:secretsmanager:us-east-1:1234"}
+    return event
+
+
+def _delete_with_bad_window() -> dict[str, Any]:
+    event = load_event("delete-secret-recovery-window.json")
+    event["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
+    return event
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+@pytest.mark.parametrize(
+    "poison",
+    [
+        pytest.param({"hello": "world"}, id="not-an-event"),
+        pytest.param("this is not json", id="not-json"),
+        pytest.param(["a", "list"], id="a-list"),
+        pytest.param({**load_event(READ), "detail": "text"}, id="detail-not-an-object"),
+        pytest.param(_read_without_secret(), id="read-naming-no-secret"),
+        pytest.param(_delete_with_bad_window(), id="delete-with-bad-window"),
+        pytest.param(_read_naming_malformed_arn(), id="read-naming-malformed-arn"),
+    ],
+)
+def test_poison_event_is_dropped_and_counted_without_raising(
+    handler_runtime: Runtime,
+    inbox: Inbox,
+    capsys: pytest.CaptureFixture[str],
+    poison: Any,
+) -> None:
+    result = invoke(copy.deepcopy(poison))
+
+    assert result["status"] == "dropped"
+    assert result["error"]
+    emf = Emf.read(capsys)
+    assert emf.total("InvalidEvents") == 1
+    assert emf.total("PendingDeletionAccess") == 0
+    assert inbox.drain() == []
+
+
+class FailFirstPublishes:
+    """SNS Publish answers ThrottlingException for the first ``count`` calls."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    def attach(self, client: Any) -> FailFirstPublishes:
+        client.meta.events.register("before-call.sns.Publish", self._maybe_fail)
+        return self
+
+    def _maybe_fail(self, **_: Any) -> Any:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        http = AWSResponse("https://fake.invalid/", 400, {}, None)
+        return http, {
+            "Error": {"Code": "Throttling", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_read_whose_notification_failed_notifies_when_lambda_retries_it(
+    handler_runtime: Runtime, inbox: Inbox, clients: AwsClients
+) -> None:
+    """SNS throttles past the retry budget: the invocation fails and Lambda retries the event.
+
+    The retry must still send the notification; otherwise the first read of a storm claimed the
+    window, sent nothing, and every read for the next 15 minutes is suppressed: no alarm at all.
+    """
+    failures = FailFirstPublishes(handler_runtime.retry.max_attempts).attach(clients.sns)
+    event = load_event(READ)
+
+    with pytest.raises(Exception, match="Throttling"):
+        invoke(copy.deepcopy(event))
+    assert failures.left == 0
+    assert inbox.drain() == []
+
+    retried = invoke(copy.deepcopy(event))  # Lambda's asynchronous retry of the same event
+
+    assert retried["status"] == "processed"
+    assert len(inbox.drain()) == 1, "the alarm was lost: the window was claimed by a failed send"
+
+
+def test_cold_start_runtime_publishes_to_the_topic_in_rotor_topic_arn(
+    monkeypatch: pytest.MonkeyPatch, clients: AwsClients, world: Any, inbox: Inbox
+) -> None:
+    """The real cold start: settings and clients from the environment (moto is active)."""
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    handlers.entry.cold_start_runtime.cache_clear()
+    try:
+        result = invoke(load_event("rotation-abandoned.json"))
+        runtime = handlers.entry.cold_start_runtime()
+    finally:
+        handlers.entry.cold_start_runtime.cache_clear()
+
+    assert runtime.settings.topic_arn == inbox.topic_arn
+    assert result["status"] == "processed"
+    sent = inbox.drain()
+    assert len(sent) == 1
+    assert sent[0]["Subject"] == "rotor: RotationAbandoned for prod/db"

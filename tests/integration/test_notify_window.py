@@ -1,0 +1,199 @@
+"""The notification window: at most one notification per (secret, caller) per window, kept in
+memory or, with ROTOR_STATE_TABLE, in DynamoDB (moto) so that every Lambda container shares it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchestration.clients import AwsClients
+from orchestration.dispatch import process
+from orchestration.events import classify
+from orchestration.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
+from orchestration.retry import RetryPolicy
+from orchestration.runtime import Runtime
+from orchestration.settings import Settings
+from tests.conftest import REGION, load_event, make_runtime
+
+pytestmark = pytest.mark.integration
+
+WINDOW = timedelta(minutes=15)
+T0 = datetime(2026, 11, 20, 11, 7, 33, tzinfo=UTC)
+KEY = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/legacy-token-Lg56Tk|role/a"
+OTHER_KEY = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/legacy-token-Lg56Tk|role/b"
+TABLE = "rotor-state"
+
+
+@pytest.fixture
+def table(clients: AwsClients) -> str:
+    clients.dynamodb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return TABLE
+
+
+WindowFactory = Callable[[], NotifyWindow]
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def new_window(request: pytest.FixtureRequest, retry: RetryPolicy) -> WindowFactory:
+    """Makes windows of 15 minutes; DynamoDB windows all share one moto table."""
+    if request.param == "memory":
+        return lambda: MemoryNotifyWindow(WINDOW)
+    clients: AwsClients = request.getfixturevalue("clients")
+    table: str = request.getfixturevalue("table")
+    return lambda: DynamoDbNotifyWindow(clients.dynamodb, table, WINDOW, retry)
+
+
+def test_first_claim_wins_and_repeats_within_the_window_lose(new_window: WindowFactory) -> None:
+    window = new_window()
+
+    assert window.claim(KEY, T0) is True
+    assert window.claim(KEY, T0) is False
+    assert window.claim(KEY, T0 + timedelta(minutes=1)) is False
+    assert window.claim(KEY, T0 + WINDOW - timedelta(seconds=1)) is False
+
+
+def test_claim_wins_again_once_the_window_has_passed(new_window: WindowFactory) -> None:
+    window = new_window()
+    assert window.claim(KEY, T0) is True
+
+    assert window.claim(KEY, T0 + WINDOW) is True
+    # ...and that opens a new window from the new claim.
+    assert window.claim(KEY, T0 + WINDOW + timedelta(minutes=14)) is False
+    assert window.claim(KEY, T0 + 2 * WINDOW) is True
+
+
+def test_a_read_delivered_late_does_not_reopen_the_window(new_window: WindowFactory) -> None:
+    """CloudTrail delivery lags: an older read arriving after a newer claim stays suppressed."""
+    window = new_window()
+    assert window.claim(KEY, T0 + timedelta(minutes=5)) is True
+
+    assert window.claim(KEY, T0) is False
+
+
+def test_different_keys_have_independent_windows(new_window: WindowFactory) -> None:
+    window = new_window()
+
+    assert window.claim(KEY, T0) is True
+    assert window.claim(OTHER_KEY, T0 + timedelta(seconds=1)) is True
+    assert window.claim(KEY, T0 + timedelta(seconds=2)) is False
+    assert window.claim(OTHER_KEY, T0 + timedelta(seconds=3)) is False
+
+
+def test_memory_window_lets_exactly_one_of_many_concurrent_claims_win() -> None:
+    window = MemoryNotifyWindow(WINDOW)
+
+    with ThreadPoolExecutor(16) as pool:
+        wins = list(pool.map(lambda _: window.claim(KEY, T0), range(200)))
+
+    assert wins.count(True) == 1
+
+
+def test_two_lambda_containers_share_the_dynamodb_window(
+    clients: AwsClients, table: str, retry: RetryPolicy
+) -> None:
+    first = DynamoDbNotifyWindow(clients.dynamodb, table, WINDOW, retry)
+    second = DynamoDbNotifyWindow(clients.dynamodb, table, WINDOW, retry)
+
+    assert first.claim(KEY, T0) is True
+    assert second.claim(KEY, T0 + timedelta(seconds=30)) is False
+    assert first.claim(KEY, T0 + timedelta(minutes=2)) is False
+    assert second.claim(OTHER_KEY, T0 + timedelta(minutes=2)) is True
+    assert second.claim(KEY, T0 + WINDOW) is True
+    assert first.claim(KEY, T0 + WINDOW + timedelta(seconds=1)) is False
+
+    # Read back: one item per key, expiring (DynamoDB TTL) when its window ends.
+    items = clients.dynamodb.scan(TableName=table)["Items"]
+    expiry = {item["pk"]["S"]: int(item["expires_at"]["N"]) for item in items}
+    assert expiry == {
+        f"notify#{KEY}": int((T0 + 2 * WINDOW).timestamp()),
+        f"notify#{OTHER_KEY}": int((T0 + timedelta(minutes=2) + WINDOW).timestamp()),
+    }
+
+
+# ------------------------------------------------------------------ Runtime.build picks the window
+
+
+@pytest.fixture
+def topic_queue(clients: AwsClients) -> tuple[str, Any, str]:
+    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
+    sqs = clients.session.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return topic_arn, sqs, url
+
+
+def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    envelopes: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=600
+        ).get("Messages", [])
+        if not messages:
+            return envelopes
+        for message in messages:
+            envelopes.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_runtime_uses_dynamodb_window_only_when_a_state_table_is_set(
+    clients: AwsClients, table: str
+) -> None:
+    with_table = Runtime.build(clients, Settings(state_table=table))
+    without = Runtime.build(clients, Settings())
+
+    assert isinstance(with_table.notify_window, DynamoDbNotifyWindow)
+    assert isinstance(without.notify_window, MemoryNotifyWindow)
+
+
+def test_runtime_window_length_follows_rotor_notify_window(
+    clients: AwsClients, table: str, retry: RetryPolicy
+) -> None:
+    settings = Settings.from_env({"ROTOR_STATE_TABLE": table, "ROTOR_NOTIFY_WINDOW": "5m"})
+    window = Runtime.build(clients, settings, retry=retry).notify_window
+
+    assert window.claim(KEY, T0) is True
+    assert window.claim(KEY, T0 + timedelta(minutes=4, seconds=59)) is False
+    assert window.claim(KEY, T0 + timedelta(minutes=5)) is True
+
+
+def test_storm_across_two_containers_sends_one_notification(
+    clients: AwsClients,
+    retry: RetryPolicy,
+    world: Any,
+    table: str,
+    topic_queue: tuple[str, Any, str],
+) -> None:
+    topic_arn, sqs, url = topic_queue
+    settings = Settings(topic_arn=topic_arn, state_table=table)
+    containers = [make_runtime(clients, retry, settings), make_runtime(clients, retry, settings)]
+    assert all(isinstance(r.notify_window, DynamoDbNotifyWindow) for r in containers)
+    assert containers[0].notify_window is not containers[1].notify_window
+    read = load_event("get-secret-value-marked-for-deletion.json")
+    storm = []
+    for i in range(50):  # one read a second, handed alternately to each container
+        event = copy.deepcopy(read)
+        event["detail"]["eventTime"] = (T0 + timedelta(seconds=i)).isoformat()
+        storm.append(classify(event))
+
+    outcomes = [process(event, containers[i % 2]) for i, event in enumerate(storm)]
+
+    assert sum(o.metrics["PendingDeletionAccess"] for o in outcomes) == 50
+    assert sum(o.metrics.get("NotificationsSent", 0) for o in outcomes) == 1
+    assert sum(o.notifications_suppressed for o in outcomes) == 49
+    sent = drain(sqs, url)
+    assert len(sent) == 1
+    assert "prod/legacy-token" in sent[0]["Subject"]
