@@ -1,0 +1,52 @@
+"""Rules of the codebase that a reviewer would otherwise have to remember."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ORCHESTRATION = sorted((ROOT / "orchestration").glob("*.py"))
+SHIPPED = ORCHESTRATION + sorted((ROOT / "handlers").glob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", ORCHESTRATION, ids=lambda p: p.name)
+def test_orchestration_never_imports_handlers_or_lambda_runtime(path: Path) -> None:
+    forbidden = [
+        name
+        for name in _imports(path)
+        if name == "handlers"
+        or name.startswith("handlers.")
+        or name.startswith("aws_lambda_powertools.utilities.typing")
+        or name in ("aws_lambda_powertools", "aws_lambda_powertools.logging")
+    ]
+    assert forbidden == [], f"{path.name} imports {forbidden}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_rotor_never_reads_a_secret_value(path: Path) -> None:
+    calls = re.findall(r"\.(get_secret_value|batch_get_secret_value)\s*\(", path.read_text())
+    assert calls == [], f"{path.name} calls {calls}"
+
+
+def test_clients_are_created_in_one_place() -> None:
+    creators = [
+        p.name
+        for p in SHIPPED
+        if re.search(r"\b(boto3\.client|session\.client|boto3\.resource)\s*\(", p.read_text())
+    ]
+    # demo.py builds the SQS inbox of the embedded world from the shared session.
+    assert set(creators) <= {"clients.py", "demo.py"}, creators
