@@ -37,7 +37,7 @@ RESTORE_TAG = "rotor:restore-on-access"
 def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> EventOutcome:
     """A call failed because its secret is scheduled for deletion: count, notify once, restore.
 
-    A read naming a full ARN that the window suppresses costs no AWS call but the claim.
+    A read that the window suppresses costs one DescribeSecret and the claim: no discovery.
     """
     _require(event, EventKind.PENDING_DELETION_ACCESS)
     outcome = EventOutcome(event)
@@ -45,15 +45,12 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
     lookup = runtime.secret_lookup()
     caller = event.caller or Caller()
     for secret_id in event.secrets:
-        identity = SecretIdentity.from_event_words(
-            secret_id, account=event.account, region=event.region
-        )
-        facts: SecretFacts | None = None
-        if not identity.is_full or len(event.secrets) > 1:
-            facts = lookup.describe(secret_id, account=event.account, region=event.region)
-            identity = facts.identity
-            if facts.described and not facts.scheduled_for_deletion and len(event.secrets) > 1:
-                continue  # one of several secrets in a batch read; not the one being deleted
+        # Reads carry only the caller's words (name, partial or full ARN): DescribeSecret
+        # gives the one identity all three share, so they share one window.
+        facts = lookup.describe(secret_id, account=event.account, region=event.region)
+        identity = facts.identity
+        if facts.described and not facts.scheduled_for_deletion and len(event.secrets) > 1:
+            continue  # one of several secrets in a batch read; not the one being deleted
         outcome.secret = outcome.secret or identity.arn
         key = f"{identity.arn}|{caller.principal}"
         if not runtime.notify_window.claim(key, event.event_time):
@@ -61,7 +58,6 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
             outcome.count(NOTIFICATIONS_SUPPRESSED)
             continue
         try:
-            facts = facts or lookup.describe(secret_id, account=event.account, region=event.region)
             consumers, discovery_note = _consumers(runtime, facts.identity)
             restored = _maybe_restore(runtime, facts, outcome)
             notification = _pending_access_notification(

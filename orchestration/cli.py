@@ -178,15 +178,17 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _resolve_cli_secret(runtime: Runtime, secret_id: str) -> SecretIdentity:
-    if secret_id.startswith("arn:"):
-        try:
-            return SecretIdentity.from_full_arn(secret_id)
-        except InvalidReferenceError:
-            pass  # a partial ARN: let DescribeSecret complete it
+    """DescribeSecret decides what the user meant (``…:secret:prod/api-signer`` may be a partial
+    ARN); an ARN that cannot be described (another account's) is taken as a full ARN."""
     client = runtime.clients.secretsmanager
     try:
         answer = runtime.retry.call("DescribeSecret", client.describe_secret, SecretId=secret_id)
     except AwsCallError as exc:
+        if secret_id.startswith("arn:"):
+            try:
+                return SecretIdentity.from_full_arn(secret_id)
+            except InvalidReferenceError:
+                pass
         raise UsageError(f"cannot find secret {secret_id!r}: {exc.code}: {exc.message}") from None
     return SecretIdentity.from_full_arn(answer["ARN"])
 

@@ -142,6 +142,10 @@ class Classification:
     secret: str | None = None
     #: Every secret the event names (BatchGetSecretValue may name several).
     secrets: tuple[str, ...] = ()
+    #: True when ``secret`` is an ARN AWS itself wrote into the event (so it is a full ARN);
+    #: False for the caller's own words, where ``…:secret:prod/api-signer`` may be a partial
+    #: ARN of ``prod/api-signer`` or the full ARN of ``prod/api`` and only DescribeSecret can tell.
+    secret_written_by_aws: bool = False
     secret_name: str | None = None
     version_id: str | None = None
     caller: Caller | None = None
@@ -225,6 +229,7 @@ def _classify_label_updated(envelope: _Envelope, base: dict[str, Any]) -> Classi
         **base,
         "event_name": LABEL_UPDATED,
         "secret": secret,
+        "secret_written_by_aws": bool(arns),
         "secrets": (secret,),
         "secret_name": detail.name,
         "version_id": detail.versionId,
@@ -247,13 +252,14 @@ def _classify_cloudtrail(envelope: _Envelope, base: dict[str, Any]) -> Classific
     name = detail.eventName
     request = detail.requestParameters or {}
     response = detail.responseElements or {}
-    secrets = _secret_ids(envelope, detail)
+    secrets, written_by_aws = _secret_ids(envelope, detail)
     common: dict[str, Any] = {
         **base,
         "event_name": name,
         "event_time": _utc(detail.eventTime) if detail.eventTime else base["event_time"],
         "secret": secrets[0] if secrets else None,
         "secrets": secrets,
+        "secret_written_by_aws": written_by_aws,
         "secret_name": _text(response, "name"),
         "caller": _caller(detail),
         "error_code": detail.errorCode,
@@ -348,12 +354,13 @@ def _classify_deployment(envelope: _Envelope, base: dict[str, Any]) -> Classific
     )
 
 
-def _secret_ids(envelope: _Envelope, detail: _CloudTrailDetail) -> tuple[str, ...]:
+def _secret_ids(envelope: _Envelope, detail: _CloudTrailDetail) -> tuple[tuple[str, ...], bool]:
     """Every secret the event names, best (a full ARN AWS wrote) first, no duplicates.
 
     Order of trust: ``additionalEventData.SecretId`` (documented for rotation events),
     ``responseElements.arn``/``aRN``, the ARN inside a rotation ``requestID``, ``resources``,
-    then the caller's own ``requestParameters.secretId`` / ``secretIdList``.
+    then the caller's own ``requestParameters.secretId`` / ``secretIdList``. The flag says
+    whether the first one is an ARN AWS wrote.
     """
     request = detail.requestParameters or {}
     response = detail.responseElements or {}
@@ -369,6 +376,7 @@ def _secret_ids(envelope: _Envelope, detail: _CloudTrailDetail) -> tuple[str, ..
         if candidate:
             found.append(candidate)
     found.extend(r for r in envelope.resources if ":secretsmanager:" in r)
+    written_by_aws = bool(found)
     given = _text(request, "secretId")
     listed = request.get("secretIdList")
     if listed is not None and not (
@@ -381,7 +389,7 @@ def _secret_ids(envelope: _Envelope, detail: _CloudTrailDetail) -> tuple[str, ..
     for word in callers_words:
         if not any(_same_secret(word, arn) for arn in full):
             found.append(word)
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found)), written_by_aws
 
 
 def _same_secret(callers_id: str, full_arn: str) -> bool:

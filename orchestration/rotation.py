@@ -31,7 +31,10 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         raise ValueError(f"not a new-value event: {event.kind}")
     outcome = EventOutcome(event)
     secret = runtime.secret_lookup().resolve(
-        event.secret, account=event.account, region=event.region
+        event.secret,
+        account=event.account,
+        region=event.region,
+        written_by_aws=event.secret_written_by_aws,
     )
     outcome.secret = secret.arn
     consumers = runtime.discovery().consumers(secret)

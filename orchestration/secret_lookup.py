@@ -51,10 +51,9 @@ class SecretLookup:
             return SecretFacts(
                 fallback, described=False, why_not_described=f"secret is in {fallback.region}"
             )
-        lookup_id = fallback.arn if fallback.is_full else secret_id
         try:
             answer = self._retry.call(
-                "DescribeSecret", self._client.describe_secret, SecretId=lookup_id
+                "DescribeSecret", self._client.describe_secret, SecretId=secret_id
             )
         except PermanentAwsError as exc:
             log.info("cannot describe %s: %s", secret_id, exc.code)
@@ -75,9 +74,15 @@ class SecretLookup:
             tags={t["Key"]: t.get("Value", "") for t in answer.get("Tags", []) if "Key" in t},
         )
 
-    def resolve(self, secret_id: str, *, account: str, region: str) -> SecretIdentity:
-        """The secret's identity, calling DescribeSecret only when the event lacks a full ARN."""
-        identity = SecretIdentity.from_event_words(secret_id, account=account, region=region)
-        if identity.is_full:
-            return identity
+    def resolve(
+        self, secret_id: str, *, account: str, region: str, written_by_aws: bool
+    ) -> SecretIdentity:
+        """The secret's identity. An ARN that AWS wrote into the event is full and needs no call;
+        the caller's own words (name, partial ARN, or an ARN whose name may merely end in
+        ``-`` plus six characters) are resolved with DescribeSecret."""
+        if written_by_aws:
+            try:
+                return SecretIdentity.from_full_arn(secret_id)
+            except InvalidReferenceError:
+                pass
         return self.describe(secret_id, account=account, region=region).identity

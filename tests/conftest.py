@@ -109,8 +109,13 @@ def make_runtime(
         or (None if settings.topic_arn else LogOnlyNotifier()),
         notify_window=overrides.pop("notify_window", None)
         or (None if settings.state_table else MemoryNotifyWindow(timedelta(minutes=15))),
-        task_definitions=overrides.pop("task_definitions", None) or TaskDefinitionCache(),
+        task_definitions=_or_new(overrides.pop("task_definitions", None)),
     )
+
+
+def _or_new(cache: TaskDefinitionCache | None) -> TaskDefinitionCache:
+    # An empty cache is falsy (len 0): test identity, not truth.
+    return cache if cache is not None else TaskDefinitionCache()
 
 
 @pytest.fixture
