@@ -1,0 +1,191 @@
+"""Fixtures for the moto integration tests: small dedicated worlds and event builders.
+
+``ecs_world`` builds a world with plain boto3 calls (create_secret, register_task_definition,
+create_cluster, create_service), backdates PRIMARY deployments in the moto backend, and reads
+deployments back through a separate, uninstrumented ECS client so that read-backs never show
+up in the ``ecs_calls`` counts. It also counts the UpdateService calls that reached moto's
+backend (after every injected error), per service.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from orchestration.clients import AwsClients
+from orchestration.world import backdate_deployment
+from tests.conftest import ACCOUNT, REGION, load_event
+
+#: One clock for every test: rotations happened a minute ago, stale deployments ten days ago,
+#: fresh ones thirty seconds ago (after the rotation). Relative to the real clock, because
+#: moto stamps a forced deployment with the real "now".
+NOW = datetime.now(UTC).replace(microsecond=0)
+ROTATED_AT = NOW - timedelta(minutes=1)
+STALE = NOW - timedelta(days=10)
+FRESH = NOW - timedelta(seconds=30)
+OTHER_ACCOUNT = "210987654321"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def rotation_event(
+    secret_arn: str, at: datetime = ROTATED_AT, *, account: str = ACCOUNT, event_id: str = ""
+) -> dict[str, Any]:
+    """rotation-succeeded.json, about ``secret_arn``, completed at ``at``."""
+    event = load_event("rotation-succeeded.json")
+    event["id"] = event_id or str(uuid.uuid4())
+    event["time"] = iso(at)
+    event["account"] = account
+    detail = event["detail"]
+    detail["eventTime"] = iso(at)
+    detail["additionalEventData"]["SecretId"] = secret_arn
+    detail["requestID"] = f"Rotation-{secret_arn}-{uuid.uuid4()}"
+    detail["userIdentity"]["accountId"] = account
+    detail["recipientAccountId"] = account
+    return event
+
+
+def label_event(secret_arn: str, name: str, at: datetime = ROTATED_AT) -> dict[str, Any]:
+    """secret-label-updated-awscurrent.json (the native event), about ``secret_arn``."""
+    event = load_event("secret-label-updated-awscurrent.json")
+    event["id"] = str(uuid.uuid4())
+    event["time"] = iso(at)
+    event["resources"] = [secret_arn]
+    event["detail"]["name"] = name
+    return event
+
+
+def put_value_event(callers_words: str, at: datetime = ROTATED_AT) -> dict[str, Any]:
+    """A PutSecretValue event that names the secret only as the caller did (no responseElements)."""
+    event = load_event("put-secret-value-awscurrent.json")
+    event["id"] = str(uuid.uuid4())
+    event["time"] = iso(at)
+    detail = event["detail"]
+    detail["eventTime"] = iso(at)
+    detail["requestParameters"]["secretId"] = callers_words
+    detail["responseElements"] = None
+    return event
+
+
+class EcsWorld:
+    """A small world built with boto3 calls inside the active moto mock."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        from moto.ecs.models import ecs_backends
+
+        self.sm = clients.secretsmanager
+        # A second client, without rate limiter, fakes or counters: read-backs only.
+        self.ecs = boto3.client("ecs", region_name=REGION)
+        self.backend = ecs_backends[ACCOUNT][REGION]
+        self.updates_reached_moto: Counter[str] = Counter()  # service name -> calls
+        self._families = 0
+        real_update = self.backend.update_service
+
+        def counting_update(service_properties: dict[str, Any]) -> Any:
+            name = str(service_properties.get("service", "")).rsplit("/", 1)[-1]
+            self.updates_reached_moto[name] += 1
+            return real_update(service_properties)
+
+        # Instance attribute: moto's responses call ``self.ecs_backend.update_service``.
+        self.backend.update_service = counting_update
+
+    def secret(self, name: str) -> str:
+        arn: str = self.sm.create_secret(Name=name, SecretString="placeholder")["ARN"]
+        return arn
+
+    def task_definition(
+        self,
+        *,
+        secrets: Iterable[str] = (),
+        repository_credentials: str | None = None,
+        secret_options: Iterable[str] = (),
+        family: str | None = None,
+        containers: int = 1,
+    ) -> str:
+        self._families += 1
+        family = family or f"family-{self._families}"
+        container: dict[str, Any] = {
+            "name": "app",
+            "image": "registry.example.com/app:1",
+            "memory": 256,
+            "secrets": [{"name": f"S{i}", "valueFrom": v} for i, v in enumerate(secrets)],
+        }
+        if repository_credentials:
+            container["repositoryCredentials"] = {"credentialsParameter": repository_credentials}
+        options = list(secret_options)
+        if options:
+            container["logConfiguration"] = {
+                "logDriver": "splunk",
+                "options": {"splunk-url": "https://splunk.example.com"},
+                "secretOptions": [{"name": f"o{i}", "valueFrom": v} for i, v in enumerate(options)],
+            }
+        definitions = [container] + [
+            {"name": f"sidecar-{i}", "image": "registry.example.com/sidecar:1", "memory": 64}
+            for i in range(1, containers)
+        ]
+        arn: str = self.ecs.register_task_definition(
+            family=family, containerDefinitions=definitions
+        )["taskDefinition"]["taskDefinitionArn"]
+        return arn
+
+    def cluster(self, name: str) -> str:
+        arn: str = self.ecs.create_cluster(clusterName=name)["cluster"]["clusterArn"]
+        return arn
+
+    def service(
+        self,
+        cluster: str,
+        name: str,
+        task_definition: str,
+        *,
+        deployed_at: datetime = STALE,
+        desired_count: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        kwargs: dict[str, Any] = {}
+        if tags:
+            kwargs["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        arn: str = self.ecs.create_service(
+            cluster=cluster,
+            serviceName=name,
+            taskDefinition=task_definition,
+            desiredCount=desired_count,
+            **kwargs,
+        )["service"]["serviceArn"]
+        backdate_deployment(self.backend, cluster, name, deployed_at)
+        return arn
+
+    def primary(self, cluster: str, service: str) -> dict[str, Any]:
+        """The PRIMARY deployment as DescribeServices shows it."""
+        found = self.ecs.describe_services(cluster=cluster, services=[service])["services"]
+        assert len(found) == 1, f"{cluster}/{service} not found"
+        deployments = [d for d in found[0]["deployments"] if d["status"] == "PRIMARY"]
+        assert len(deployments) == 1
+        return copy.deepcopy(deployments[0])
+
+    def primaries(self, names: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        return {f"{c}/{s}": self.primary(c, s) for c, s in names}
+
+
+@pytest.fixture
+def ecs_world(clients: AwsClients) -> EcsWorld:
+    return EcsWorld(clients)
+
+
+def changed(before: Mapping[str, dict[str, Any]], after: Mapping[str, dict[str, Any]]) -> set[str]:
+    """The services whose PRIMARY deployment id changed."""
+    return {name for name in before if before[name]["id"] != after[name]["id"]}
+
+
+def update_calls_per_service(calls: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    """UpdateService calls (as sent, injected failures included) per service name."""
+    return Counter(str(params["service"]).rsplit("/", 1)[-1] for params in calls)
