@@ -18,9 +18,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.observability import logger, metrics, tracer
 from orchestration.clients import AwsClients
 from orchestration.dispatch import process
-from orchestration.errors import InvalidEventError, InvalidReferenceError
+from orchestration.errors import (
+    AwsCallError,
+    InvalidEventError,
+    InvalidReferenceError,
+    RetryableAwsError,
+)
 from orchestration.events import EventKind, classify
-from orchestration.outcome import INVALID_EVENTS
+from orchestration.outcome import INVALID_EVENTS, PROCESSING_ERRORS
 from orchestration.runtime import Runtime, lambda_deadline
 from orchestration.settings import Settings
 
@@ -62,7 +67,20 @@ def handle_event(
     runtime = cold_start_runtime().with_deadline(
         lambda_deadline(context.get_remaining_time_in_millis)
     )
-    outcome = process(classification, runtime, accept=accept)
+    try:
+        outcome = process(classification, runtime, accept=accept)
+    except AwsCallError as exc:
+        # Raise so Lambda retries the event and finally hands it to the on-failure target.
+        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.error(
+            "AWS call failed; the event will be retried",
+            extra={
+                "operation": exc.operation,
+                "code": exc.code,
+                "retryable": isinstance(exc, RetryableAwsError),
+            },
+        )
+        raise
     for name, value in outcome.metrics.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     result = outcome.to_dict()

@@ -20,6 +20,7 @@ NOTIFICATIONS_SENT = "NotificationsSent"
 NOTIFICATIONS_SUPPRESSED = "NotificationsSuppressed"
 SECRETS_RESTORED = "SecretsRestored"
 INVALID_EVENTS = "InvalidEvents"
+PROCESSING_ERRORS = "ProcessingErrors"  # an AWS error stopped an event; Lambda retries it
 
 
 @dataclass

@@ -320,3 +320,25 @@ def test_retries_stop_at_the_lambda_deadline(
     assert ecs_calls.counts["UpdateService"] == len(DB_CONSUMERS)
     assert sleeps == []
     assert seeded.primaries(WORLD_SERVICES) == before
+
+
+def test_aws_error_in_discovery_is_logged_and_raised_for_lambda_to_retry(
+    seeded, clients, runtime, use_runtime, capsys, powertools_logs
+):
+    from tests.aws_fakes import FailFor
+
+    use_runtime(runtime)
+    FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
+    before = seeded.primaries(WORLD_SERVICES)
+
+    with pytest.raises(Exception) as raised:
+        lambda_handler(load_event("rotation-succeeded.json"), FakeLambdaContext())
+
+    assert "AccessDeniedException" in str(raised.value)
+    assert seeded.primaries(WORLD_SERVICES) == before
+    errors = [r for r in log_records(powertools_logs) if r["level"] == "ERROR"]
+    assert [(r["operation"], r["code"], r["retryable"]) for r in errors] == [
+        ("ListClusters", "AccessDeniedException", False)
+    ]
+    (record,) = emf_lines(capsys.readouterr().out)
+    assert emf_values(record) == {"ProcessingErrors": 1}
