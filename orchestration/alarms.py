@@ -93,17 +93,17 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
         when = "deleted immediately, without recovery (forceDeleteWithoutRecovery)"
         todo = [
             "The secret cannot be restored. Recreate it (same name, new ARN suffix) and update",
-            "every task definition below to the new ARN, then redeploy the services.",
+            "every task definition above to the new ARN, then redeploy those services.",
         ]
     else:
-        date = event.deletion_date or _iso(facts.deleted_date) or "unknown"
+        date = _cloudtrail_date(event.deletion_date) or _iso(facts.deleted_date) or "unknown"
         when = (
             f"scheduled for deletion on {date} ({event.recovery_window_days}-day recovery window)"
         )
         todo = [
             "If the deletion is a mistake, cancel it before that date:",
             f"  {_restore_command(facts.identity)}",
-            "Otherwise move every service below off the secret before that date.",
+            "Otherwise move every service above off the secret before that date.",
         ]
     body = render(
         f"rotor: secret {name} was deleted but {len(consumers)} ECS service(s) still reference it",
@@ -127,7 +127,10 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
         runtime,
         Notification(
             kind=event.kind.value,
-            subject=f"rotor: deleted secret {name} is still used by {len(consumers)} service(s)",
+            subject=(
+                f"rotor: {name} ({'deleted' if event.force_delete else 'scheduled for deletion'})"
+                f" is still used by {len(consumers)} service(s)"
+            ),
             body=body,
             secret=facts.identity.arn,
             data={
@@ -225,7 +228,7 @@ def _pending_access_notification(
         todo += [
             "If the secret is still needed, cancel the deletion:",
             f"  {_restore_command(identity)}",
-            "Otherwise stop the caller from reading it (and move the services below off it).",
+            "Otherwise stop the caller from reading it, and move the services above off it.",
         ]
     services = _consumer_lines(consumers, caller)
     if discovery_note:
@@ -325,6 +328,20 @@ def _restore_command(secret: SecretIdentity) -> str:
 def _require(event: Classification, kind: EventKind) -> None:
     if event.kind is not kind or not event.secrets:
         raise ValueError(f"expected a {kind.value} event naming a secret, got {event.kind.value}")
+
+
+def _cloudtrail_date(text: str | None) -> str | None:
+    """CloudTrail renders dates as 'Nov 27, 2026, 11:00:00 AM' (older: no comma after the
+    year); give them as ISO 8601 UTC, or as written when the form is unknown."""
+    if not text:
+        return None
+    cleaned = " ".join(text.replace("\u202f", " ").split())
+    for form in ("%b %d, %Y, %I:%M:%S %p", "%b %d, %Y %I:%M:%S %p"):
+        try:
+            return _iso(datetime.strptime(cleaned, form).replace(tzinfo=UTC))
+        except ValueError:
+            continue
+    return text
 
 
 def _from_now(moment: datetime) -> str:

@@ -16,12 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
+
 from orchestration.clients import AwsClients
 from orchestration.errors import (
     AwsCallError,
     ConfigurationError,
     InvalidEventError,
     InvalidReferenceError,
+    PermanentAwsError,
     RotorError,
 )
 from orchestration.events import Classification, classify, parse_event_text
@@ -54,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidEventError, InvalidReferenceError, ConfigurationError, UsageError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
+    except (ProfileNotFound, NoRegionError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except BotoCoreError as exc:
+        _error(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     except (AwsCallError, RotorError) as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -87,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     discover = command("discover", _discover, "list the ECS services that reference a secret")
     discover.add_argument("secret", metavar="SECRET", help="secret ARN or name")
     discover.add_argument("--json", action="store_true", help="print one JSON object")
+    discover.add_argument(
+        "--rotated-at",
+        type=_timestamp,
+        metavar="TIME",
+        help="judge freshness as if the new value became current at TIME (ISO 8601; default: now)",
+    )
     discover.add_argument(
         "--world",
         nargs="?",
@@ -155,12 +170,14 @@ def _discover(args: argparse.Namespace) -> int:
     with _aws(args) as runtime:
         secret = _resolve_cli_secret(runtime, args.secret)
         consumers = runtime.discovery().consumers(secret)
-        verdicts = plan(consumers, datetime.now(UTC), opt_in=runtime.settings.opt_in)
+        rotated_at = args.rotated_at or datetime.now(UTC)
+        verdicts = plan(consumers, rotated_at, opt_in=runtime.settings.opt_in)
     rows = [describe_verdict(v) for v in verdicts]
     if args.json:
-        _print_json({"secret": secret.arn, "consumers": rows})
+        _print_json({"secret": secret.arn, "rotated_at": _iso(rotated_at), "consumers": rows})
         return EXIT_OK
     print(f"{secret.arn}: {len(rows)} consumer(s)")
+    print(f"  actions as if it got a new value at {_iso(rotated_at)} (--rotated-at to change)")
     _table(
         ["CLUSTER", "SERVICE", "TASK DEFINITION", "ACTION", "REASON"],
         [
@@ -183,13 +200,15 @@ def _resolve_cli_secret(runtime: Runtime, secret_id: str) -> SecretIdentity:
     client = runtime.clients.secretsmanager
     try:
         answer = runtime.retry.call("DescribeSecret", client.describe_secret, SecretId=secret_id)
-    except AwsCallError as exc:
+    except PermanentAwsError as exc:
         if secret_id.startswith("arn:"):
             try:
                 return SecretIdentity.from_full_arn(secret_id)
             except InvalidReferenceError:
                 pass
-        raise UsageError(f"cannot find secret {secret_id!r}: {exc.code}: {exc.message}") from None
+        if exc.code == "ResourceNotFoundException":
+            raise UsageError(f"no secret {secret_id!r}: {exc.message}") from None
+        raise
     return SecretIdentity.from_full_arn(answer["ARN"])
 
 
@@ -250,6 +269,14 @@ class _aws:
     def __exit__(self, *exc: object) -> None:
         if self._world is not None:
             self._world.__exit__(*exc)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _classify_file(path: Path) -> Classification:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,13 +37,13 @@ STORY = (
     Step("put-secret-value-awspending.json", "a rotation in progress (AWSPENDING): no action"),
     Step("put-secret-value-awscurrent.json", "prod/db-admin changed by hand (PutSecretValue)"),
     Step("rotation-failed.json", "a rotation that failed"),
+    Step("delete-secret-recovery-window.json", "DeleteSecret of prod/legacy-token, still in use"),
     Step(
         "get-secret-value-marked-for-deletion.json",
-        "an ECS task reads prod/legacy-token, scheduled for deletion: a storm of 200 reads",
+        "an ECS task reads prod/legacy-token, now scheduled for deletion: a storm of 200 reads",
         repeat=200,
     ),
     Step("get-secret-value-marked-for-deletion-by-name.json", "a person reads it by name"),
-    Step("delete-secret-recovery-window.json", "DeleteSecret of a secret still in use"),
     Step("get-secret-value-success.json", "an ordinary read: no action"),
 )
 
@@ -194,5 +195,6 @@ def _deployments(clients: AwsClients) -> dict[str, str]:
             )["services"]:
                 primary = next(d for d in service["deployments"] if d["status"] == "PRIMARY")
                 name = f"{cluster.rsplit('/', 1)[-1]}/{service['serviceName']}"
-                result[name] = primary["createdAt"].isoformat(timespec="seconds")
+                created = primary["createdAt"].astimezone(UTC)
+                result[name] = created.isoformat(timespec="seconds").replace("+00:00", "Z")
     return result

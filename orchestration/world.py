@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.clients import AwsClients
-from orchestration.errors import RotorError
+from orchestration.errors import ConfigurationError, RotorError
 from orchestration.references import SecretIdentity
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -34,11 +34,13 @@ class SeededWorld:
 
 def load_world(path: Path = WORLD_FILE) -> dict[str, Any]:
     try:
-        world: dict[str, Any] = json.loads(path.read_text())
+        world = json.loads(path.read_text())
     except OSError as exc:
-        raise RotorError(f"cannot read the world file {path}: {exc.strerror}") from None
+        raise ConfigurationError(f"cannot read the world file {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise RotorError(f"world file {path} is not JSON: {exc}") from None
+        raise ConfigurationError(f"world file {path} is not JSON: {exc}") from None
+    if not isinstance(world, dict) or not {"account", "region"} <= world.keys():
+        raise ConfigurationError(f"world file {path} needs an object with account and region")
     return world
 
 

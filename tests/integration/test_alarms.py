@@ -552,7 +552,9 @@ def test_deletion_of_a_secret_still_referenced_names_every_service_and_the_recov
     assert fields["Secret"] == LEGACY
     assert fields["ARN"] == LEGACY_ARN
     assert "7-day recovery window" in fields["Deletion"]
-    assert event["detail"]["responseElements"]["deletionDate"] in fields["Deletion"]
+    # CloudTrail's "Nov 27, 2026, 11:00:00 AM" is given as ISO 8601 UTC.
+    assert event["detail"]["responseElements"]["deletionDate"] == "Nov 27, 2026, 11:00:00 AM"
+    assert "2026-11-27T11:00:00Z" in fields["Deletion"]
     assert fields["Deleted by"].startswith(f"arn:aws:iam::{ACCOUNT}:user/alice from 203.0.113.42")
     services = section(body, "Still referenced by")
     assert sorted(s.split(":")[0] for s in services) == [

@@ -99,7 +99,7 @@ def test_discover_json_lists_consumers_with_action_and_reason(world_probe, capsy
     captured = capsys.readouterr()
     assert status == 0, captured.err
     data = one_json_object(captured.out)
-    assert set(data) == {"secret", "consumers"}
+    assert set(data) == {"secret", "rotated_at", "consumers"}
     assert data["secret"] == DB
     rows = {f"{r['cluster']}/{r['service']}": r for r in data["consumers"]}
     assert len(rows) == len(data["consumers"])
@@ -143,8 +143,9 @@ def test_discover_table_without_json(world_probe, capsys):
     assert status == 0, captured.err
     lines = captured.out.splitlines()
     assert lines[0] == f"{DB}: 6 consumer(s)"
-    assert lines[1].split() == ["CLUSTER", "SERVICE", "TASK", "DEFINITION", "ACTION", "REASON"]
-    rows = {tuple(line.split()[:2]): line.split() for line in lines[2:]}
+    assert lines[1].strip().startswith("actions as if it got a new value at ")
+    assert lines[2].split() == ["CLUSTER", "SERVICE", "TASK", "DEFINITION", "ACTION", "REASON"]
+    rows = {tuple(line.split()[:2]): line.split() for line in lines[3:]}
     assert set(rows) == {
         ("prod", "api"),
         ("prod", "worker"),
@@ -160,6 +161,33 @@ def test_discover_table_without_json(world_probe, capsys):
     with pytest.raises(json.JSONDecodeError):
         json.loads(captured.out)
     assert world_probe.changed() == set()
+
+
+@pytest.mark.parametrize(
+    ("rotated_at", "search_action"),
+    [(None, "redeploy"), ("2026-11-20T10:00:05Z", "skip")],
+    ids=["now", "the-sample-rotation"],
+)
+def test_discover_judges_freshness_at_rotated_at(world_probe, capsys, rotated_at, search_action):
+    # prod/search was deployed 2026-11-20T10:20:00Z: stale for a rotation now, fresh for
+    # the sample rotation at 10:00:05.
+    extra = ["--rotated-at", rotated_at] if rotated_at else []
+    status = main(["discover", "prod/db", "--world", "--json", *extra])
+
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    data = one_json_object(captured.out)
+    rows = {f"{r['cluster']}/{r['service']}": r for r in data["consumers"]}
+    assert rows["prod/search"]["action"] == search_action
+    if rotated_at:
+        assert data["rotated_at"] == rotated_at
+
+
+def test_discover_rejects_a_bad_rotated_at(world_probe, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["discover", "prod/db", "--world", "--rotated-at", "yesterday"])
+    assert exited.value.code == 2
+    assert "not an ISO 8601 time" in capsys.readouterr().err
 
 
 def test_discover_unknown_secret_is_bad_input(world_probe, capsys):
