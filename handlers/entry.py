@@ -2,8 +2,9 @@
 
 EventBridge invokes these functions asynchronously, so the return value is only for logs and
 tests. Poison input (not an event rotor can read) is logged, counted and dropped: retrying it
-cannot help. Anything a retry can fix raises, so Lambda's async retries and then the function's
-on-failure destination keep the event; the freshness rule makes a retried rotation safe.
+cannot help. An AWS error that stops the event, and a redeploy that failed with a retryable
+error, raise: Lambda's async retries and then the function's on-failure destination keep the
+event (nothing is lost), and the redeploy ledger and freshness rule make a retry safe.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def handle_event(
         "processed",
         extra={key: result[key] for key in ("redeployed", "skipped", "failed", "notes")},
     )
-    retryable = [f for f in outcome.failed if f.get("retryable") == "true"]
+    retryable = [f for f in outcome.failed if f.get("retryable") is True]
     if retryable:
         raise RetryableFailure(
             f"{len(retryable)} redeploy(s) failed with retryable errors; retry the event"

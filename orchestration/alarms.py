@@ -28,6 +28,7 @@ from orchestration.references import SecretIdentity
 from orchestration.rotation import describe_consumer
 from orchestration.runtime import Runtime
 from orchestration.secret_lookup import SecretFacts
+from orchestration.times import iso_or_none, utc
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,10 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
             _send(runtime, notification, outcome)
         except Exception:
             # Not sent: give the window back so the retried event (or the next read) notifies.
-            runtime.notify_window.release(key)
+            try:
+                runtime.notify_window.release(key)
+            except AwsCallError as exc:  # keep the original error; say this one too
+                log.error("could not release the notify window for %s: %s", key, exc)
             raise
     return outcome
 
@@ -77,7 +81,10 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
     assert event.secret is not None
     outcome = EventOutcome(event)
     facts = runtime.secret_lookup().describe(
-        event.secret, account=event.account, region=event.region
+        event.secret,
+        account=event.account,
+        region=event.region,
+        written_by_aws=event.secret_written_by_aws,
     )
     outcome.secret = facts.identity.arn
     consumers, discovery_note = _consumers(runtime, facts.identity)
@@ -96,7 +103,7 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
             "every task definition above to the new ARN, then redeploy those services.",
         ]
     else:
-        date = _cloudtrail_date(event.deletion_date) or _iso(facts.deleted_date) or "unknown"
+        date = _cloudtrail_date(event.deletion_date) or iso_or_none(facts.deleted_date) or "unknown"
         when = (
             f"scheduled for deletion on {date} ({event.recovery_window_days}-day recovery window)"
         )
@@ -112,7 +119,7 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
             ("ARN", facts.identity.arn),
             ("Deletion", when),
             ("Deleted by", (event.caller or Caller()).describe()),
-            ("At", _iso(event.event_time) or "?"),
+            ("At", iso_or_none(event.event_time) or "?"),
             ("Account / region", f"{event.account} / {event.region}"),
         ],
         [
@@ -156,7 +163,7 @@ def handle_rotation_failed(event: Classification, runtime: Runtime) -> EventOutc
         [
             ("Secret", name),
             ("ARN", event.secret),
-            ("Event", f"{event.event_name} at {_iso(event.event_time)}"),
+            ("Event", f"{event.event_name} at {iso_or_none(event.event_time)}"),
             ("Error", event.error_message or "(the event gives none)"),
             ("Account / region", f"{event.account} / {event.region}"),
         ],
@@ -202,7 +209,7 @@ def _pending_access_notification(
 ) -> Notification:
     identity = facts.identity
     if facts.deleted_date:
-        deletion = f"{_iso(facts.deleted_date)} ({_from_now(facts.deleted_date)})"
+        deletion = f"{iso_or_none(facts.deleted_date)} ({_from_now(facts.deleted_date)})"
     elif facts.described:
         deletion = "not scheduled any more (restored since the read)"
     else:
@@ -241,7 +248,7 @@ def _pending_access_notification(
             ("Deletion date", deletion),
             (
                 "Attempt",
-                f"{event.event_name} at {_iso(event.event_time)} failed: "
+                f"{event.event_name} at {iso_or_none(event.event_time)} failed: "
                 f"{event.error_code or 'error'}",
             ),
             *caller_rows,
@@ -263,7 +270,7 @@ def _pending_access_notification(
             "services": [c.service.arn for c in consumers],
             "services_running_as_caller": runs_as_caller,
             "restored": restored,
-            "deletion_date": _iso(facts.deleted_date),
+            "deletion_date": iso_or_none(facts.deleted_date),
         },
     )
 
@@ -338,22 +345,14 @@ def _cloudtrail_date(text: str | None) -> str | None:
     cleaned = " ".join(text.replace("\u202f", " ").split())
     for form in ("%b %d, %Y, %I:%M:%S %p", "%b %d, %Y %I:%M:%S %p"):
         try:
-            return _iso(datetime.strptime(cleaned, form).replace(tzinfo=UTC))
+            return iso_or_none(datetime.strptime(cleaned, form).replace(tzinfo=UTC))
         except ValueError:
             continue
     return text
 
 
 def _from_now(moment: datetime) -> str:
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-    hours = (moment - datetime.now(UTC)).total_seconds() / 3600
+    hours = (utc(moment) - datetime.now(UTC)).total_seconds() / 3600
     if hours <= 0:
         return "due now"
     return f"in {round(hours)} hours" if hours < 48 else f"in {round(hours / 24)} days"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

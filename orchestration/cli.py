@@ -34,6 +34,7 @@ from orchestration.references import SecretIdentity
 from orchestration.rotation import describe_verdict
 from orchestration.runtime import Runtime, fixed_deadline
 from orchestration.settings import Settings
+from orchestration.times import iso
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 CLI_DEADLINE_SECONDS = 600.0
@@ -140,7 +141,7 @@ def _explain(args: argparse.Namespace) -> int:
         ("secret", event.secret or "-"),
         ("account", event.account),
         ("region", event.region),
-        ("event", f"{event.event_name or event.detail_type} at {_iso(event.event_time)}"),
+        ("event", f"{event.event_name or event.detail_type} at {iso(event.event_time)}"),
     ]
     if event.caller:
         rows.append(("caller", event.caller.describe()))
@@ -169,15 +170,33 @@ def _explanation(event: Classification) -> dict[str, Any]:
 def _discover(args: argparse.Namespace) -> int:
     with _aws(args) as runtime:
         secret = _resolve_cli_secret(runtime, args.secret)
-        consumers = runtime.discovery().consumers(secret)
+        inventory = runtime.discovery().scan()
+        consumers = inventory.consumers_of(secret)
         rotated_at = args.rotated_at or datetime.now(UTC)
         verdicts = plan(consumers, rotated_at, opt_in=runtime.settings.opt_in)
     rows = [describe_verdict(v) for v in verdicts]
+    unreadable = [
+        {"task_definition": bad.task_definition, "container": bad.container, "error": bad.error}
+        for bad in inventory.unreadable
+    ]
     if args.json:
-        _print_json({"secret": secret.arn, "rotated_at": _iso(rotated_at), "consumers": rows})
+        _print_json(
+            {
+                "secret": secret.arn,
+                "rotated_at": iso(rotated_at),
+                "consumers": rows,
+                "unreadable_references": unreadable,
+            }
+        )
         return EXIT_OK
+    for bad in unreadable:
+        print(
+            f"rotor: warning: unreadable reference in {bad['task_definition']} container "
+            f"{bad['container']}: {bad['error']}",
+            file=sys.stderr,
+        )
     print(f"{secret.arn}: {len(rows)} consumer(s)")
-    print(f"  actions as if it got a new value at {_iso(rotated_at)} (--rotated-at to change)")
+    print(f"  actions as if it got a new value at {iso(rotated_at)} (--rotated-at to change)")
     _table(
         ["CLUSTER", "SERVICE", "TASK DEFINITION", "ACTION", "REASON"],
         [
@@ -264,7 +283,8 @@ class _aws:
             )
             if not clients.region:
                 raise UsageError("no AWS region: pass --region or set AWS_REGION")
-        return Runtime.build(clients, settings).with_deadline(fixed_deadline(CLI_DEADLINE_SECONDS))
+        runtime = Runtime.build_for_one_run(clients, settings)
+        return runtime.with_deadline(fixed_deadline(CLI_DEADLINE_SECONDS))
 
     def __exit__(self, *exc: object) -> None:
         if self._world is not None:
@@ -336,12 +356,8 @@ def _print_json(data: dict[str, Any]) -> None:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _error(message: str) -> None:

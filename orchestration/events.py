@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestration.errors import InvalidEventError, InvalidReferenceError
 from orchestration.references import AWSCURRENT, SecretIdentity
+from orchestration.times import iso, utc
 
 SECRETS_MANAGER = "aws.secretsmanager"
 ECS = "aws.ecs"
@@ -156,22 +157,25 @@ class Classification:
     deletion_date: str | None = None
     service_arn: str | None = None
     deployment_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def secret_identity(self, secret_id: str | None = None) -> SecretIdentity | None:
-        """The secret as an identity when the event gives a full ARN, else ``None``."""
-        candidate = secret_id or self.secret
-        if not candidate or not candidate.startswith("arn:"):
+    def secret_identity(self) -> SecretIdentity | None:
+        """The secret as an identity, from the event alone (no AWS call)."""
+        if not self.secret:
             return None
         try:
-            return SecretIdentity.from_full_arn(candidate)
+            return SecretIdentity.from_event_words(
+                self.secret,
+                account=self.account,
+                region=self.region,
+                trust_suffix=self.secret_written_by_aws,
+            )
         except InvalidReferenceError:
             return None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["kind"] = self.kind.value
-        data["event_time"] = self.event_time.isoformat().replace("+00:00", "Z")
+        data["event_time"] = iso(self.event_time)
         data["secrets"] = list(self.secrets)
         return data
 
@@ -338,6 +342,11 @@ def _classify_cloudtrail(envelope: _Envelope, base: dict[str, Any]) -> Classific
             force_delete=forced,
             deletion_date=_text(response, "deletionDate"),
         )
+    if name == "UpdateSecretVersionStage":
+        return verdict(
+            EventKind.IGNORE,
+            "label move; when AWSCURRENT moves, the native Secret Label Updated event acts on it",
+        )
     return verdict(EventKind.IGNORE, f"{name} does not change the value consumers read")
 
 
@@ -467,6 +476,6 @@ def _validate(model: type[M], data: Any, where: str) -> M:
 
 def _utc(moment: datetime) -> datetime:
     try:
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return utc(moment)
     except OverflowError:
         raise InvalidEventError(f"time out of range: {moment.isoformat()}") from None

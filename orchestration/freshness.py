@@ -8,11 +8,12 @@ then find the service fresh, and secrets rotated together coalesce into one depl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from orchestration.discovery import Consumer
 from orchestration.references import SecretReference
+from orchestration.times import iso, utc
 
 OPT_TAG = "rotor:redeploy"
 
@@ -53,16 +54,16 @@ def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) ->
     if opt_in and opt != "true":
         return skip(f"not opted in (ROTOR_OPT_IN=true and no tag {OPT_TAG}=true)")
     created = service.primary_created_at
-    if created is not None and _utc(created) >= _utc(rotated_at):
+    if created is not None and utc(created) >= utc(rotated_at):
         return skip(
-            f"already fresh: PRIMARY deployment created {_iso(created)}, "
-            f"at or after the new value ({_iso(rotated_at)})"
+            f"already fresh: PRIMARY deployment created {iso(created)}, "
+            f"at or after the new value ({iso(rotated_at)})"
         )
-    when = f"created {_iso(created)}" if created else "of unknown age"
+    when = f"created {iso(created)}" if created else "of unknown age"
     return Verdict(
         consumer,
         Action.REDEPLOY,
-        f"PRIMARY deployment {when}, before the new value ({_iso(rotated_at)})",
+        f"PRIMARY deployment {when}, before the new value ({iso(rotated_at)})",
     )
 
 
@@ -72,11 +73,3 @@ def plan(consumers: list[Consumer], rotated_at: datetime, *, opt_in: bool = Fals
 
 def _pin(ref: SecretReference) -> str:
     return f"version id {ref.version_id}" if ref.version_id else f"stage {ref.version_stage}"
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return _utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")

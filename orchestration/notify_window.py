@@ -9,8 +9,9 @@ concurrent invocations cannot both win.
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -64,6 +65,7 @@ class DynamoDbNotifyWindow:
     def claim(self, key: str, now: datetime) -> bool:
         now_epoch = int(now.timestamp())
         expires = int((now + self._window).timestamp())
+        token = uuid.uuid4().hex  # the same across retries of this one claim
 
         def put() -> bool:
             try:
@@ -72,14 +74,18 @@ class DynamoDbNotifyWindow:
                     Item={
                         KEY_ATTRIBUTE: {"S": f"notify#{key}"},
                         EXPIRES_ATTRIBUTE: {"N": str(expires)},
+                        "owner": {"S": token},
                     },
                     ConditionExpression=f"attribute_not_exists({KEY_ATTRIBUTE}) "
                     f"OR {EXPIRES_ATTRIBUTE} <= :now",
                     ExpressionAttributeValues={":now": {"N": str(now_epoch)}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    return False
+                    # Ours after all when an earlier attempt landed and its answer was lost.
+                    old: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
+                    return bool(old.get("owner", {}).get("S") == token)
                 raise
             return True
 

@@ -20,6 +20,7 @@ NOTIFICATIONS_SENT = "NotificationsSent"
 NOTIFICATIONS_SUPPRESSED = "NotificationsSuppressed"
 SECRETS_RESTORED = "SecretsRestored"
 INVALID_EVENTS = "InvalidEvents"
+UNREADABLE_REFERENCES = "UnreadableReferences"  # valueFrom rotor cannot parse: may miss a consumer
 PROCESSING_ERRORS = "ProcessingErrors"  # an AWS error stopped an event; Lambda retries it
 
 
@@ -30,7 +31,7 @@ class EventOutcome:
     consumers: list[dict[str, Any]] = field(default_factory=list)
     redeployed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    failed: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # service, error, retryable
     notifications: list[Notification] = field(default_factory=list)
     notifications_suppressed: int = 0
     restored: list[str] = field(default_factory=list)

@@ -93,18 +93,28 @@ class SecretIdentity:
 
     @classmethod
     def from_event_words(
-        cls, secret_id: str, *, account: str, region: str, partition: str = "aws"
+        cls,
+        secret_id: str,
+        *,
+        account: str,
+        region: str,
+        partition: str = "aws",
+        trust_suffix: bool = False,
     ) -> SecretIdentity:
-        """Best identity from an event alone: a full ARN when it is one, else name-only
-        (a bare name lives in the event's account and region)."""
+        """Best identity from an event alone (a bare name lives in the event's account and
+        region). With ``trust_suffix`` (an ARN AWS wrote) a trailing ``-XXXXXX`` is the ARN
+        suffix; without it (the caller's words) the whole tail is the name, since
+        ``…:secret:prod/api-signer`` may be a partial ARN, never ``prod/api`` + ``signer``."""
         if secret_id.startswith("arn:"):
             partition, region, account, resource = _split_secretsmanager_arn(secret_id)
             if ":" in resource:
                 raise InvalidReferenceError(f"a secret id has no ':' after the name: {secret_id!r}")
-            try:
-                return cls.from_full_arn(secret_id)
-            except InvalidReferenceError:
-                return cls.from_name(resource, partition=partition, region=region, account=account)
+            if trust_suffix:
+                try:
+                    return cls.from_full_arn(secret_id)
+                except InvalidReferenceError:
+                    pass
+            return cls.from_name(resource, partition=partition, region=region, account=account)
         return cls.from_name(secret_id, partition=partition, region=region, account=account)
 
 

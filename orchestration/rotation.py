@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestration.discovery import Consumer
-from orchestration.events import REDEPLOY_KINDS, Classification
+from orchestration.discovery import Consumer, Inventory
+from orchestration.events import REDEPLOY_KINDS, Classification, EventKind
 from orchestration.freshness import Action, Verdict, plan
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     REDEPLOY_FAILURES,
     REDEPLOYS_SKIPPED,
     REDEPLOYS_STARTED,
+    UNREADABLE_REFERENCES,
     EventOutcome,
 )
 from orchestration.redeploy import Outcome
@@ -37,26 +38,33 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         written_by_aws=event.secret_written_by_aws,
     )
     outcome.secret = secret.arn
-    consumers = runtime.discovery().consumers(secret)
+    # The version that became AWSCURRENT names this change: deliveries of one rotation share it.
+    version = event.version_id
+    if version is None and event.kind is EventKind.ROTATION:
+        version = runtime.secret_lookup().current_version(secret)
+    change = f"{secret.arn}@{version}" if version else None
+    inventory = runtime.discovery().scan()
+    consumers = inventory.consumers_of(secret)
+    report_unreadable(inventory, outcome)
     verdicts = plan(consumers, event.event_time, opt_in=runtime.settings.opt_in)
     outcome.consumers = [describe_verdict(v) for v in verdicts]
     outcome.count(CONSUMERS_FOUND, len(consumers))
     for verdict in verdicts:
         if verdict.action is Action.SKIP:
             outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
-    for result in runtime.redeployer().redeploy(verdicts, event.event_time):
+    for result in runtime.redeployer().redeploy(verdicts, event.event_time, change):
         if result.outcome is Outcome.REDEPLOYED:
             outcome.redeployed.append(result.service_arn)
         elif result.outcome is Outcome.ALREADY_FRESH:
             outcome.skipped.append(
-                {"service": result.service_arn, "reason": "already fresh (found on retry)"}
+                {"service": result.service_arn, "reason": result.reason or "already fresh"}
             )
         else:
             outcome.failed.append(
                 {
                     "service": result.service_arn,
                     "error": result.error or "?",
-                    "retryable": str(result.retryable).lower(),
+                    "retryable": result.retryable,
                 }
             )
     outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
@@ -71,6 +79,16 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         len(outcome.failed),
     )
     return outcome
+
+
+def report_unreadable(inventory: Inventory, outcome: EventOutcome) -> None:
+    """References ECS may accept but rotor cannot parse: a consumer rotor might miss."""
+    for bad in inventory.unreadable:
+        outcome.notes.append(
+            f"unreadable reference in {bad.task_definition} container {bad.container}: {bad.error}"
+        )
+    if inventory.unreadable:
+        outcome.count(UNREADABLE_REFERENCES, len(inventory.unreadable))
 
 
 def describe_consumer(consumer: Consumer) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from orchestration.clients import AwsClients
 from orchestration.discovery import (
@@ -17,11 +18,18 @@ from orchestration.discovery import (
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
 from orchestration.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
 from orchestration.redeploy import Redeployer
+from orchestration.redeploy_ledger import (
+    DynamoDbRedeployLedger,
+    MemoryRedeployLedger,
+    RedeployLedger,
+)
 from orchestration.retry import RetryPolicy
 from orchestration.secret_lookup import SecretLookup
 from orchestration.settings import Settings
 
+# What a warm Lambda container remembers between invocations when there is no state table.
 _PROCESS_WINDOWS: dict[timedelta, MemoryNotifyWindow] = {}
+_PROCESS_LEDGER = MemoryRedeployLedger()
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Runtime:
     notifier: Notifier
     notify_window: NotifyWindow
     task_definitions: TaskDefinitionCache
+    ledger: RedeployLedger
 
     @classmethod
     def build(
@@ -43,6 +52,7 @@ class Runtime:
         notifier: Notifier | None = None,
         notify_window: NotifyWindow | None = None,
         task_definitions: TaskDefinitionCache | None = None,
+        ledger: RedeployLedger | None = None,
     ) -> Runtime:
         retry = retry or RetryPolicy()
         if notifier is None:
@@ -61,7 +71,14 @@ class Runtime:
                 notify_window = _PROCESS_WINDOWS.setdefault(
                     settings.notify_window, MemoryNotifyWindow(settings.notify_window)
                 )
+        if ledger is None:
+            ledger = (
+                DynamoDbRedeployLedger(clients.dynamodb, settings.state_table, retry)
+                if settings.state_table
+                else _PROCESS_LEDGER
+            )
         return cls(
+            ledger=ledger,
             clients=clients,
             settings=settings,
             retry=retry,
@@ -71,6 +88,15 @@ class Runtime:
                 task_definitions if task_definitions is not None else PROCESS_TASK_DEFINITION_CACHE
             ),
         )
+
+    @classmethod
+    def build_for_one_run(cls, clients: AwsClients, settings: Settings, **kwargs: Any) -> Runtime:
+        """A runtime for one command-line run: without a state table, its window and ledger
+        start empty instead of being the process-wide ones a warm Lambda keeps."""
+        if not settings.state_table:
+            kwargs.setdefault("notify_window", MemoryNotifyWindow(settings.notify_window))
+            kwargs.setdefault("ledger", MemoryRedeployLedger())
+        return cls.build(clients, settings, **kwargs)
 
     def with_deadline(self, remaining: Callable[[], float]) -> Runtime:
         """The same runtime whose retries stop when ``remaining()`` reaches zero."""
@@ -90,7 +116,7 @@ class Runtime:
 
     def redeployer(self) -> Redeployer:
         return Redeployer(
-            self.clients.ecs, self.retry, max_workers=min(5, self.settings.max_workers)
+            self.clients.ecs, self.retry, self.ledger, max_workers=min(5, self.settings.max_workers)
         )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from orchestration.errors import InvalidReferenceError, PermanentAwsError
-from orchestration.references import SecretIdentity
+from orchestration.references import AWSCURRENT, SecretIdentity
 from orchestration.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -43,9 +43,14 @@ class SecretLookup:
         self._client = client
         self._retry = retry
 
-    def describe(self, secret_id: str, *, account: str, region: str) -> SecretFacts:
-        """Describe a secret named as an event names it; never raises for an absent secret."""
-        fallback = SecretIdentity.from_event_words(secret_id, account=account, region=region)
+    def describe(
+        self, secret_id: str, *, account: str, region: str, written_by_aws: bool = False
+    ) -> SecretFacts:
+        """Describe a secret named as an event names it; never raises for an absent secret.
+        Undescribable, it is what the event says (``written_by_aws``: a full ARN)."""
+        fallback = SecretIdentity.from_event_words(
+            secret_id, account=account, region=region, trust_suffix=written_by_aws
+        )
         client_region = self._client.meta.region_name
         if fallback.region != client_region:
             return SecretFacts(
@@ -85,4 +90,18 @@ class SecretLookup:
                 return SecretIdentity.from_full_arn(secret_id)
             except InvalidReferenceError:
                 pass
-        return self.describe(secret_id, account=account, region=region).identity
+        return self.describe(
+            secret_id, account=account, region=region, written_by_aws=written_by_aws
+        ).identity
+
+    def current_version(self, secret: SecretIdentity) -> str | None:
+        """The version id labelled AWSCURRENT now (DescribeSecret; never the value)."""
+        try:
+            answer = self._retry.call(
+                "DescribeSecret", self._client.describe_secret, SecretId=secret.arn
+            )
+        except PermanentAwsError as exc:
+            log.info("cannot read the current version of %s: %s", secret.arn, exc.code)
+            return None
+        stages = answer.get("VersionIdsToStages", {})
+        return next((v for v, labels in stages.items() if AWSCURRENT in labels), None)

@@ -15,6 +15,7 @@ from orchestration.discovery import TaskDefinitionCache
 from orchestration.notifications import LogOnlyNotifier
 from orchestration.notify_window import MemoryNotifyWindow
 from orchestration.ratelimit import ApiRateLimiter
+from orchestration.redeploy_ledger import MemoryRedeployLedger
 from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
@@ -110,6 +111,8 @@ def make_runtime(
         notify_window=overrides.pop("notify_window", None)
         or (None if settings.state_table else MemoryNotifyWindow(timedelta(minutes=15))),
         task_definitions=_or_new(overrides.pop("task_definitions", None)),
+        ledger=overrides.pop("ledger", None)
+        or (None if settings.state_table else MemoryRedeployLedger()),
     )
 
 

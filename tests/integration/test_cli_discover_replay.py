@@ -99,7 +99,8 @@ def test_discover_json_lists_consumers_with_action_and_reason(world_probe, capsy
     captured = capsys.readouterr()
     assert status == 0, captured.err
     data = one_json_object(captured.out)
-    assert set(data) == {"secret", "rotated_at", "consumers"}
+    assert set(data) == {"secret", "rotated_at", "consumers", "unreadable_references"}
+    assert data["unreadable_references"] == []
     assert data["secret"] == DB
     rows = {f"{r['cluster']}/{r['service']}": r for r in data["consumers"]}
     assert len(rows) == len(data["consumers"])

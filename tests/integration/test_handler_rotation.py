@@ -21,6 +21,7 @@ from handlers.entry import RetryableFailure
 from handlers.observability import logger as powertools_logger
 from handlers.rotation import lambda_handler
 from orchestration.clients import AwsClients
+from orchestration.errors import AwsCallError
 from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from tests.aws_fakes import ErrorInjector
@@ -331,7 +332,7 @@ def test_aws_error_in_discovery_is_logged_and_raised_for_lambda_to_retry(
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     before = seeded.primaries(WORLD_SERVICES)
 
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(AwsCallError) as raised:
         lambda_handler(load_event("rotation-succeeded.json"), FakeLambdaContext())
 
     assert "AccessDeniedException" in str(raised.value)

@@ -197,3 +197,26 @@ def test_storm_across_two_containers_sends_one_notification(
     sent = drain(sqs, url)
     assert len(sent) == 1
     assert "prod/legacy-token" in sent[0]["Subject"]
+
+
+def test_dynamodb_claim_whose_answer_was_lost_is_still_won(
+    clients: AwsClients, table: str, retry: RetryPolicy
+) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    window = DynamoDbNotifyWindow(clients.dynamodb, table, timedelta(minutes=15), retry)
+    lost = {"done": False}
+
+    def lose_the_first_answer(**_: Any) -> None:
+        if not lost["done"]:
+            lost["done"] = True
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+
+    # The write lands, its answer is lost, the retry meets its own claim: still a win, so the
+    # notification is sent rather than silently suppressed for the whole window.
+    clients.dynamodb.meta.events.register("after-call.dynamodb.PutItem", lose_the_first_answer)
+    now = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+
+    assert window.claim("secret|caller", now) is True
+    assert lost["done"]
+    assert window.claim("secret|caller", now + timedelta(minutes=1)) is False

@@ -453,7 +453,7 @@ def test_one_service_failing_permanently_does_not_stop_the_others(
     assert len(outcome.failed) == 1
     failure = outcome.failed[0]
     assert failure["service"] == victim_arn
-    assert failure["retryable"] == "false"
+    assert failure["retryable"] is False
     assert "AccessDeniedException" in failure["error"]
     assert denied.hits == 1, "a permanent error is not retried"
     assert outcome.metrics["RedeployFailures"] == 1
@@ -519,10 +519,14 @@ def test_arn_written_by_aws_needs_no_describe_secret(ecs_world, ecs_calls, sm_ca
     before = ecs_world.primaries([("prod", "api")])
     sm_calls.counts.clear()
 
-    for event in (rotation_event(db), label_event(db, "prod/db")):
-        run(event, runtime)
-
+    # The label event carries the full ARN and the version: no Secrets Manager call at all.
+    run(label_event(db, "prod/db"), runtime)
     assert sm_calls.counts["DescribeSecret"] == 0
+    # RotationSucceeded carries the full ARN but no version: one DescribeSecret reads which
+    # version is AWSCURRENT (VersionIdsToStages), to recognise the same rotation.
+    run(rotation_event(db), runtime)
+    assert sm_calls.counts["DescribeSecret"] == 1
+    assert sm_calls.of("DescribeSecret") == [{"SecretId": db}]
     assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/api"})
 
 
@@ -563,5 +567,22 @@ def test_cross_account_secret_referenced_by_full_arn_is_redeployed(
 
     assert outcome.secret == shared
     assert names(outcome.redeployed) == {"consumer"}
-    assert sm_calls.counts["DescribeSecret"] == 0
+    # Only the version lookup, which the owner account's secret may refuse; it goes on without.
+    assert sm_calls.of("DescribeSecret") == [{"SecretId": shared}]
     assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/consumer"})
+
+
+def test_unreadable_references_are_counted_and_noted_without_stopping_the_rotation(
+    ecs_world, ecs_calls, runtime
+):
+    db = ecs_world.secret("prod/db")
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "api", ecs_world.task_definition(secrets=[db]))
+    ecs_world.service("prod", "odd", ecs_world.task_definition(secrets=["arn:aws:s3:::nope"]))
+    before = ecs_world.primaries([("prod", "api"), ("prod", "odd")])
+
+    outcome = run(rotation_event(db), runtime)
+
+    assert outcome.metrics["UnreadableReferences"] == 1
+    assert len(outcome.notes) == 1 and "arn:aws:s3:::nope" in outcome.notes[0]
+    assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/api"})

@@ -678,3 +678,27 @@ def test_identity_from_name_is_not_full() -> None:
     assert identity.arn == f"{SM}prod/db"
     with pytest.raises(InvalidReferenceError):
         SecretIdentity.from_name("prod db", partition="aws", region=REGION, account=ACCOUNT)
+
+
+@pytest.mark.parametrize(
+    ("trust_suffix", "name", "suffix"),
+    [(False, "prod/api-signer", None), (True, "prod/api", "signer")],
+    ids=["callers-words-kept-whole", "arn-aws-wrote"],
+)
+def test_event_words_split_a_suffix_only_when_aws_wrote_the_arn(trust_suffix, name, suffix):
+    words = "arn:aws:secretsmanager:us-east-1:999999999999:secret:prod/api-signer"
+
+    identity = SecretIdentity.from_event_words(
+        words, account="123456789012", region="us-east-1", trust_suffix=trust_suffix
+    )
+
+    assert (identity.name, identity.suffix, identity.account) == (name, suffix, "999999999999")
+    look_alike = parse_reference(
+        "arn:aws:secretsmanager:us-east-1:999999999999:secret:prod/api",
+        ReferenceField.SECRETS,
+        partition="aws",
+        region="us-east-1",
+        account="123456789012",
+    )
+    # Kept whole, the caller's partial ARN never matches the look-alike prod/api.
+    assert look_alike.points_at(identity) is trust_suffix

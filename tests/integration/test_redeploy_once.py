@@ -1,0 +1,177 @@
+"""Exactly once, even when the freshness rule alone would not see it.
+
+The native label event and RotationSucceeded for one rotation carry different times, and
+they are often handled at the same moment by two Lambda containers. The redeploy ledger (in
+memory, or in DynamoDB when ROTOR_STATE_TABLE is set) makes each service's redeploy a claim.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from orchestration.dispatch import process
+from orchestration.events import classify
+from orchestration.redeploy_ledger import DynamoDbRedeployLedger, MemoryRedeployLedger
+from orchestration.settings import Settings
+from tests.conftest import make_runtime
+from tests.integration.conftest import (
+    NOW,
+    label_event,
+    rotation_event,
+    update_calls_per_service,
+)
+
+pytestmark = pytest.mark.integration
+
+TABLE = "rotor-state"
+
+
+@pytest.fixture
+def two_consumers(ecs_world):
+    db = ecs_world.secret("prod/db")
+    ecs_world.cluster("prod")
+    for name in ("api", "worker"):
+        ecs_world.service("prod", name, ecs_world.task_definition(secrets=[db]))
+    return db
+
+
+@pytest.fixture
+def state_table(clients):
+    clients.dynamodb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return TABLE
+
+
+def current_version(clients, secret_arn: str) -> str:
+    stages = clients.secretsmanager.describe_secret(SecretId=secret_arn)["VersionIdsToStages"]
+    return next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
+
+
+def test_label_event_then_a_later_rotation_succeeded_redeploy_once(
+    clients, retry, ecs_world, ecs_calls, two_consumers
+):
+    db = two_consumers
+    runtime = make_runtime(clients, retry)
+    label = label_event(db, "prod/db", at=NOW - timedelta(seconds=2))
+    label["detail"]["versionId"] = current_version(clients, db)
+    # RotationSucceeded logged after rotor's redeploy for the label event already happened:
+    # by the freshness rule alone, every deployment would look older than it.
+    succeeded = rotation_event(db, at=NOW + timedelta(minutes=5))
+
+    first = process(classify(label), runtime)
+    second = process(classify(succeeded), runtime)
+
+    assert sorted(first.redeployed) == sorted(
+        f"arn:aws:ecs:us-east-1:123456789012:service/prod/{n}" for n in ("api", "worker")
+    )
+    assert second.redeployed == []
+    assert {s["reason"].split(" (")[0] for s in second.skipped} == {
+        "already redeployed by rotor for this value"
+    }
+    assert update_calls_per_service(ecs_calls.of("UpdateService")) == Counter(
+        {"api": 1, "worker": 1}
+    )
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+
+
+def test_secrets_rotated_together_coalesce_into_one_deployment(
+    clients, retry, ecs_world, two_consumers
+):
+    db = two_consumers
+    runtime = make_runtime(clients, retry)
+    event = rotation_event(db, at=NOW - timedelta(seconds=5))
+    event["detail"]["additionalEventData"]["SecretId"] = db
+
+    process(classify(event), runtime)
+    # A different secret rotated at the same moment, shared by both services: coalesced.
+    other = ecs_world.secret("prod/other")
+    again = rotation_event(other, at=NOW - timedelta(seconds=5))
+    outcome = process(classify(again), runtime)
+
+    assert outcome.redeployed == []
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+
+
+def _in_lockstep(clients, parties: int) -> None:
+    """Hold every worker at its first DescribeServices until all have reached it: all plans
+    are made from the same stale state before any redeploy starts."""
+    barrier = threading.Barrier(parties, timeout=10)
+    seen: set[int] = set()
+
+    def wait(**_: Any) -> None:
+        me = threading.get_ident()
+        if me not in seen:
+            seen.add(me)
+            barrier.wait()
+
+    clients.ecs.meta.events.register("before-call.ecs.DescribeServices", wait)
+
+
+def _concurrently(work: list[Any]) -> list[Any]:
+    results: list[Any] = [None] * len(work)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = work[index]()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.parametrize("ledger_kind", ["memory", "dynamodb"])
+def test_two_deliveries_handled_at_once_redeploy_once(
+    clients, retry, ecs_world, two_consumers, state_table, ledger_kind
+):
+    db = two_consumers
+    if ledger_kind == "memory":  # two threads of one process
+        shared = MemoryRedeployLedger()
+        runtimes = [make_runtime(clients, retry, ledger=shared) for _ in range(2)]
+    else:  # two Lambda containers sharing the state table
+        settings = Settings(state_table=state_table)
+        runtimes = [make_runtime(clients, retry, settings) for _ in range(2)]
+        assert all(isinstance(r.ledger, DynamoDbRedeployLedger) for r in runtimes)
+    # The discovery pool makes one DescribeServices per batch; give each runtime one worker
+    # so the barrier counts runtimes, not threads.
+    runtimes = [
+        r.__class__(
+            **{
+                **r.__dict__,
+                "settings": Settings(state_table=r.settings.state_table, max_workers=1),
+            }
+        )
+        for r in runtimes
+    ]
+    _in_lockstep(clients, parties=2)
+    label = label_event(db, "prod/db", at=NOW - timedelta(seconds=2))
+    label["detail"]["versionId"] = current_version(clients, db)
+    succeeded = rotation_event(db, at=NOW - timedelta(seconds=1))
+
+    outcomes = _concurrently(
+        [
+            lambda: process(classify(label), runtimes[0]),
+            lambda: process(classify(succeeded), runtimes[1]),
+        ]
+    )
+
+    redeployed = [arn for outcome in outcomes for arn in outcome.redeployed]
+    assert sorted(a.rsplit("/", 1)[-1] for a in redeployed) == ["api", "worker"]
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+    skipped = [s["reason"] for outcome in outcomes for s in outcome.skipped]
+    assert len(skipped) == 2 and all("rotor" in reason for reason in skipped)
