@@ -10,9 +10,11 @@ backend (after every injected error), per service.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -189,3 +191,57 @@ def changed(before: Mapping[str, dict[str, Any]], after: Mapping[str, dict[str, 
 def update_calls_per_service(calls: Iterable[Mapping[str, Any]]) -> Counter[str]:
     """UpdateService calls (as sent, injected failures included) per service name."""
     return Counter(str(params["service"]).rsplit("/", 1)[-1] for params in calls)
+
+
+STATE_TABLE = "rotor-state"
+
+
+@pytest.fixture
+def state_table(clients: AwsClients) -> str:
+    """The ROTOR_STATE_TABLE of the stack: key ``pk`` (string); holds windows and the ledger."""
+    clients.dynamodb.create_table(
+        TableName=STATE_TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return STATE_TABLE
+
+
+@dataclass
+class Inbox:
+    """An SQS queue subscribed to the notification topic: what a subscriber receives."""
+
+    sqs: Any
+    url: str
+    topic_arn: str
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every SNS envelope waiting on the queue (consumed: a second drain sees only new ones)."""
+        envelopes: list[dict[str, Any]] = []
+        while True:
+            answer = self.sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=600,
+                MessageAttributeNames=["All"],
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return envelopes
+            for message in messages:
+                envelopes.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def inbox(clients: AwsClients) -> Inbox:
+    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
+    sqs = clients.session.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return Inbox(sqs, url, topic_arn)

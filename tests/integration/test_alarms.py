@@ -8,10 +8,8 @@ being the SNS envelope with "Subject" and "Message". Restores are read back with
 from __future__ import annotations
 
 import copy
-import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +25,7 @@ from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from tests.aws_fakes import ApiCalls, FailFor
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
+from tests.integration.conftest import Inbox
 
 pytestmark = pytest.mark.integration
 
@@ -43,45 +42,6 @@ ECS_DISCOVERY_CALLS = ("ListClusters", "ListServices", "DescribeServices", "Desc
 
 
 # --------------------------------------------------------------------------- fixtures, helpers
-
-
-@dataclass
-class Inbox:
-    """An SQS queue subscribed to the notification topic: what a subscriber receives."""
-
-    sqs: Any
-    url: str
-    topic_arn: str
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Every SNS envelope waiting on the queue (consumed: a second drain sees only new ones)."""
-        envelopes: list[dict[str, Any]] = []
-        while True:
-            answer = self.sqs.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=0,
-                VisibilityTimeout=600,
-                MessageAttributeNames=["All"],
-            )
-            messages = answer.get("Messages", [])
-            if not messages:
-                return envelopes
-            for message in messages:
-                envelopes.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-
-
-@pytest.fixture
-def inbox(clients: AwsClients) -> Inbox:
-    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
-    sqs = clients.session.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return Inbox(sqs, url, topic_arn)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,8 @@ from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from tests.aws_fakes import ApiCalls
-from tests.conftest import REGION, load_event, make_runtime
+from tests.conftest import load_event, make_runtime
+from tests.integration.conftest import Inbox
 
 pytestmark = pytest.mark.integration
 
@@ -39,25 +40,6 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_millis
-
-
-@dataclass
-class Inbox:
-    sqs: Any
-    url: str
-    topic_arn: str
-
-    def drain(self) -> list[dict[str, Any]]:
-        envelopes: list[dict[str, Any]] = []
-        while True:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=600
-            ).get("Messages", [])
-            if not messages:
-                return envelopes
-            for message in messages:
-                envelopes.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
 
 
 @dataclass
@@ -90,18 +72,6 @@ class Emf:
             value = flush[name]
             total += sum(value) if isinstance(value, list) else value
         return total
-
-
-@pytest.fixture
-def inbox(clients: AwsClients) -> Inbox:
-    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
-    sqs = clients.session.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return Inbox(sqs, url, topic_arn)
 
 
 @pytest.fixture(autouse=True)

@@ -31,14 +31,8 @@ TABLE = "rotor-state"
 
 
 @pytest.fixture
-def table(clients: AwsClients) -> str:
-    clients.dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return TABLE
+def table(state_table: str) -> str:
+    return state_table
 
 
 WindowFactory = Callable[[], NotifyWindow]

@@ -16,20 +16,14 @@ pytestmark = pytest.mark.integration
 SERVICE = "arn:aws:ecs:us-east-1:123456789012:service/prod/api"
 V1 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v1"
 V2 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v2"
-TABLE = "rotor-state"
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def ledger(request, clients, retry):
     if request.param == "memory":
         return MemoryRedeployLedger()
-    clients.dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return DynamoDbRedeployLedger(clients.dynamodb, TABLE, retry)
+    table = request.getfixturevalue("state_table")
+    return DynamoDbRedeployLedger(clients.dynamodb, table, retry)
 
 
 def test_first_claim_is_granted_and_the_same_change_is_then_refused(ledger):
@@ -75,14 +69,8 @@ def test_release_after_an_earlier_deployment_restores_it(ledger):
     assert isinstance(ledger.claim(SERVICE, V1, NOW - timedelta(hours=2), NOW), str)
 
 
-def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry):
-    clients.dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ledger = DynamoDbRedeployLedger(clients.dynamodb, TABLE, retry)
+def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry, state_table):
+    ledger = DynamoDbRedeployLedger(clients.dynamodb, state_table, retry)
     lost = {"done": False}
 
     def lose_the_first_answer(**_: Any) -> None:
@@ -97,6 +85,8 @@ def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry):
 
     assert isinstance(claim, Claim)
     assert lost["done"]
-    item = clients.dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": f"redeploy#{SERVICE}"}})
+    item = clients.dynamodb.get_item(
+        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}"}}
+    )
     assert item["Item"]["owner"]["S"] == claim.token
     assert item["Item"]["changes"]["SS"] == [V1]
