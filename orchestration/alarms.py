@@ -25,7 +25,6 @@ from orchestration.outcome import (
     EventOutcome,
 )
 from orchestration.references import SecretIdentity
-from orchestration.rotation import describe_consumer
 from orchestration.runtime import Runtime
 from orchestration.secret_lookup import SecretFacts
 from orchestration.times import iso_or_none, utc
@@ -88,7 +87,7 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
     )
     outcome.secret = facts.identity.arn
     consumers, discovery_note = _consumers(runtime, facts.identity)
-    outcome.consumers = [describe_consumer(c) for c in consumers]
+    outcome.consumers = [c.to_dict() for c in consumers]
     if discovery_note:
         outcome.notes.append(discovery_note)
     if not consumers:

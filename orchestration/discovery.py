@@ -87,6 +87,24 @@ class Consumer:
     def pinned(self) -> bool:
         return all(ref.pinned for _, ref in self.references)
 
+    def to_dict(self) -> dict[str, Any]:
+        service = self.service
+        return {
+            "cluster": service.cluster_name,
+            "service": service.name,
+            "service_arn": service.arn,
+            "task_definition": service.task_definition,
+            "references": [
+                {
+                    "container": container,
+                    "field": ref.field.value,
+                    "value_from": ref.raw,
+                    "pinned": ref.pinned,
+                }
+                for container, ref in self.references
+            ],
+        }
+
 
 @dataclass
 class Inventory:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestration.discovery import Consumer, Inventory
+from orchestration.discovery import Inventory
 from orchestration.events import REDEPLOY_KINDS, Classification, EventKind
 from orchestration.freshness import Action, Verdict, plan
 from orchestration.outcome import (
@@ -91,28 +91,9 @@ def report_unreadable(inventory: Inventory, outcome: EventOutcome) -> None:
         outcome.count(UNREADABLE_REFERENCES, len(inventory.unreadable))
 
 
-def describe_consumer(consumer: Consumer) -> dict[str, Any]:
-    service = consumer.service
-    return {
-        "cluster": service.cluster_name,
-        "service": service.name,
-        "service_arn": service.arn,
-        "task_definition": service.task_definition,
-        "references": [
-            {
-                "container": container,
-                "field": ref.field.value,
-                "value_from": ref.raw,
-                "pinned": ref.pinned,
-            }
-            for container, ref in consumer.references
-        ],
-    }
-
-
 def describe_verdict(verdict: Verdict) -> dict[str, Any]:
     return {
-        **describe_consumer(verdict.consumer),
+        **verdict.consumer.to_dict(),
         "action": verdict.action.value,
         "reason": verdict.reason,
     }
