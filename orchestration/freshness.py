@@ -8,7 +8,7 @@ then find the service fresh, and secrets rotated together coalesce into one depl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from orchestration.discovery import Consumer
@@ -54,7 +54,7 @@ def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) ->
     if opt_in and opt != "true":
         return skip(f"not opted in (ROTOR_OPT_IN=true and no tag {OPT_TAG}=true)")
     created = service.primary_created_at
-    if created is not None and utc(created) >= utc(rotated_at):
+    if created is not None and utc(created) >= value_current_by(rotated_at):
         return skip(
             f"already fresh: PRIMARY deployment created {iso(created)}, "
             f"at or after the new value ({iso(rotated_at)})"
@@ -65,6 +65,14 @@ def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) ->
         Action.REDEPLOY,
         f"PRIMARY deployment {when}, before the new value ({iso(rotated_at)})",
     )
+
+
+def value_current_by(rotated_at: datetime) -> datetime:
+    """The latest moment the new value may have become current. Event times are whole seconds
+    (the value moved at 10:00:00.8, the event says 10:00:00): a deployment made within that
+    second may predate the value, so it counts as stale."""
+    moment = utc(rotated_at)
+    return moment + timedelta(seconds=1) if moment.microsecond == 0 else moment
 
 
 def plan(consumers: list[Consumer], rotated_at: datetime, *, opt_in: bool = False) -> list[Verdict]:

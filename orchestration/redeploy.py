@@ -1,8 +1,11 @@
 """Force a new deployment of each service that the plan says is stale, once.
 
-``UpdateService(forceNewDeployment=True)`` goes through the retry policy. Before any retry,
-rotor looks at the service again: if an earlier attempt did land (a timeout after ECS accepted
-it), the PRIMARY deployment is now fresh and rotor stops, so a retry never deploys twice.
+Each redeploy is first claimed in the redeploy ledger (``orchestration.redeploy_ledger``) for
+the change at hand, so that another delivery of the same new value, handled at the same time or
+later with another event time, does not deploy again; a failed redeploy gives the claim back.
+``UpdateService(forceNewDeployment=True)`` goes through the retry policy. Before any retry, and
+after a last attempt that timed out, rotor looks at the service again: if an earlier attempt
+did land, the PRIMARY deployment is fresh and rotor stops, so a retry never deploys twice.
 A permanent error (access denied, service gone) fails that service only; the others go on.
 """
 
@@ -18,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from orchestration.discovery import snapshot_of
 from orchestration.errors import AwsCallError, RetryableAwsError
-from orchestration.freshness import Action, Verdict
+from orchestration.freshness import Action, Verdict, value_current_by
 from orchestration.redeploy_ledger import RedeployLedger
-from orchestration.retry import RetryPolicy
+from orchestration.retry import THROTTLING_CODES, RetryPolicy
 from orchestration.times import utc
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ class RedeployResult:
     error: str | None = None
     retryable: bool = False  # for FAILED: a later retry of the event may succeed
     reason: str | None = None  # for ALREADY_FRESH: why
+    created_at: datetime | None = None  # when the deployment that makes it fresh was created
 
 
 class Redeployer:
@@ -79,8 +83,12 @@ class Redeployer:
         self, verdict: Verdict, rotated_at: datetime, change: str | None
     ) -> RedeployResult:
         service = verdict.consumer.service
+        if change is None:  # version unknown: the freshness rule alone decides
+            return self._redeploy_one(verdict, rotated_at)
         try:
-            claim = self._ledger.claim(service.arn, change, rotated_at, datetime.now(UTC))
+            claim = self._ledger.claim(
+                service.arn, change, service.primary_created_at, datetime.now(UTC)
+            )
         except AwsCallError as exc:
             return self._failed(service.arn, service.cluster_arn, exc)
         if isinstance(claim, str):
@@ -88,11 +96,13 @@ class Redeployer:
                 service.arn, service.cluster_arn, Outcome.ALREADY_FRESH, reason=claim
             )
         result = self._redeploy_one(verdict, rotated_at)
-        if result.outcome is Outcome.FAILED:
-            try:
+        try:
+            if result.outcome is Outcome.FAILED:
                 self._ledger.release(claim)
-            except AwsCallError as exc:  # keep the redeploy's own error; say this one too
-                log.error("could not release the ledger claim on %s: %s", service.arn, exc)
+            else:
+                self._ledger.confirm(claim, result.created_at or claim.claimed_at)
+        except AwsCallError as exc:  # keep the redeploy's own result; say this one too
+            log.error("could not record the redeploy of %s in the ledger: %s", service.arn, exc)
         return result
 
     def _failed(self, service_arn: str, cluster_arn: str, exc: AwsCallError) -> RedeployResult:
@@ -109,16 +119,23 @@ class Redeployer:
         service = verdict.consumer.service
         attempts = 0
 
+        def landed() -> RedeployResult | None:
+            created = self._primary_created_at(service.cluster_arn, service.arn)
+            if created is None or utc(created) < value_current_by(rotated_at):
+                return None
+            return RedeployResult(
+                service.arn,
+                service.cluster_arn,
+                Outcome.ALREADY_FRESH,
+                reason="already fresh: an earlier attempt's deployment landed",
+                created_at=created,
+            )
+
         def update() -> RedeployResult:
             nonlocal attempts
             attempts += 1
-            if attempts > 1 and self._landed_since(service.cluster_arn, service.arn, rotated_at):
-                return RedeployResult(
-                    service.arn,
-                    service.cluster_arn,
-                    Outcome.ALREADY_FRESH,
-                    reason="already fresh: an earlier attempt's deployment landed",
-                )
+            if attempts > 1 and (found := landed()):
+                return found
             answer = self._ecs.update_service(
                 cluster=service.cluster_arn, service=service.arn, forceNewDeployment=True
             )
@@ -127,24 +144,31 @@ class Redeployer:
                 (d for d in deployments if d.get("status") == "PRIMARY"), {}
             )
             return RedeployResult(
-                service.arn, service.cluster_arn, Outcome.REDEPLOYED, primary.get("id")
+                service.arn,
+                service.cluster_arn,
+                Outcome.REDEPLOYED,
+                primary.get("id"),
+                created_at=primary.get("createdAt"),
             )
 
         try:
             result = self._retry.call("UpdateService", update)
         except AwsCallError as exc:
+            # A timeout or server error on the last attempt may hide a call that did land.
+            if isinstance(exc, RetryableAwsError) and exc.code not in THROTTLING_CODES:
+                try:
+                    found = landed()
+                except Exception:  # best effort: the original error is what to report
+                    found = None
+                if found:
+                    return found
             return self._failed(service.arn, service.cluster_arn, exc)
         log.info("%s %s (deployment %s)", result.outcome, service.arn, result.deployment_id)
         return result
 
-    def _landed_since(self, cluster: str, service: str, rotated_at: datetime) -> bool:
-        """Whether the service's PRIMARY deployment is already newer than the rotation."""
+    def _primary_created_at(self, cluster: str, service: str) -> datetime | None:
+        """When the service's current PRIMARY deployment was made, as ECS says now."""
         # A botocore error here propagates to the retry loop, which maps and judges it.
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
         services = answer.get("services", [])
-        if not services:
-            return False
-        created = snapshot_of(services[0]).primary_created_at
-        if created is None:
-            return False
-        return utc(created) >= utc(rotated_at)
+        return snapshot_of(services[0]).primary_created_at if services else None

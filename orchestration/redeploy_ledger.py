@@ -1,27 +1,30 @@
-"""rotor's own record of the deployments it started: the freshness rule, made atomic.
+"""rotor's record of the deployments it made for each new secret value.
 
 The freshness rule reads ECS's PRIMARY deployment, which is seconds old by the time rotor acts.
-Two deliveries of one rotation handled at once (the native label event and RotationSucceeded
-arrive seconds apart, often in two Lambda containers) would both see the service as stale. And
-the two carry different times, so a deployment made for the first can look older than the
-second. Before each UpdateService, rotor therefore claims the service in this ledger:
+Two deliveries of one rotation (the native label event and RotationSucceeded) carry different
+times and are often handled at the same moment by two Lambda containers: by the time rule
+alone both could redeploy. So, right before UpdateService, rotor claims the pair
+(service, change), where the change is ``secret ARN @ the version that became AWSCURRENT``:
 
-* refused if rotor already redeployed it for this change (secret ARN @ the version that became
-  AWSCURRENT), whatever the event times say;
-* refused if rotor redeployed it at or after the time the new value became current (this also
-  coalesces secrets rotated together into one deployment);
-* otherwise granted, recording now as the service's deployment time.
+* a claim is refused while another invocation holds it (``pending``, lease not expired);
+* a claim is refused once rotor's deployment for that change is made (``confirmed``), as long
+  as that deployment is still the newest the service has: if the service was deployed again
+  since (say for a later value, and AWSCURRENT was then rolled back to this one), rotor
+  redeploys;
+* a failed redeploy gives its claim back; an expired lease (a Lambda killed mid-way) is taken
+  over.
 
-The ledger lives in DynamoDB (``ROTOR_STATE_TABLE``, one conditional write per claim) when
-configured, shared by every container; in memory otherwise (one process).
+One item per (service, change), with a TTL: nothing grows. In DynamoDB (``ROTOR_STATE_TABLE``)
+claims are conditional writes shared by every container; in memory otherwise (one process).
+When the version is unknown (a secret rotor cannot describe), there is no change to claim and
+only the freshness rule applies.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,74 +38,102 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 KEEP_FOR = timedelta(days=2)  # long after any duplicate delivery of one rotation
+LEASE = timedelta(minutes=15)  # longer than a Lambda can run
+PENDING, CONFIRMED = "pending", "confirmed"
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A granted claim, with what is needed to give it back."""
-
     service_arn: str
-    change: str | None
-    previous_deployed_at: datetime | None
+    change: str
     token: str
+    claimed_at: datetime
 
 
 class RedeployLedger(Protocol):
     def claim(
-        self, service_arn: str, change: str | None, rotated_at: datetime, now: datetime
+        self, service_arn: str, change: str, primary_created_at: datetime | None, now: datetime
     ) -> Claim | str:
-        """A ``Claim`` to redeploy now, or the reason rotor must not (already done)."""
+        """A ``Claim`` to redeploy ``service_arn`` for ``change`` now, or why rotor must not.
+        ``primary_created_at`` is when the service's current PRIMARY deployment was made."""
+        ...
+
+    def confirm(self, claim: Claim, deployment_created_at: datetime) -> None:
+        """The deployment for the claim exists (made at ``deployment_created_at``)."""
         ...
 
     def release(self, claim: Claim) -> None:
-        """The redeploy did not happen: undo the claim so a retry may make it."""
+        """The redeploy did not happen: give the claim back so a retry may make it."""
         ...
 
 
 @dataclass
 class _Record:
-    deployed_at: datetime
-    changes: dict[str, datetime] = field(default_factory=dict)  # change -> when claimed
+    state: str
+    token: str
+    claimed_at: datetime
+    deployment_created_at: datetime | None = None
+
+
+def _refusal(
+    record: _Record, change: str, primary_created_at: datetime | None, now: datetime
+) -> str | None:
+    version = change.rsplit("@", 1)[-1]
+    if record.state == PENDING and utc(now) < utc(record.claimed_at) + LEASE:
+        return f"another rotor invocation is redeploying it for this value ({version})"
+    if (
+        record.state == CONFIRMED
+        and record.deployment_created_at is not None
+        and primary_created_at is not None
+        and utc(primary_created_at) <= utc(record.deployment_created_at)
+    ):
+        return (
+            f"already redeployed by rotor for this value ({version}) "
+            f"at {iso(record.deployment_created_at)}"
+        )
+    return None
 
 
 class MemoryRedeployLedger:
     def __init__(self) -> None:
-        self._records: dict[str, _Record] = {}
+        self._records: dict[tuple[str, str], _Record] = {}
         self._lock = threading.Lock()
 
     def claim(
-        self, service_arn: str, change: str | None, rotated_at: datetime, now: datetime
+        self, service_arn: str, change: str, primary_created_at: datetime | None, now: datetime
     ) -> Claim | str:
         with self._lock:
-            record = self._records.get(service_arn)
+            self._forget_before(now - KEEP_FOR)
+            record = self._records.get((service_arn, change))
             if record is not None:
-                record.changes = {c: at for c, at in record.changes.items() if now - at < KEEP_FOR}
-                refusal = _refusal(record.deployed_at, set(record.changes), change, rotated_at)
+                refusal = _refusal(record, change, primary_created_at, now)
                 if refusal:
                     return refusal
-            previous = record.deployed_at if record else None
-            changes = dict(record.changes) if record else {}
-            if change:
-                changes[change] = now
-            self._records[service_arn] = _Record(utc(now), changes)
-            return Claim(service_arn, change, previous, token=uuid.uuid4().hex)
+            claim = Claim(service_arn, change, uuid.uuid4().hex, utc(now))
+            self._records[(service_arn, change)] = _Record(PENDING, claim.token, claim.claimed_at)
+            return claim
+
+    def confirm(self, claim: Claim, deployment_created_at: datetime) -> None:
+        with self._lock:
+            record = self._records.get((claim.service_arn, claim.change))
+            if record is not None and record.token == claim.token:
+                record.state = CONFIRMED
+                record.deployment_created_at = utc(deployment_created_at)
 
     def release(self, claim: Claim) -> None:
         with self._lock:
-            record = self._records.get(claim.service_arn)
-            if record is None:
-                return
-            if claim.change:
-                record.changes.pop(claim.change, None)
-            if claim.previous_deployed_at is None and not record.changes:
-                del self._records[claim.service_arn]
-            elif claim.previous_deployed_at is not None:
-                record.deployed_at = claim.previous_deployed_at
+            record = self._records.get((claim.service_arn, claim.change))
+            if record is not None and record.token == claim.token:
+                del self._records[(claim.service_arn, claim.change)]
+
+    def _forget_before(self, horizon: datetime) -> None:
+        for key in [k for k, r in self._records.items() if r.claimed_at < utc(horizon)]:
+            del self._records[key]
 
 
 class DynamoDbRedeployLedger:
-    """Items ``pk = "redeploy#<service ARN>"`` with ``deployed_at`` (epoch ms), ``changes``
-    (string set), ``owner`` (the claim's token) and ``expires_at`` (TTL, epoch seconds)."""
+    """Items ``pk = "redeploy#<service ARN>#<change>"``: ``state``, ``owner`` (the claim's
+    token), ``claimed_at`` and ``deployment_created_at`` (epoch ms), ``expires_at`` (TTL)."""
 
     def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
         self._client = client
@@ -110,99 +141,108 @@ class DynamoDbRedeployLedger:
         self._retry = retry
 
     def claim(
-        self, service_arn: str, change: str | None, rotated_at: datetime, now: datetime
+        self, service_arn: str, change: str, primary_created_at: datetime | None, now: datetime
     ) -> Claim | str:
-        token = uuid.uuid4().hex  # the same across retries of this one claim
-        condition = "attribute_not_exists(pk) OR (deployed_at < :rotated"
-        values: dict[str, Any] = {
-            ":rotated": {"N": str(_ms(rotated_at))},
-            ":now": {"N": str(_ms(now))},
-            ":owner": {"S": token},
-            ":expires": {"N": str(int((utc(now) + KEEP_FOR).timestamp()))},
-        }
-        update = "SET deployed_at = :now, #owner = :owner, expires_at = :expires"
-        if change:
-            condition += " AND NOT contains(changes, :change)"
-            values[":change"] = {"S": change}
-            values[":changes"] = {"SS": [change]}
-            update += " ADD changes :changes"
-        condition += ")"
+        claim = Claim(service_arn, change, uuid.uuid4().hex, utc(now))  # one token per claim
+        # Unknown PRIMARY age: never refuse for a confirmed record (redeploying is the safe side).
+        primary = _ms(primary_created_at) if primary_created_at else 2**62
 
-        def write() -> Claim | str:
+        def put() -> Claim | str:
             try:
-                answer = self._client.update_item(
+                self._client.put_item(
                     TableName=self._table,
-                    Key={"pk": {"S": f"redeploy#{service_arn}"}},
-                    ConditionExpression=condition,
-                    UpdateExpression=update,
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_OLD",
+                    Item={
+                        "pk": {"S": _key(service_arn, change)},
+                        "state": {"S": PENDING},
+                        "owner": {"S": claim.token},
+                        "claimed_at": {"N": str(_ms(now))},
+                        "expires_at": {"N": str(int((utc(now) + KEEP_FOR).timestamp()))},
+                    },
+                    ConditionExpression="attribute_not_exists(pk)"
+                    " OR (#state = :pending AND claimed_at < :lease_start)"
+                    " OR (#state = :confirmed AND deployment_created_at < :primary)",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={
+                        ":pending": {"S": PENDING},
+                        ":confirmed": {"S": CONFIRMED},
+                        ":lease_start": {"N": str(_ms(utc(now) - LEASE))},
+                        ":primary": {"N": str(primary)},
+                    },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
-                old: Mapping[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
-                if old.get("owner", {}).get("S") == token:
-                    # An earlier attempt of this very claim landed; its answer was lost.
-                    return Claim(service_arn, change, None, token)
-                deployed = _from_ms(old["deployed_at"]["N"]) if "deployed_at" in old else None
-                changes = set(old.get("changes", {}).get("SS", []))
-                return _refusal(deployed, changes, change, rotated_at) or "claimed elsewhere"
-            old = answer.get("Attributes") or {}
-            previous = _from_ms(old["deployed_at"]["N"]) if "deployed_at" in old else None
-            return Claim(service_arn, change, previous, token)
+                old: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
+                if _text(old, "owner") == claim.token:
+                    return claim  # an earlier attempt of this very claim landed; answer lost
+                record = _Record(
+                    state=_text(old, "state") or PENDING,
+                    token=_text(old, "owner") or "",
+                    claimed_at=_from_ms(old.get("claimed_at", {}).get("N", "0")),
+                    deployment_created_at=(
+                        _from_ms(old["deployment_created_at"]["N"])
+                        if "deployment_created_at" in old
+                        else None
+                    ),
+                )
+                return _refusal(record, change, primary_created_at, now) or (
+                    "another rotor invocation holds this value's claim"
+                )
+            return claim
 
-        return self._retry.call("UpdateItem", write)
+        return self._retry.call("PutItem", put)
+
+    def confirm(self, claim: Claim, deployment_created_at: datetime) -> None:
+        self._owned(
+            "UpdateItem",
+            self._client.update_item,
+            claim,
+            UpdateExpression="SET #state = :confirmed, deployment_created_at = :created",
+            values={
+                ":confirmed": {"S": CONFIRMED},
+                ":created": {"N": str(_ms(deployment_created_at))},
+            },
+            names={"#state": "state"},
+        )
 
     def release(self, claim: Claim) -> None:
-        key = {"pk": {"S": f"redeploy#{claim.service_arn}"}}
-        owned = {
-            "ConditionExpression": "#owner = :owner",  # only our own claim, never a newer one
-            "ExpressionAttributeNames": {"#owner": "owner"},
-        }
+        self._owned("DeleteItem", self._client.delete_item, claim)
+
+    def _owned(
+        self,
+        operation: str,
+        call: Any,
+        claim: Claim,
+        *,
+        values: dict[str, Any] | None = None,
+        names: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Act on the claim's item only while it is still ours (not taken over after expiry)."""
         try:
-            if claim.previous_deployed_at is None:  # the item did not exist before the claim
-                self._retry.call(
-                    "DeleteItem",
-                    self._client.delete_item,
-                    TableName=self._table,
-                    Key=key,
-                    ExpressionAttributeValues={":owner": {"S": claim.token}},
-                    **owned,
-                )
-                return
-            update = "SET deployed_at = :previous"
-            values: dict[str, Any] = {
-                ":owner": {"S": claim.token},
-                ":previous": {"N": str(_ms(claim.previous_deployed_at))},
-            }
-            if claim.change:
-                update += " DELETE changes :changes"
-                values[":changes"] = {"SS": [claim.change]}
             self._retry.call(
-                "UpdateItem",
-                self._client.update_item,
+                operation,
+                call,
                 TableName=self._table,
-                Key=key,
-                UpdateExpression=update,
-                ExpressionAttributeValues=values,
-                **owned,
+                Key={"pk": {"S": _key(claim.service_arn, claim.change)}},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner", **(names or {})},
+                ExpressionAttributeValues={":owner": {"S": claim.token}, **(values or {})},
+                **kwargs,
             )
         except PermanentAwsError as exc:
             if exc.code != "ConditionalCheckFailedException":
-                raise  # a newer claim replaced ours otherwise: nothing to undo
+                raise  # otherwise taken over by another invocation: nothing of ours to change
 
 
-def _refusal(
-    deployed_at: datetime | None, changes: set[str], change: str | None, rotated_at: datetime
-) -> str | None:
-    if change and change in changes:
-        return f"already redeployed by rotor for this value ({change.rsplit('@', 1)[-1]})"
-    if deployed_at is not None and utc(deployed_at) >= utc(rotated_at):
-        return f"already fresh: rotor redeployed it at {iso(deployed_at)}"
-    return None
+def _key(service_arn: str, change: str) -> str:
+    return f"redeploy#{service_arn}#{change}"
+
+
+def _text(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name, {}).get("S")
+    return value if isinstance(value, str) else None
 
 
 def _ms(moment: datetime) -> int:

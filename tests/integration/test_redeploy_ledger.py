@@ -1,4 +1,5 @@
-"""The redeploy ledger on its own: claims, refusals, releases, and a claim whose answer was lost."""
+"""The redeploy ledger on its own, in memory and in DynamoDB (moto): claims, refusals,
+confirmations, releases, expired leases, and a claim whose answer was lost."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from orchestration.redeploy_ledger import Claim, DynamoDbRedeployLedger, MemoryRedeployLedger
+from orchestration.redeploy_ledger import (
+    LEASE,
+    Claim,
+    DynamoDbRedeployLedger,
+    MemoryRedeployLedger,
+)
 from tests.integration.conftest import NOW
 
 pytestmark = pytest.mark.integration
@@ -16,57 +22,87 @@ pytestmark = pytest.mark.integration
 SERVICE = "arn:aws:ecs:us-east-1:123456789012:service/prod/api"
 V1 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v1"
 V2 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v2"
+OLD_PRIMARY = NOW - timedelta(days=3)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def ledger(request, clients, retry):
     if request.param == "memory":
         return MemoryRedeployLedger()
-    table = request.getfixturevalue("state_table")
-    return DynamoDbRedeployLedger(clients.dynamodb, table, retry)
+    return DynamoDbRedeployLedger(clients.dynamodb, request.getfixturevalue("state_table"), retry)
 
 
-def test_first_claim_is_granted_and_the_same_change_is_then_refused(ledger):
-    rotated = NOW - timedelta(minutes=1)
-
-    first = ledger.claim(SERVICE, V1, rotated, NOW)
-    # Even an event that says the value changed later than rotor's deployment is the same change.
-    again = ledger.claim(SERVICE, V1, NOW + timedelta(minutes=5), NOW + timedelta(seconds=1))
-
-    assert isinstance(first, Claim)
-    assert again == "already redeployed by rotor for this value (v1)"
+def granted(result: Claim | str) -> Claim:
+    assert isinstance(result, Claim), result
+    return result
 
 
-def test_a_deployment_at_or_after_the_new_value_refuses_other_changes_too(ledger):
-    assert isinstance(ledger.claim(SERVICE, V1, NOW - timedelta(minutes=1), NOW), Claim)
+def test_a_held_claim_refuses_the_same_change(ledger):
+    granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
 
-    coalesced = ledger.claim(SERVICE, V2, NOW - timedelta(seconds=30), NOW + timedelta(seconds=1))
-    later = ledger.claim(SERVICE, V2, NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
+    again = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(seconds=1))
 
-    assert isinstance(coalesced, str) and coalesced.startswith("already fresh: rotor redeployed")
-    assert isinstance(later, Claim)  # a newer value than rotor's deployment: redeploy again
+    assert again == "another rotor invocation is redeploying it for this value (v1)"
+
+
+def test_other_changes_are_independent(ledger):
+    granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+    granted(ledger.claim(SERVICE, V2, OLD_PRIMARY, NOW))
+
+
+def test_a_confirmed_change_is_refused_while_its_deployment_is_the_newest(ledger):
+    claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+    deployed = NOW + timedelta(milliseconds=250)
+    ledger.confirm(claim, deployed)
+
+    # A later delivery that saw the old PRIMARY, or rotor's own new one: refused.
+    stale_view = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(minutes=5))
+    own_view = ledger.claim(SERVICE, V1, deployed, NOW + timedelta(minutes=5))
+
+    assert isinstance(stale_view, str) and stale_view.startswith(
+        "already redeployed by rotor for this value (v1) at "
+    )
+    assert isinstance(own_view, str)
+
+
+def test_a_rollback_to_an_earlier_value_is_redeployed(ledger):
+    # v1, then v2 (a newer deployment), then AWSCURRENT moved back to v1.
+    first = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW - timedelta(hours=2)))
+    ledger.confirm(first, NOW - timedelta(hours=2))
+    second = granted(ledger.claim(SERVICE, V2, NOW - timedelta(hours=2), NOW - timedelta(hours=1)))
+    ledger.confirm(second, NOW - timedelta(hours=1))
+
+    rollback = ledger.claim(SERVICE, V1, NOW - timedelta(hours=1), NOW)
+
+    granted(rollback)
 
 
 def test_release_gives_the_claim_back(ledger):
-    claim = ledger.claim(SERVICE, V1, NOW - timedelta(minutes=1), NOW)
-    assert isinstance(claim, Claim)
+    claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
 
     ledger.release(claim)
 
-    assert isinstance(ledger.claim(SERVICE, V1, NOW - timedelta(minutes=1), NOW), Claim)
+    granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(seconds=1)))
 
 
-def test_release_after_an_earlier_deployment_restores_it(ledger):
-    old = ledger.claim(SERVICE, V1, NOW - timedelta(hours=2), NOW - timedelta(hours=1))
-    assert isinstance(old, Claim)
-    new = ledger.claim(SERVICE, V2, NOW - timedelta(minutes=1), NOW)
-    assert isinstance(new, Claim)
+def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_undo_it(ledger):
+    stuck = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))  # its Lambda was killed
 
-    ledger.release(new)
+    later = NOW + LEASE + timedelta(seconds=1)
+    taken = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, later))
+    ledger.release(stuck)  # too late: no longer its claim
+    ledger.confirm(stuck, later)
 
-    # V2 may be claimed again; V1 is still recorded as done.
-    assert isinstance(ledger.claim(SERVICE, V2, NOW - timedelta(minutes=1), NOW), Claim)
-    assert isinstance(ledger.claim(SERVICE, V1, NOW - timedelta(hours=2), NOW), str)
+    again = ledger.claim(SERVICE, V1, OLD_PRIMARY, later + timedelta(seconds=1))
+    assert again == "another rotor invocation is redeploying it for this value (v1)"
+    assert taken.token != stuck.token
+
+
+def test_unknown_primary_age_never_blocks_a_redeploy(ledger):
+    claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+    ledger.confirm(claim, NOW)
+
+    granted(ledger.claim(SERVICE, V1, None, NOW + timedelta(minutes=1)))
 
 
 def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry, state_table):
@@ -79,14 +115,13 @@ def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry, stat
             raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
 
     # The write lands in moto, then the answer is lost: the retry meets its own claim.
-    clients.dynamodb.meta.events.register("after-call.dynamodb.UpdateItem", lose_the_first_answer)
+    clients.dynamodb.meta.events.register("after-call.dynamodb.PutItem", lose_the_first_answer)
 
-    claim = ledger.claim(SERVICE, V1, NOW - timedelta(minutes=1), NOW)
+    claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
 
-    assert isinstance(claim, Claim)
     assert lost["done"]
     item = clients.dynamodb.get_item(
-        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}"}}
-    )
-    assert item["Item"]["owner"]["S"] == claim.token
-    assert item["Item"]["changes"]["SS"] == [V1]
+        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{V1}"}}
+    )["Item"]
+    assert item["owner"]["S"] == claim.token
+    assert item["state"]["S"] == "pending"

@@ -180,3 +180,76 @@ def test_two_deliveries_handled_at_once_redeploy_once(
     assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
     skipped = [s["reason"] for outcome in outcomes for s in outcome.skipped]
     assert len(skipped) == 2 and all(skipped)
+
+
+def _label(clients, secret_arn: str, version: str, at) -> dict[str, Any]:
+    event = label_event(secret_arn, "prod/db", at=at)
+    event["detail"]["versionId"] = version
+    return event
+
+
+def test_a_rollback_to_an_earlier_value_redeploys_again(clients, retry, ecs_world, two_consumers):
+    db = two_consumers
+    sm = clients.secretsmanager
+    runtime = make_runtime(clients, retry)
+    v1 = current_version(clients, db)
+
+    process(classify(_label(clients, db, v1, NOW - timedelta(seconds=2))), runtime)
+    v2 = sm.put_secret_value(SecretId=db, SecretString="placeholder-2")["VersionId"]
+    process(classify(_label(clients, db, v2, NOW + timedelta(minutes=1))), runtime)
+    # v2 was bad: AWSCURRENT moved back to v1. Tasks hold v2 and must be replaced again.
+    sm.update_secret_version_stage(
+        SecretId=db, VersionStage="AWSCURRENT", MoveToVersionId=v1, RemoveFromVersionId=v2
+    )
+    rollback = process(classify(_label(clients, db, v1, NOW + timedelta(minutes=2))), runtime)
+
+    assert len(rollback.redeployed) == 2
+    assert ecs_world.updates_reached_moto == Counter({"api": 3, "worker": 3})
+
+
+def test_a_failed_redeploy_gives_its_claim_back_so_the_retried_event_redeploys(
+    clients, sleeps, ecs_world, two_consumers
+):
+    from orchestration.retry import RetryPolicy
+    from tests.aws_fakes import ErrorInjector
+
+    db = two_consumers
+    runtime = make_runtime(clients, RetryPolicy(max_attempts=2, sleep=sleeps))
+    event = _label(clients, db, current_version(clients, db), NOW - timedelta(seconds=2))
+    throttled = ErrorInjector(1.0, operations={"UpdateService"}).attach(clients.ecs)
+
+    first = process(classify(event), runtime)
+    clients.ecs.meta.events.unregister("before-call.ecs", throttled._maybe_fail)
+    retried = process(classify(event), runtime)  # Lambda's retry of the same event
+
+    assert [f["retryable"] for f in first.failed] == [True, True]
+    assert len(retried.redeployed) == 2
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+
+
+def test_an_update_that_landed_but_whose_answer_was_lost_counts_and_is_not_repeated(
+    clients, sleeps, ecs_world, two_consumers
+):
+    from botocore.exceptions import ReadTimeoutError
+
+    from orchestration.retry import RetryPolicy
+
+    db = two_consumers
+    # One attempt only: the timeout is the last word, and only ECS knows it landed.
+    runtime = make_runtime(clients, RetryPolicy(max_attempts=1, sleep=sleeps))
+
+    def lose_the_answer(**_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="https://ecs.us-east-1.amazonaws.com/")
+
+    clients.ecs.meta.events.register("after-call.ecs.UpdateService", lose_the_answer)
+    label = _label(clients, db, current_version(clients, db), NOW - timedelta(seconds=2))
+
+    first = process(classify(label), runtime)
+    later = process(classify(rotation_event(db, at=NOW + timedelta(minutes=5))), runtime)
+
+    assert first.failed == []
+    assert {s["reason"] for s in first.skipped} == {
+        "already fresh: an earlier attempt's deployment landed"
+    }
+    assert later.redeployed == [] and later.failed == []
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})

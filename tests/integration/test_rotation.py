@@ -7,6 +7,7 @@ DescribeServices, UpdateService calls that reached moto's backend) besides the o
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -189,16 +190,22 @@ def test_already_fresh_service_is_not_touched(ecs_world, ecs_calls, runtime):
     ecs_world.cluster("prod")
     task_definition = ecs_world.task_definition(secrets=[db])
     ecs_world.service("prod", "fresh", task_definition, deployed_at=FRESH)
-    ecs_world.service("prod", "exactly-then", task_definition, deployed_at=ROTATED_AT)
+    ecs_world.service(
+        "prod", "next-second", task_definition, deployed_at=ROTATED_AT + timedelta(seconds=1)
+    )
+    # Event times are whole seconds: the value may have moved late in that very second, so a
+    # deployment made within it may hold the old value.
+    ecs_world.service("prod", "same-second", task_definition, deployed_at=ROTATED_AT)
     ecs_world.service("prod", "stale", task_definition)
-    before = ecs_world.primaries(("prod", s) for s in ("fresh", "exactly-then", "stale"))
+    names_ = ("fresh", "next-second", "same-second", "stale")
+    before = ecs_world.primaries(("prod", s) for s in names_)
 
     outcome = run(rotation_event(db), runtime)
 
     reasons = skipped_reasons(outcome)
-    assert set(reasons) == {"fresh", "exactly-then"}
+    assert set(reasons) == {"fresh", "next-second"}
     assert all(r.startswith("already fresh") for r in reasons.values())
-    assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/stale"})
+    assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/stale", "prod/same-second"})
 
 
 def test_inactive_draining_and_scaled_to_zero_services_are_not_touched(
