@@ -13,7 +13,7 @@ import copy
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -245,3 +245,13 @@ def inbox(clients: AwsClients) -> Inbox:
     ]
     clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     return Inbox(sqs, url, topic_arn)
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_left_over() -> Iterator[None]:
+    """Powertools' Metrics is one object per process: no test sees another's metrics."""
+    from handlers.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
