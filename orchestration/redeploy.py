@@ -15,14 +15,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from orchestration.discovery import snapshot_of
 from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.freshness import Action, Verdict, value_current_by
-from orchestration.redeploy_ledger import RedeployLedger
+from orchestration.redeploy_ledger import Claim, RedeployLedger, Refusal
 from orchestration.retry import THROTTLING_CODES, RetryPolicy
 from orchestration.times import utc
 
@@ -85,15 +85,24 @@ class Redeployer:
         service = verdict.consumer.service
         if change is None:  # version unknown: the freshness rule alone decides
             return self._redeploy_one(verdict, rotated_at)
-        try:
-            claim = self._ledger.claim(
-                service.arn, change, service.primary_created_at, datetime.now(UTC)
+
+        def claim_or_wait() -> Claim | Refusal:
+            # While another invocation holds the claim, wait (with backoff) for its outcome.
+            lease = timedelta(seconds=min(self._retry.remaining(), 86400.0))
+            answer = self._ledger.claim(
+                service.arn, change, service.primary_created_at, datetime.now(UTC), lease
             )
+            if isinstance(answer, Refusal) and answer.held_elsewhere:
+                raise RetryableAwsError("ClaimRedeploy", "ClaimHeldElsewhere", answer.reason)
+            return answer
+
+        try:
+            claim = self._retry.call("ClaimRedeploy", claim_or_wait)
         except AwsCallError as exc:
             return self._failed(service.arn, service.cluster_arn, exc)
-        if isinstance(claim, str):
+        if isinstance(claim, Refusal):
             return RedeployResult(
-                service.arn, service.cluster_arn, Outcome.ALREADY_FRESH, reason=claim
+                service.arn, service.cluster_arn, Outcome.ALREADY_FRESH, reason=claim.reason
             )
         result = self._redeploy_one(verdict, rotated_at)
         try:

@@ -6,7 +6,8 @@ times and are often handled at the same moment by two Lambda containers: by the 
 alone both could redeploy. So, right before UpdateService, rotor claims the pair
 (service, change), where the change is ``secret ARN @ the version that became AWSCURRENT``:
 
-* a claim is refused while another invocation holds it (``pending``, lease not expired);
+* a claim is refused while another invocation holds it (``pending``; the lease lasts as long
+  as the claimant may run, so a retry after a Lambda was killed finds it expired);
 * a claim is refused once rotor's deployment for that change is made (``confirmed``), as long
   as that deployment is still the newest the service has: if the service was deployed again
   since (say for a later value, and AWSCURRENT was then rolled back to this one), rotor
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 KEEP_FOR = timedelta(days=2)  # long after any duplicate delivery of one rotation
-LEASE = timedelta(minutes=15)  # longer than a Lambda can run
+MAX_LEASE = timedelta(minutes=15)  # a Lambda runs at most this long
+LEASE_MARGIN = timedelta(seconds=30)
 PENDING, CONFIRMED = "pending", "confirmed"
 
 
@@ -50,12 +52,24 @@ class Claim:
     claimed_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    held_elsewhere: bool = False  # another invocation is at it now: wait, or retry the event
+
+
 class RedeployLedger(Protocol):
     def claim(
-        self, service_arn: str, change: str, primary_created_at: datetime | None, now: datetime
-    ) -> Claim | str:
+        self,
+        service_arn: str,
+        change: str,
+        primary_created_at: datetime | None,
+        now: datetime,
+        lease: timedelta = MAX_LEASE,
+    ) -> Claim | Refusal:
         """A ``Claim`` to redeploy ``service_arn`` for ``change`` now, or why rotor must not.
-        ``primary_created_at`` is when the service's current PRIMARY deployment was made."""
+        ``primary_created_at`` is when the service's current PRIMARY deployment was made;
+        ``lease`` is how long the claimant may still run."""
         ...
 
     def confirm(self, claim: Claim, deployment_created_at: datetime) -> None:
@@ -72,26 +86,34 @@ class _Record:
     state: str
     token: str
     claimed_at: datetime
+    lease_until: datetime
     deployment_created_at: datetime | None = None
 
 
 def _refusal(
     record: _Record, change: str, primary_created_at: datetime | None, now: datetime
-) -> str | None:
+) -> Refusal | None:
     version = change.rsplit("@", 1)[-1]
-    if record.state == PENDING and utc(now) < utc(record.claimed_at) + LEASE:
-        return f"another rotor invocation is redeploying it for this value ({version})"
+    if record.state == PENDING and utc(now) < utc(record.lease_until):
+        return Refusal(
+            f"another rotor invocation is redeploying it for this value ({version})",
+            held_elsewhere=True,
+        )
     if (
         record.state == CONFIRMED
         and record.deployment_created_at is not None
         and primary_created_at is not None
         and utc(primary_created_at) <= utc(record.deployment_created_at)
     ):
-        return (
+        return Refusal(
             f"already redeployed by rotor for this value ({version}) "
             f"at {iso(record.deployment_created_at)}"
         )
     return None
+
+
+def _lease_until(now: datetime, lease: timedelta) -> datetime:
+    return utc(now) + min(max(lease, timedelta(0)), MAX_LEASE) + LEASE_MARGIN
 
 
 class MemoryRedeployLedger:
@@ -100,8 +122,13 @@ class MemoryRedeployLedger:
         self._lock = threading.Lock()
 
     def claim(
-        self, service_arn: str, change: str, primary_created_at: datetime | None, now: datetime
-    ) -> Claim | str:
+        self,
+        service_arn: str,
+        change: str,
+        primary_created_at: datetime | None,
+        now: datetime,
+        lease: timedelta = MAX_LEASE,
+    ) -> Claim | Refusal:
         with self._lock:
             self._forget_before(now - KEEP_FOR)
             record = self._records.get((service_arn, change))
@@ -110,7 +137,9 @@ class MemoryRedeployLedger:
                 if refusal:
                     return refusal
             claim = Claim(service_arn, change, uuid.uuid4().hex, utc(now))
-            self._records[(service_arn, change)] = _Record(PENDING, claim.token, claim.claimed_at)
+            self._records[(service_arn, change)] = _Record(
+                PENDING, claim.token, claim.claimed_at, _lease_until(now, lease)
+            )
             return claim
 
     def confirm(self, claim: Claim, deployment_created_at: datetime) -> None:
@@ -133,7 +162,8 @@ class MemoryRedeployLedger:
 
 class DynamoDbRedeployLedger:
     """Items ``pk = "redeploy#<service ARN>#<change>"``: ``state``, ``owner`` (the claim's
-    token), ``claimed_at`` and ``deployment_created_at`` (epoch ms), ``expires_at`` (TTL)."""
+    token), ``claimed_at``, ``lease_until`` and ``deployment_created_at`` (epoch ms),
+    ``expires_at`` (TTL, epoch seconds)."""
 
     def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
         self._client = client
@@ -141,13 +171,18 @@ class DynamoDbRedeployLedger:
         self._retry = retry
 
     def claim(
-        self, service_arn: str, change: str, primary_created_at: datetime | None, now: datetime
-    ) -> Claim | str:
+        self,
+        service_arn: str,
+        change: str,
+        primary_created_at: datetime | None,
+        now: datetime,
+        lease: timedelta = MAX_LEASE,
+    ) -> Claim | Refusal:
         claim = Claim(service_arn, change, uuid.uuid4().hex, utc(now))  # one token per claim
         # Unknown PRIMARY age: never refuse for a confirmed record (redeploying is the safe side).
         primary = _ms(primary_created_at) if primary_created_at else 2**62
 
-        def put() -> Claim | str:
+        def put() -> Claim | Refusal:
             try:
                 self._client.put_item(
                     TableName=self._table,
@@ -156,16 +191,17 @@ class DynamoDbRedeployLedger:
                         "state": {"S": PENDING},
                         "owner": {"S": claim.token},
                         "claimed_at": {"N": str(_ms(now))},
+                        "lease_until": {"N": str(_ms(_lease_until(now, lease)))},
                         "expires_at": {"N": str(int((utc(now) + KEEP_FOR).timestamp()))},
                     },
                     ConditionExpression="attribute_not_exists(pk)"
-                    " OR (#state = :pending AND claimed_at < :lease_start)"
+                    " OR (#state = :pending AND lease_until < :now)"
                     " OR (#state = :confirmed AND deployment_created_at < :primary)",
                     ExpressionAttributeNames={"#state": "state"},
                     ExpressionAttributeValues={
                         ":pending": {"S": PENDING},
                         ":confirmed": {"S": CONFIRMED},
-                        ":lease_start": {"N": str(_ms(utc(now) - LEASE))},
+                        ":now": {"N": str(_ms(now))},
                         ":primary": {"N": str(primary)},
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -180,14 +216,15 @@ class DynamoDbRedeployLedger:
                     state=_text(old, "state") or PENDING,
                     token=_text(old, "owner") or "",
                     claimed_at=_from_ms(old.get("claimed_at", {}).get("N", "0")),
+                    lease_until=_from_ms(old.get("lease_until", {}).get("N", "0")),
                     deployment_created_at=(
                         _from_ms(old["deployment_created_at"]["N"])
                         if "deployment_created_at" in old
                         else None
                     ),
                 )
-                return _refusal(record, change, primary_created_at, now) or (
-                    "another rotor invocation holds this value's claim"
+                return _refusal(record, change, primary_created_at, now) or Refusal(
+                    "another rotor invocation holds this value's claim", held_elsewhere=True
                 )
             return claim
 

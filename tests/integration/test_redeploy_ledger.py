@@ -10,10 +10,12 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from orchestration.redeploy_ledger import (
-    LEASE,
+    LEASE_MARGIN,
+    MAX_LEASE,
     Claim,
     DynamoDbRedeployLedger,
     MemoryRedeployLedger,
+    Refusal,
 )
 from tests.integration.conftest import NOW
 
@@ -32,7 +34,7 @@ def ledger(request, clients, retry):
     return DynamoDbRedeployLedger(clients.dynamodb, request.getfixturevalue("state_table"), retry)
 
 
-def granted(result: Claim | str) -> Claim:
+def granted(result: Claim | Refusal) -> Claim:
     assert isinstance(result, Claim), result
     return result
 
@@ -42,7 +44,9 @@ def test_a_held_claim_refuses_the_same_change(ledger):
 
     again = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(seconds=1))
 
-    assert again == "another rotor invocation is redeploying it for this value (v1)"
+    assert again == Refusal(
+        "another rotor invocation is redeploying it for this value (v1)", held_elsewhere=True
+    )
 
 
 def test_other_changes_are_independent(ledger):
@@ -59,10 +63,9 @@ def test_a_confirmed_change_is_refused_while_its_deployment_is_the_newest(ledger
     stale_view = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(minutes=5))
     own_view = ledger.claim(SERVICE, V1, deployed, NOW + timedelta(minutes=5))
 
-    assert isinstance(stale_view, str) and stale_view.startswith(
-        "already redeployed by rotor for this value (v1) at "
-    )
-    assert isinstance(own_view, str)
+    assert isinstance(stale_view, Refusal) and not stale_view.held_elsewhere
+    assert stale_view.reason.startswith("already redeployed by rotor for this value (v1) at ")
+    assert isinstance(own_view, Refusal) and not own_view.held_elsewhere
 
 
 def test_a_rollback_to_an_earlier_value_is_redeployed(ledger):
@@ -88,14 +91,26 @@ def test_release_gives_the_claim_back(ledger):
 def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_undo_it(ledger):
     stuck = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))  # its Lambda was killed
 
-    later = NOW + LEASE + timedelta(seconds=1)
+    later = NOW + MAX_LEASE + LEASE_MARGIN + timedelta(seconds=1)
     taken = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, later))
     ledger.release(stuck)  # too late: no longer its claim
     ledger.confirm(stuck, later)
 
     again = ledger.claim(SERVICE, V1, OLD_PRIMARY, later + timedelta(seconds=1))
-    assert again == "another rotor invocation is redeploying it for this value (v1)"
+    assert isinstance(again, Refusal) and again.held_elsewhere
     assert taken.token != stuck.token
+
+
+def test_the_lease_lasts_as_long_as_the_claimant_may_run(ledger):
+    # A Lambda with 40 s left: once it is surely gone (plus a margin), its claim expires, so
+    # Lambda's retry of the event a minute later can redeploy.
+    granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW, lease=timedelta(seconds=40)))
+
+    during = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(seconds=60))
+    after = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(seconds=71))
+
+    assert isinstance(during, Refusal) and during.held_elsewhere
+    granted(after)
 
 
 def test_unknown_primary_age_never_blocks_a_redeploy(ledger):

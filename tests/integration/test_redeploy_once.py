@@ -178,8 +178,14 @@ def test_two_deliveries_handled_at_once_redeploy_once(
     redeployed = [arn for outcome in outcomes for arn in outcome.redeployed]
     assert sorted(a.rsplit("/", 1)[-1] for a in redeployed) == ["api", "worker"]
     assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+    # The other delivery either saw the claim confirmed (skipped), or gave up waiting on it
+    # and asks Lambda to retry the event (retryable failure): never a second deployment.
     skipped = [s["reason"] for outcome in outcomes for s in outcome.skipped]
-    assert len(skipped) == 2 and all(skipped)
+    waited_out = [
+        f for outcome in outcomes for f in outcome.failed if "ClaimHeldElsewhere" in f["error"]
+    ]
+    assert len(skipped) + len(waited_out) == 2
+    assert all(f["retryable"] is True for f in waited_out)
 
 
 def _label(clients, secret_arn: str, version: str, at) -> dict[str, Any]:
@@ -253,3 +259,43 @@ def test_an_update_that_landed_but_whose_answer_was_lost_counts_and_is_not_repea
     }
     assert later.redeployed == [] and later.failed == []
     assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+
+
+@pytest.mark.parametrize("other_finishes", [True, False], ids=["confirmed", "still-held"])
+def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers, other_finishes):
+    from orchestration.retry import RetryPolicy
+
+    db = two_consumers
+    ledger = MemoryRedeployLedger()
+    version = current_version(clients, db)
+    change = f"{db}@{version}"
+    services = {
+        name: f"arn:aws:ecs:us-east-1:123456789012:service/prod/{name}"
+        for name in ("api", "worker")
+    }
+    # Another invocation claimed both services and is deploying right now.
+    held = {
+        name: ledger.claim(arn, change, None, NOW - timedelta(seconds=1))
+        for name, arn in services.items()
+    }
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if other_finishes and len(waits) == 3:  # ... and finishes while rotor waits
+            for claim in held.values():
+                ledger.confirm(claim, NOW + timedelta(seconds=1))
+
+    runtime = make_runtime(clients, RetryPolicy(max_attempts=5, sleep=sleep), ledger=ledger)
+    event = _label(clients, db, version, NOW - timedelta(seconds=2))
+
+    outcome = process(classify(event), runtime)
+
+    assert ecs_world.updates_reached_moto == Counter()  # never a second deployment
+    if other_finishes:
+        assert outcome.failed == []
+        assert all(s["reason"].startswith("already redeployed by rotor") for s in outcome.skipped)
+    else:
+        assert sorted(f["retryable"] for f in outcome.failed) == [True, True]
+        assert all("ClaimHeldElsewhere" in f["error"] for f in outcome.failed)
+    assert waits  # it waited rather than giving up at once
