@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LIST_PAGE_SIZE = 100  # ListServices maximum
+LIST_PAGE_SIZE = 100  # ListServices and ListClusters maximum
 DESCRIBE_BATCH = 10  # DescribeServices maximum
 
 
@@ -196,30 +196,32 @@ class ConsumerDiscovery:
     def _cluster_arns(self) -> list[str]:
         if self._clusters:
             return list(self._clusters)
-        arns: list[str] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"maxResults": 100}
-            if token:
-                kwargs["nextToken"] = token
-            page = self._retry.call("ListClusters", self._ecs.list_clusters, **kwargs)
-            arns.extend(page.get("clusterArns", []))
-            token = page.get("nextToken")
-            if not token:
-                return arns
+        return self._all_pages("ListClusters", self._ecs.list_clusters, "clusterArns")
 
     def _service_arns(self, cluster: str) -> tuple[str, list[str]]:
-        arns: list[str] = []
+        arns = self._all_pages(
+            "ListServices", self._ecs.list_services, "serviceArns", cluster=cluster
+        )
+        return cluster, arns
+
+    def _all_pages(
+        self, operation: str, call: Callable[..., Any], key: str, **params: Any
+    ) -> list[str]:
+        """Every item of a paginated ECS list call, 100 a page (the maximum), each page retried."""
+        items: list[str] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"cluster": cluster, "maxResults": LIST_PAGE_SIZE}
-            if token:
-                kwargs["nextToken"] = token
-            page = self._retry.call("ListServices", self._ecs.list_services, **kwargs)
-            arns.extend(page.get("serviceArns", []))
+            page = self._retry.call(
+                operation,
+                call,
+                maxResults=LIST_PAGE_SIZE,
+                **params,
+                **({"nextToken": token} if token else {}),
+            )
+            items.extend(page.get(key, []))
             token = page.get("nextToken")
             if not token:
-                return cluster, arns
+                return items
 
     def _describe_services(
         self, cluster: str, arns: list[str]
