@@ -1,0 +1,48 @@
+"""rotor's domain: everything but the Lambda entry points (those are in ``handlers``).
+
+The names below are the public API; the modules behind them may change.
+"""
+
+from orchestration.clients import AwsClients
+from orchestration.dispatch import process
+from orchestration.errors import (
+    AwsCallError,
+    ConfigurationError,
+    InvalidEventError,
+    InvalidReferenceError,
+    PermanentAwsError,
+    RetryableAwsError,
+    RotorError,
+)
+from orchestration.events import Classification, EventKind, classify
+from orchestration.outcome import EventOutcome
+from orchestration.references import (
+    ReferenceField,
+    SecretIdentity,
+    SecretReference,
+    parse_reference,
+)
+from orchestration.runtime import Runtime
+from orchestration.settings import Settings
+
+__all__ = [
+    "AwsCallError",
+    "AwsClients",
+    "Classification",
+    "ConfigurationError",
+    "EventKind",
+    "EventOutcome",
+    "InvalidEventError",
+    "InvalidReferenceError",
+    "PermanentAwsError",
+    "ReferenceField",
+    "RetryableAwsError",
+    "RotorError",
+    "Runtime",
+    "SecretIdentity",
+    "SecretReference",
+    "Settings",
+    "classify",
+    "parse_reference",
+    "process",
+]

@@ -77,3 +77,16 @@ def test_clients_are_created_in_one_place() -> None:
     ]
     # demo.py builds the SQS inbox of the embedded world from the shared session.
     assert set(creators) <= {"clients.py", "demo.py"}, creators
+
+
+def test_public_api_is_listed_and_importable() -> None:
+    import orchestration
+
+    exported = set(orchestration.__all__)
+    public = {
+        name
+        for name, value in vars(orchestration).items()
+        if not name.startswith("_") and not isinstance(value, type(orchestration))
+    }
+    assert exported == public
+    assert orchestration.__all__ == sorted(orchestration.__all__)
