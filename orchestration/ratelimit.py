@@ -2,8 +2,11 @@
 
 ECS meters API calls per account and region with token buckets (REFERENCE.md, "ECS"). Rather
 than hit the limit and retry blindly, rotor takes a token before each call; concurrent workers
-then queue here instead of being throttled by AWS. The limiter hooks into a boto3 client
-(``before-call`` event), so every call through that client is metered, retries included.
+then queue here instead of being throttled by AWS. A caller never queues past its own deadline
+(``CALLER_TIME_LEFT``, set by the retry policy): it gets ``RateLimited`` (retryable) instead, so
+a Lambda stops in time and its event is retried, rather than being killed mid-queue. The
+limiter hooks into a boto3 client (``before-call`` event), so every call through that client is
+metered, retries included.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+from orchestration.errors import RetryableAwsError
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,23 @@ ECS_OPERATION_BUCKETS: Mapping[str, str] = {
 }
 
 
+class RateLimited(RetryableAwsError):
+    """The call would wait for a token past the caller's deadline: not made, retry later."""
+
+    def __init__(self, wait: float, max_wait: float) -> None:
+        super().__init__(
+            "RateLimit",
+            "RateLimited",
+            f"a token is {wait:.1f} s away, the deadline {max_wait:.1f} s",
+        )
+
+
+#: Seconds the current thread's caller may still wait (set by ``RetryPolicy.call``).
+CALLER_TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar(
+    "rotor_caller_time_left", default=None
+)
+
+
 class TokenBucket:
     """Thread-safe token bucket; ``acquire`` blocks until a token is free."""
 
@@ -61,14 +84,18 @@ class TokenBucket:
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
 
-    def acquire(self) -> float:
-        """Take one token; return how long the caller waited for it."""
+    def acquire(self, max_wait: float = float("inf")) -> float:
+        """Take one token; return how long the caller waited for it. Raise ``RateLimited``
+        (taking nothing) when the wait would be longer than ``max_wait`` seconds."""
         with self._lock:
             now = self._clock()
             self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
             self._updated = now
             self._tokens -= 1  # reserve now; a negative balance is a queue of waiters
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+            if wait > 0 and wait > max_wait:
+                self._tokens += 1
+                raise RateLimited(wait, max_wait)
             self.waited_seconds += wait
         if wait > 0:
             self._sleep(wait)
@@ -93,7 +120,10 @@ class ApiRateLimiter:
 
     def acquire(self, operation: str) -> float:
         bucket = self.buckets.get(self._operations.get(operation, ""))
-        return bucket.acquire() if bucket else 0.0
+        if bucket is None:
+            return 0.0
+        time_left = CALLER_TIME_LEFT.get()
+        return bucket.acquire(max_wait=time_left() if time_left else float("inf"))
 
     def attach(self, client: Any) -> None:
         """Meter every call made through ``client`` (a boto3 client)."""

@@ -33,6 +33,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from orchestration.errors import AwsCallError, PermanentAwsError, RetryableAwsError
+from orchestration.ratelimit import CALLER_TIME_LEFT
 
 T = TypeVar("T")
 
@@ -109,10 +110,13 @@ class RetryPolicy:
         """Call ``fn(**kwargs)``; retry retryable failures; raise ``AwsCallError`` otherwise."""
 
         def attempt() -> T:
+            token = CALLER_TIME_LEFT.set(self.remaining)
             try:
                 return fn(**kwargs)
             except (ClientError, BotoCoreError) as exc:
                 raise to_rotor_error(operation, exc) from exc
+            finally:
+                CALLER_TIME_LEFT.reset(token)
 
         policy = self
 

@@ -217,3 +217,47 @@ def test_attach_meters_every_call_through_a_boto3_client(clock: FakeClock, sleep
     client.describe_services(cluster="prod", services=["api"])
     assert sleeps == pytest.approx([1.0, 2.0])
     assert limiter.buckets["service-writes"].waited_seconds == pytest.approx(3.0)
+
+
+def test_a_wait_past_the_callers_deadline_raises_and_takes_no_token(
+    clock: FakeClock, sleeps: Sleeps
+) -> None:
+    from orchestration.ratelimit import RateLimited
+
+    limited = bucket(clock, sleeps, rate=5, burst=1)
+    limited.acquire()  # the burst is spent: the next token is 0.2 s away
+
+    with pytest.raises(RateLimited) as raised:
+        limited.acquire(max_wait=0.1)
+
+    assert raised.value.code == "RateLimited"
+    assert sleeps == []
+    assert limited.acquire(max_wait=0.2) == pytest.approx(0.2)  # the refused one took nothing
+
+
+def test_the_retry_policy_gives_the_limiter_its_deadline(clock: FakeClock, sleeps: Sleeps) -> None:
+    from orchestration.errors import RetryableAwsError
+    from orchestration.retry import RetryPolicy
+
+    limiter = ApiRateLimiter(
+        {"writes": BucketLimit(per_second=5, burst=1)},
+        {"UpdateService": "writes"},
+        clock=clock,
+        sleep=sleeps,
+    )
+    calls: list[str] = []
+
+    def update_service() -> str:
+        limiter.acquire("UpdateService")  # what the client's before-call hook does
+        calls.append("sent")
+        return "ok"
+
+    relaxed = RetryPolicy(sleep=sleeps, remaining=lambda: 60.0)
+    hurried = RetryPolicy(max_attempts=1, sleep=sleeps, remaining=lambda: 0.05)
+
+    assert relaxed.call("UpdateService", update_service) == "ok"
+    with pytest.raises(RetryableAwsError):
+        hurried.call("UpdateService", update_service)
+    # Outside a retry policy there is no deadline: it waits its turn.
+    assert limiter.acquire("UpdateService") == pytest.approx(0.2)
+    assert calls == ["sent"]
