@@ -111,8 +111,9 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
             f"  {_restore_command(facts.identity)}",
             "Otherwise move every service above off the secret before that date.",
         ]
+    state = "was deleted" if event.force_delete else "is scheduled for deletion"
     body = render(
-        f"rotor: secret {name} was deleted but {len(consumers)} ECS service(s) still reference it",
+        f"rotor: secret {name} {state} but {len(consumers)} ECS service(s) still reference it",
         [
             ("Secret", name),
             ("ARN", facts.identity.arn),
