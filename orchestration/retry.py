@@ -10,6 +10,7 @@ retryable codes is the Secrets Manager user guide's (REFERENCE.md, "Throttling a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,12 +119,6 @@ class RetryPolicy:
             finally:
                 CALLER_TIME_LEFT.reset(token)
 
-        policy = self
-
-        class _OutOfTime(stop_base):
-            def __call__(self, state: RetryCallState) -> bool:
-                return policy.remaining() - state.upcoming_sleep <= 0
-
         def before_sleep(state: RetryCallState) -> None:
             if self.on_retry and state.outcome is not None:
                 error = state.outcome.exception()
@@ -131,7 +126,7 @@ class RetryPolicy:
                     self.on_retry(operation, error, state.attempt_number)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts) | _OutOfTime(),
+            stop=stop_after_attempt(self.max_attempts) | _OutOfTime(self.remaining),
             wait=wait_random_exponential(multiplier=self.base_seconds, max=self.max_wait_seconds),
             retry=retry_if_exception_type(RetryableAwsError),
             sleep=self.sleep,
@@ -141,11 +136,14 @@ class RetryPolicy:
         return retrying(attempt)
 
     def with_deadline(self, remaining: Callable[[], float]) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.max_attempts,
-            base_seconds=self.base_seconds,
-            max_wait_seconds=self.max_wait_seconds,
-            remaining=remaining,
-            sleep=self.sleep,
-            on_retry=self.on_retry,
-        )
+        return dataclasses.replace(self, remaining=remaining)
+
+
+class _OutOfTime(stop_base):
+    """Stop when the next sleep would end past the deadline."""
+
+    def __init__(self, remaining: Callable[[], float]) -> None:
+        self._remaining = remaining
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self._remaining() - state.upcoming_sleep <= 0
