@@ -41,7 +41,11 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     # The version that became AWSCURRENT names this change: deliveries of one rotation share it.
     version = event.version_id
     if version is None and event.kind is EventKind.ROTATION:
-        version = runtime.secret_lookup().current_version(secret)
+        version = (
+            runtime.secret_lookup()
+            .describe(secret.arn, account=secret.account, region=secret.region, written_by_aws=True)
+            .current_version
+        )
     change = f"{secret.arn}@{version}" if version else None
     inventory = runtime.discovery().scan()
     consumers = inventory.consumers_of(secret)

@@ -31,6 +31,7 @@ class SecretFacts:
     described: bool  # False: DescribeSecret was not possible; facts come from the event
     deleted_date: datetime | None = None  # set while the secret is scheduled for deletion
     tags: dict[str, str] = field(default_factory=dict)
+    current_version: str | None = None  # the version labelled AWSCURRENT (never its value)
     why_not_described: str | None = None
 
     @property
@@ -77,6 +78,14 @@ class SecretLookup:
             described=True,
             deleted_date=answer.get("DeletedDate"),
             tags={t["Key"]: t.get("Value", "") for t in answer.get("Tags", []) if "Key" in t},
+            current_version=next(
+                (
+                    version
+                    for version, labels in answer.get("VersionIdsToStages", {}).items()
+                    if AWSCURRENT in labels
+                ),
+                None,
+            ),
         )
 
     def resolve(
@@ -93,15 +102,3 @@ class SecretLookup:
         return self.describe(
             secret_id, account=account, region=region, written_by_aws=written_by_aws
         ).identity
-
-    def current_version(self, secret: SecretIdentity) -> str | None:
-        """The version id labelled AWSCURRENT now (DescribeSecret; never the value)."""
-        try:
-            answer = self._retry.call(
-                "DescribeSecret", self._client.describe_secret, SecretId=secret.arn
-            )
-        except PermanentAwsError as exc:
-            log.info("cannot read the current version of %s: %s", secret.arn, exc.code)
-            return None
-        stages = answer.get("VersionIdsToStages", {})
-        return next((v for v, labels in stages.items() if AWSCURRENT in labels), None)
