@@ -2,8 +2,9 @@
 
 moto does not paginate ECS ListServices/ListClusters and does not enforce DescribeServices'
 limit of ten services; ``enforce_ecs_limits`` adds both through botocore's event hooks, so
-tests prove rotor against AWS's behaviour, not moto's. ``inject_errors`` answers a share of
-calls with an error (ThrottlingException by default) before they reach moto. ``ApiCalls``
+tests prove rotor against AWS's behaviour, not moto's. ``ErrorInjector`` answers a share of
+calls with an error (ThrottlingException by default) before they reach moto;
+``LoseFirstAnswer`` lets a call land and then loses its answer. ``ApiCalls``
 counts every call a client makes, by operation.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
 
 DEFAULT_PAGE = {"ListServices": 10, "ListClusters": 100}
 MAX_PAGE = {"ListServices": 100, "ListClusters": 100}
@@ -150,3 +152,22 @@ class FailFor:
             self.hits += 1
             return _error_response(400, self.code, f"injected {self.code}")
         return None
+
+
+class LoseFirstAnswer:
+    """The first ``operation`` call lands in moto, then its answer is lost (a read timeout):
+    what a retry meets when a write succeeded but the caller never heard."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.lost = False
+
+    def attach(self, client: Any) -> LoseFirstAnswer:
+        prefix = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"after-call.{prefix}.{self.operation}", self._lose)
+        return self
+
+    def _lose(self, **_: Any) -> None:
+        if not self.lost:
+            self.lost = True
+            raise ReadTimeoutError(endpoint_url="https://aws.invalid/")

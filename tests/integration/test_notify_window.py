@@ -4,7 +4,6 @@ memory or, with ROTOR_STATE_TABLE, in DynamoDB (moto) so that every Lambda conta
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,9 @@ from orchestration.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow
 from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from tests.conftest import REGION, load_event, make_runtime
+from tests.aws_fakes import LoseFirstAnswer
+from tests.conftest import load_event, make_runtime
+from tests.integration.conftest import Inbox
 
 pytestmark = pytest.mark.integration
 
@@ -118,31 +119,6 @@ def test_two_lambda_containers_share_the_dynamodb_window(
 # ------------------------------------------------------------------ Runtime.build picks the window
 
 
-@pytest.fixture
-def topic_queue(clients: AwsClients) -> tuple[str, Any, str]:
-    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
-    sqs = clients.session.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return topic_arn, sqs, url
-
-
-def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
-    envelopes: list[dict[str, Any]] = []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=600
-        ).get("Messages", [])
-        if not messages:
-            return envelopes
-        for message in messages:
-            envelopes.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
 def test_runtime_uses_dynamodb_window_only_when_a_state_table_is_set(
     clients: AwsClients, table: str
 ) -> None:
@@ -169,10 +145,9 @@ def test_storm_across_two_containers_sends_one_notification(
     retry: RetryPolicy,
     world: Any,
     table: str,
-    topic_queue: tuple[str, Any, str],
+    inbox: Inbox,
 ) -> None:
-    topic_arn, sqs, url = topic_queue
-    settings = Settings(topic_arn=topic_arn, state_table=table)
+    settings = Settings(topic_arn=inbox.topic_arn, state_table=table)
     containers = [make_runtime(clients, retry, settings), make_runtime(clients, retry, settings)]
     assert all(isinstance(r.notify_window, DynamoDbNotifyWindow) for r in containers)
     assert containers[0].notify_window is not containers[1].notify_window
@@ -188,7 +163,7 @@ def test_storm_across_two_containers_sends_one_notification(
     assert sum(o.metrics["PendingDeletionAccess"] for o in outcomes) == 50
     assert sum(o.metrics.get("NotificationsSent", 0) for o in outcomes) == 1
     assert sum(o.notifications_suppressed for o in outcomes) == 49
-    sent = drain(sqs, url)
+    sent = inbox.drain()
     assert len(sent) == 1
     assert "prod/legacy-token" in sent[0]["Subject"]
 
@@ -196,21 +171,12 @@ def test_storm_across_two_containers_sends_one_notification(
 def test_dynamodb_claim_whose_answer_was_lost_is_still_won(
     clients: AwsClients, table: str, retry: RetryPolicy
 ) -> None:
-    from botocore.exceptions import ReadTimeoutError
-
     window = DynamoDbNotifyWindow(clients.dynamodb, table, timedelta(minutes=15), retry)
-    lost = {"done": False}
-
-    def lose_the_first_answer(**_: Any) -> None:
-        if not lost["done"]:
-            lost["done"] = True
-            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
-
     # The write lands, its answer is lost, the retry meets its own claim: still a win, so the
     # notification is sent rather than silently suppressed for the whole window.
-    clients.dynamodb.meta.events.register("after-call.dynamodb.PutItem", lose_the_first_answer)
+    lost = LoseFirstAnswer("PutItem").attach(clients.dynamodb)
     now = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
 
     assert window.claim("secret|caller", now) is True
-    assert lost["done"]
+    assert lost.lost
     assert window.claim("secret|caller", now + timedelta(minutes=1)) is False

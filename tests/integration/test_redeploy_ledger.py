@@ -4,10 +4,8 @@ confirmations, releases, expired leases, and a claim whose answer was lost."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
 
 from orchestration.redeploy_ledger import (
     LEASE_MARGIN,
@@ -17,6 +15,7 @@ from orchestration.redeploy_ledger import (
     MemoryRedeployLedger,
     Refusal,
 )
+from tests.aws_fakes import LoseFirstAnswer
 from tests.integration.conftest import NOW
 
 pytestmark = pytest.mark.integration
@@ -122,19 +121,12 @@ def test_unknown_primary_age_never_blocks_a_redeploy(ledger):
 
 def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry, state_table):
     ledger = DynamoDbRedeployLedger(clients.dynamodb, state_table, retry)
-    lost = {"done": False}
-
-    def lose_the_first_answer(**_: Any) -> None:
-        if not lost["done"]:
-            lost["done"] = True
-            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
-
     # The write lands in moto, then the answer is lost: the retry meets its own claim.
-    clients.dynamodb.meta.events.register("after-call.dynamodb.PutItem", lose_the_first_answer)
+    lost = LoseFirstAnswer("PutItem").attach(clients.dynamodb)
 
     claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
 
-    assert lost["done"]
+    assert lost.lost
     item = clients.dynamodb.get_item(
         TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{V1}"}}
     )["Item"]
