@@ -20,7 +20,7 @@ from orchestration.outcome import EventOutcome
 from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from orchestration.world import EVENTS_DIR, WORLD_FILE, SeededWorld, load_world, seed_world
+from orchestration.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ class EmbeddedWorld:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or WORLD_FILE
-        self.seeded: SeededWorld | None = None
         self._mock: Any = None
 
     def __enter__(self) -> AwsClients:
@@ -67,7 +66,7 @@ class EmbeddedWorld:
         # The world's own clients: no rate limiting needed against an in-process moto.
         clients = AwsClients(region=world["region"])
         try:
-            self.seeded = seed_world(clients, world)
+            seed_world(clients, world)
         except Exception:
             self._mock.stop()
             raise
