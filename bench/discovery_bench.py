@@ -35,11 +35,11 @@ for _name, _value in {
 
 from moto import mock_aws  # noqa: E402
 
-from orchestration.clients import AwsClients  # noqa: E402
-from orchestration.discovery import ConsumerDiscovery, TaskDefinitionCache  # noqa: E402
-from orchestration.ratelimit import ApiRateLimiter  # noqa: E402
-from orchestration.references import SecretIdentity  # noqa: E402
-from orchestration.retry import RetryPolicy  # noqa: E402
+from orchestration.aws.clients import AwsClients  # noqa: E402
+from orchestration.aws.ratelimit import ApiRateLimiter  # noqa: E402
+from orchestration.aws.retry import RetryPolicy  # noqa: E402
+from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache  # noqa: E402
+from orchestration.secrets.references import SecretIdentity  # noqa: E402
 from tests.aws_fakes import ApiCalls, enforce_ecs_limits  # noqa: E402
 
 REGION, ACCOUNT = "us-east-1", "123456789012"

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.entry import handle_event
 from handlers.observability import logger, metrics, tracer
-from orchestration.events import EventKind
+from orchestration.events.classification import EventKind
 
 ALARM_KINDS = frozenset(
     {

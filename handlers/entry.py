@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics, tracer
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
 from orchestration.dispatch import process
 from orchestration.errors import (
     AwsCallError,
@@ -25,7 +25,7 @@ from orchestration.errors import (
     InvalidReferenceError,
     RetryableAwsError,
 )
-from orchestration.events import EventKind, classify
+from orchestration.events.classification import EventKind, classify
 from orchestration.outcome import INVALID_EVENTS, PROCESSING_ERRORS
 from orchestration.runtime import Runtime, lambda_deadline
 from orchestration.settings import Settings

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.entry import handle_event
 from handlers.observability import logger, metrics, tracer
-from orchestration.events import REDEPLOY_KINDS
+from orchestration.events.classification import REDEPLOY_KINDS
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -3,7 +3,7 @@
 The names below are the public API; the modules behind them may change.
 """
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
 from orchestration.dispatch import process
 from orchestration.errors import (
     AwsCallError,
@@ -14,15 +14,15 @@ from orchestration.errors import (
     RetryableAwsError,
     RotorError,
 )
-from orchestration.events import Classification, EventKind, classify
+from orchestration.events.classification import Classification, EventKind, classify
 from orchestration.outcome import EventOutcome
-from orchestration.references import (
+from orchestration.runtime import Runtime
+from orchestration.secrets.references import (
     ReferenceField,
     SecretIdentity,
     SecretReference,
     parse_reference,
 )
-from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 
 __all__ = [

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from orchestration.alarms import (
+from orchestration.alarms.use_cases import (
     handle_deletion_scheduled,
     handle_pending_deletion_access,
     handle_rotation_failed,
 )
-from orchestration.events import Classification, EventKind
+from orchestration.events.classification import Classification, EventKind
 from orchestration.outcome import EventOutcome
-from orchestration.rotation import handle_new_secret_value
+from orchestration.rotation.new_value import handle_new_secret_value
 from orchestration.runtime import Runtime
 
 UseCase = Callable[[Classification, Runtime], EventOutcome]

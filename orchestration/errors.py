@@ -8,7 +8,7 @@
         ├── RetryableAwsError       throttling or a transient fault: retry with backoff
         └── PermanentAwsError       access denied, not found, invalid input: retrying cannot help
 
-The adapter in ``orchestration.retry`` maps botocore's ``ClientError`` and connection
+The adapter in ``orchestration.aws.retry`` maps botocore's ``ClientError`` and connection
 errors onto ``AwsCallError`` so domain code never inspects botocore error codes itself.
 """
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestration.retry import RetryPolicy
+from orchestration.aws.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestration.events import Classification
+from orchestration.events.classification import Classification
 from orchestration.notifications import Notification
 
 # Metric names (CloudWatch, embedded metric format). Handlers emit them; alarms watch them.

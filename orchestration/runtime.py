@@ -9,23 +9,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from orchestration.clients import AwsClients
-from orchestration.discovery import (
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
+from orchestration.ecs.discovery import (
     PROCESS_TASK_DEFINITION_CACHE,
     ConsumerDiscovery,
     TaskDefinitionCache,
 )
+from orchestration.ecs.redeploy import Redeployer
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
-from orchestration.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
-from orchestration.redeploy import Redeployer
-from orchestration.redeploy_ledger import (
+from orchestration.secrets.lookup import SecretLookup
+from orchestration.settings import Settings
+from orchestration.state.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
+from orchestration.state.redeploy_ledger import (
     DynamoDbRedeployLedger,
     MemoryRedeployLedger,
     RedeployLedger,
 )
-from orchestration.retry import RetryPolicy
-from orchestration.secret_lookup import SecretLookup
-from orchestration.settings import Settings
 
 # What a warm Lambda container remembers between invocations when there is no state table.
 _PROCESS_WINDOWS: dict[timedelta, MemoryNotifyWindow] = {}

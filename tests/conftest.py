@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from orchestration.clients import AwsClients
-from orchestration.discovery import TaskDefinitionCache
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.ratelimit import ApiRateLimiter
+from orchestration.aws.retry import RetryPolicy
+from orchestration.ecs.discovery import TaskDefinitionCache
 from orchestration.notifications import LogOnlyNotifier
-from orchestration.notify_window import MemoryNotifyWindow
-from orchestration.ratelimit import ApiRateLimiter
-from orchestration.redeploy_ledger import MemoryRedeployLedger
-from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
+from orchestration.state.notify_window import MemoryNotifyWindow
+from orchestration.state.redeploy_ledger import MemoryRedeployLedger
 from tests.aws_fakes import ApiCalls, enforce_ecs_limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,7 @@ def ecs_calls(clients: AwsClients) -> ApiCalls:
 
 @pytest.fixture
 def world(clients: AwsClients) -> Any:
-    from orchestration.world import load_world, seed_world
+    from orchestration.cli.world import load_world, seed_world
 
     return seed_world(clients, load_world())
 

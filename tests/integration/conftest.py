@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import pytest
 
-from orchestration.clients import AwsClients
-from orchestration.world import backdate_deployment
+from orchestration.aws.clients import AwsClients
+from orchestration.cli.world import backdate_deployment
 from tests.conftest import ACCOUNT, REGION, load_event
 
 #: One clock for every test: rotations happened a minute ago, stale deployments ten days ago,

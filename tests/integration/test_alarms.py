@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
 from orchestration.dispatch import process
-from orchestration.events import classify
-from orchestration.notify_window import MemoryNotifyWindow
+from orchestration.events.classification import classify
 from orchestration.outcome import EventOutcome
-from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
+from orchestration.state.notify_window import MemoryNotifyWindow
 from tests.aws_fakes import ApiCalls, FailFor
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
 from tests.integration.conftest import Inbox

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.cli import main
-from orchestration.demo import EmbeddedWorld
+from orchestration.cli.demo import EmbeddedWorld
+from orchestration.cli.main import main
 from tests.conftest import ROOT
 from tests.integration.conftest import EcsWorld
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.cli import main
+from orchestration.cli.main import main
 
 pytestmark = pytest.mark.integration
 
 
 def test_unreachable_endpoint_is_a_failed_run_not_bad_input(capsys, monkeypatch):
     # Nothing listens on the discard port of loopback: the connection is refused at once.
-    from orchestration import cli
+    from orchestration.cli import main as cli
 
     monkeypatch.setattr(cli, "CLI_DEADLINE_SECONDS", 0.0)  # no retries after the first attempt
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from orchestration.discovery import ConsumerDiscovery, Inventory, TaskDefinitionCache
 from orchestration.dispatch import process
-from orchestration.events import classify
-from orchestration.references import ReferenceField, SecretIdentity
+from orchestration.ecs.discovery import ConsumerDiscovery, Inventory, TaskDefinitionCache
+from orchestration.events.classification import classify
 from orchestration.runtime import Runtime
+from orchestration.secrets.references import ReferenceField, SecretIdentity
 from orchestration.settings import Settings
 from tests.conftest import make_runtime
 from tests.integration.conftest import EcsWorld, changed, rotation_event

@@ -16,8 +16,8 @@ from botocore.awsrequest import AWSResponse
 import handlers.entry
 from handlers.alarms import lambda_handler
 from handlers.observability import metrics
-from orchestration.clients import AwsClients
-from orchestration.retry import RetryPolicy
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from tests.aws_fakes import ApiCalls

@@ -20,9 +20,9 @@ import handlers.entry
 from handlers.entry import RetryableFailure
 from handlers.observability import logger as powertools_logger
 from handlers.rotation import lambda_handler
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import AwsCallError
-from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from tests.aws_fakes import ErrorInjector
 from tests.conftest import ACCOUNT, REGION, Sleeps, load_event, make_runtime

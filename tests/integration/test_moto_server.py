@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from orchestration.cli import main
-from orchestration.clients import AwsClients
-from orchestration.world import load_world, seed_world
+from orchestration.aws.clients import AwsClients
+from orchestration.cli.main import main
+from orchestration.cli.world import load_world, seed_world
 from tests.conftest import REGION, ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
 from orchestration.dispatch import process
-from orchestration.events import classify
-from orchestration.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
-from orchestration.retry import RetryPolicy
+from orchestration.events.classification import classify
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
+from orchestration.state.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
 from tests.aws_fakes import LoseFirstAnswer
 from tests.conftest import load_event, make_runtime
 from tests.integration.conftest import Inbox

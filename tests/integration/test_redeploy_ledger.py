@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestration.redeploy_ledger import (
+from orchestration.state.redeploy_ledger import (
     LEASE_MARGIN,
     MAX_LEASE,
     Claim,

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from orchestration.dispatch import process
-from orchestration.events import classify
-from orchestration.redeploy_ledger import DynamoDbRedeployLedger, MemoryRedeployLedger
+from orchestration.events.classification import classify
 from orchestration.settings import Settings
+from orchestration.state.redeploy_ledger import DynamoDbRedeployLedger, MemoryRedeployLedger
 from tests.conftest import ACCOUNT, REGION, make_runtime
 from tests.integration.conftest import (
     NOW,
@@ -216,7 +216,7 @@ def test_a_rollback_to_an_earlier_value_redeploys_again(clients, retry, ecs_worl
 def test_a_failed_redeploy_gives_its_claim_back_so_the_retried_event_redeploys(
     clients, sleeps, ecs_world, two_consumers
 ):
-    from orchestration.retry import RetryPolicy
+    from orchestration.aws.retry import RetryPolicy
     from tests.aws_fakes import ErrorInjector
 
     db = two_consumers
@@ -238,7 +238,7 @@ def test_an_update_that_landed_but_whose_answer_was_lost_counts_and_is_not_repea
 ):
     from botocore.exceptions import ReadTimeoutError
 
-    from orchestration.retry import RetryPolicy
+    from orchestration.aws.retry import RetryPolicy
 
     db = two_consumers
     # One attempt only: the timeout is the last word, and only ECS knows it landed.
@@ -263,7 +263,7 @@ def test_an_update_that_landed_but_whose_answer_was_lost_counts_and_is_not_repea
 
 @pytest.mark.parametrize("other_finishes", [True, False], ids=["confirmed", "still-held"])
 def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers, other_finishes):
-    from orchestration.retry import RetryPolicy
+    from orchestration.aws.retry import RetryPolicy
 
     db = two_consumers
     ledger = MemoryRedeployLedger()

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
+from orchestration.cli.world import backdate_deployment
 from orchestration.dispatch import process
-from orchestration.events import EventKind, classify
+from orchestration.events.classification import EventKind, classify
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from orchestration.world import backdate_deployment
 from tests.aws_fakes import ApiCalls, ErrorInjector, FailFor
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
 from tests.integration.conftest import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.cli import main
+from orchestration.cli.main import main
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

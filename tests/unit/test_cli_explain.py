@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.cli import main
-from orchestration.events import classify
+from orchestration.cli.main import main
+from orchestration.events.classification import classify
 from tests.conftest import SAMPLE_EVENTS, load_event
 
 EXIT_BAD_INPUT = 2

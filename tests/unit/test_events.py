@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from orchestration.errors import InvalidEventError
-from orchestration.events import Classification, EventKind, classify
+from orchestration.events.classification import Classification, EventKind, classify
 from tests.conftest import SAMPLE_EVENTS, load_event
 
 ACCOUNT = "123456789012"

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestration.errors import InvalidEventError, InvalidReferenceError
-from orchestration.events import Classification, EventKind, classify
-from orchestration.references import ReferenceField, SecretIdentity, parse_reference
+from orchestration.events.classification import Classification, EventKind, classify
+from orchestration.secrets.references import ReferenceField, SecretIdentity, parse_reference
 from tests.conftest import SAMPLE_EVENTS
 
 FUZZ = settings(

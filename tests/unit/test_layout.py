@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ORCHESTRATION = sorted((ROOT / "orchestration").glob("*.py"))
+ORCHESTRATION = sorted((ROOT / "orchestration").rglob("*.py"))
 SHIPPED = ORCHESTRATION + sorted((ROOT / "handlers").glob("*.py"))
 
 
@@ -23,7 +23,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", ORCHESTRATION, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ORCHESTRATION, ids=lambda p: str(p.relative_to(ROOT)))
 def test_orchestration_never_imports_handlers_or_lambda_runtime(path: Path) -> None:
     forbidden = [
         name
@@ -51,7 +51,7 @@ def _secret_reads(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_rotor_never_reads_a_secret_value(path: Path) -> None:
     assert _secret_reads(path.read_text()) == [], path.name
 

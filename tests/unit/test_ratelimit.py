@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from orchestration.ratelimit import (
+from orchestration.aws.ratelimit import (
     ECS_LIMITS,
     ECS_OPERATION_BUCKETS,
     ApiRateLimiter,
@@ -222,7 +222,7 @@ def test_attach_meters_every_call_through_a_boto3_client(clock: FakeClock, sleep
 def test_a_wait_past_the_callers_deadline_raises_and_takes_no_token(
     clock: FakeClock, sleeps: Sleeps
 ) -> None:
-    from orchestration.ratelimit import RateLimited
+    from orchestration.aws.ratelimit import RateLimited
 
     limited = bucket(clock, sleeps, rate=5, burst=1)
     limited.acquire()  # the burst is spent: the next token is 0.2 s away
@@ -236,8 +236,8 @@ def test_a_wait_past_the_callers_deadline_raises_and_takes_no_token(
 
 
 def test_the_retry_policy_gives_the_limiter_its_deadline(clock: FakeClock, sleeps: Sleeps) -> None:
+    from orchestration.aws.retry import RetryPolicy
     from orchestration.errors import RetryableAwsError
-    from orchestration.retry import RetryPolicy
 
     limiter = ApiRateLimiter(
         {"writes": BucketLimit(per_second=5, burst=1)},

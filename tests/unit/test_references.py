@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration.errors import InvalidReferenceError
-from orchestration.references import (
+from orchestration.secrets.references import (
     ReferenceField,
     ReferenceKind,
     SecretIdentity,

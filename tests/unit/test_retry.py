@@ -18,8 +18,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from orchestration.aws.retry import THROTTLING_CODES, TRANSIENT_CODES, RetryPolicy, to_rotor_error
 from orchestration.errors import AwsCallError, PermanentAwsError, RetryableAwsError
-from orchestration.retry import THROTTLING_CODES, TRANSIENT_CODES, RetryPolicy, to_rotor_error
 from tests.conftest import Sleeps
 
 ENDPOINT = "https://ecs.us-east-1.amazonaws.com"

@@ -13,14 +13,14 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
+from orchestration.cli.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
 from orchestration.errors import RotorError
-from orchestration.events import classify, parse_event_text
+from orchestration.events.classification import classify, parse_event_text
 from orchestration.outcome import EventOutcome
-from orchestration.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from orchestration.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
 
 
 @dataclass(frozen=True)

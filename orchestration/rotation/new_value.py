@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestration.discovery import Inventory
-from orchestration.events import REDEPLOY_KINDS, Classification, EventKind
-from orchestration.freshness import Action, Verdict, plan
+from orchestration.ecs.discovery import Inventory
+from orchestration.ecs.redeploy import Outcome
+from orchestration.events.classification import REDEPLOY_KINDS, Classification, EventKind
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     REDEPLOY_FAILURES,
@@ -20,7 +20,7 @@ from orchestration.outcome import (
     UNREADABLE_REFERENCES,
     EventOutcome,
 )
-from orchestration.redeploy import Outcome
+from orchestration.rotation.freshness import Action, Verdict, plan
 from orchestration.runtime import Runtime
 
 log = logging.getLogger(__name__)

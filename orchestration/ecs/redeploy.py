@@ -1,6 +1,6 @@
 """Force a new deployment of each service that the plan says is stale, once.
 
-Each redeploy is first claimed in the redeploy ledger (``orchestration.redeploy_ledger``) for
+Each redeploy is first claimed in the redeploy ledger (``orchestration.state.redeploy_ledger``) for
 the change at hand, so that another delivery of the same new value, handled at the same time or
 later with another event time, does not deploy again; a failed redeploy gives the claim back.
 ``UpdateService(forceNewDeployment=True)`` goes through the retry policy. Before any retry, and
@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from orchestration.discovery import snapshot_of
+from orchestration.aws.retry import THROTTLING_CODES, RetryPolicy
+from orchestration.ecs.discovery import snapshot_of
 from orchestration.errors import AwsCallError, RetryableAwsError
-from orchestration.freshness import Action, Verdict, value_current_by
-from orchestration.redeploy_ledger import Claim, RedeployLedger, Refusal
-from orchestration.retry import THROTTLING_CODES, RetryPolicy
+from orchestration.rotation.freshness import Action, Verdict, value_current_by
+from orchestration.state.redeploy_ledger import Claim, RedeployLedger, Refusal
 from orchestration.times import utc
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
 from orchestration.errors import (
     AwsCallError,
     ConfigurationError,
@@ -27,12 +27,12 @@ from orchestration.errors import (
     PermanentAwsError,
     RotorError,
 )
-from orchestration.events import Classification, classify, parse_event_text
-from orchestration.freshness import plan
+from orchestration.events.classification import Classification, classify, parse_event_text
 from orchestration.outcome import EventOutcome
-from orchestration.references import SecretIdentity
-from orchestration.rotation import describe_verdict
+from orchestration.rotation.freshness import plan
+from orchestration.rotation.new_value import describe_verdict
 from orchestration.runtime import Runtime, fixed_deadline
+from orchestration.secrets.references import SecretIdentity
 from orchestration.settings import Settings
 from orchestration.times import iso
 
@@ -251,7 +251,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from orchestration.demo import run_demo
+    from orchestration.cli.demo import run_demo
 
     return run_demo(args.events, sys.stdout)
 
@@ -270,7 +270,7 @@ class _aws:
         settings = Settings.from_env()
         world_arg = getattr(self._args, "world", None)
         if world_arg:
-            from orchestration.demo import EmbeddedWorld
+            from orchestration.cli.demo import EmbeddedWorld
 
             path = None if world_arg == "default" else Path(world_arg)
             self._world = EmbeddedWorld(path)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import InvalidReferenceError, PermanentAwsError
-from orchestration.references import AWSCURRENT, SecretIdentity
-from orchestration.retry import RetryPolicy
+from orchestration.secrets.references import AWSCURRENT, SecretIdentity
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

@@ -1,6 +1,6 @@
 """Retry policy for AWS calls, and the adapter from botocore errors to rotor's own.
 
-botocore's own retries are switched off on rotor's clients (``orchestration.clients``): every
+botocore's own retries are switched off on rotor's clients (``orchestration.aws.clients``): every
 call goes through ``RetryPolicy.call`` instead, so attempts never multiply (botocore x tenacity)
 and one overall deadline, taken from the Lambda's remaining time, bounds them all.
 
@@ -33,8 +33,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from orchestration.aws.ratelimit import CALLER_TIME_LEFT
 from orchestration.errors import AwsCallError, PermanentAwsError, RetryableAwsError
-from orchestration.ratelimit import CALLER_TIME_LEFT
 
 T = TypeVar("T")
 

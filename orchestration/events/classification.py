@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestration.errors import InvalidEventError, InvalidReferenceError
-from orchestration.references import AWSCURRENT, SecretIdentity
+from orchestration.secrets.references import AWSCURRENT, SecretIdentity
 from orchestration.times import iso, utc
 
 SECRETS_MANAGER = "aws.secretsmanager"

@@ -4,7 +4,7 @@ One scan walks every cluster (or those in ``ROTOR_CLUSTERS``): ``ListServices`` 
 ``DescribeServices`` ten at a time with tags, ``DescribeTaskDefinition`` once per distinct task
 definition. Task definition revisions are immutable, so they are cached by ARN for the life of
 the process (a warm Lambda container reuses the cache). Calls run on a thread pool; the client's
-rate limiter (``orchestration.ratelimit``) keeps them under ECS's published limits, and every
+rate limiter (``orchestration.aws.ratelimit``) keeps them under ECS's published limits, and every
 call goes through the retry policy.
 """
 
@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import InvalidReferenceError
-from orchestration.references import (
+from orchestration.secrets.references import (
     ReferenceField,
     SecretIdentity,
     SecretReference,
     parse_reference,
 )
-from orchestration.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

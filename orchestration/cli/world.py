@@ -15,11 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestration.clients import AwsClients
+from orchestration.aws.clients import AwsClients
 from orchestration.errors import ConfigurationError, RotorError
-from orchestration.references import SecretIdentity
+from orchestration.secrets.references import SecretIdentity
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 WORLD_FILE = EVENTS_DIR / "world.json"
 PLACEHOLDER_VALUE = "placeholder-value-rotor-never-reads-it"
 

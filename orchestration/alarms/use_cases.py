@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from orchestration.discovery import Consumer
+from orchestration.ecs.discovery import Consumer
 from orchestration.errors import AwsCallError
-from orchestration.events import Caller, Classification, EventKind
+from orchestration.events.classification import Caller, Classification, EventKind
 from orchestration.notifications import Notification, render
 from orchestration.outcome import (
     DELETED_SECRET_STILL_REFERENCED,
@@ -24,9 +24,9 @@ from orchestration.outcome import (
     SECRETS_RESTORED,
     EventOutcome,
 )
-from orchestration.references import SecretIdentity
 from orchestration.runtime import Runtime
-from orchestration.secret_lookup import SecretFacts
+from orchestration.secrets.lookup import SecretFacts
+from orchestration.secrets.references import SecretIdentity
 from orchestration.times import iso_or_none, utc
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import PermanentAwsError
-from orchestration.retry import RetryPolicy
 from orchestration.times import iso, utc
 
 if TYPE_CHECKING:

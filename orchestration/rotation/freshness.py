@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from orchestration.discovery import Consumer
-from orchestration.references import SecretReference
+from orchestration.ecs.discovery import Consumer
+from orchestration.secrets.references import SecretReference
 from orchestration.times import iso, utc
 
 OPT_TAG = "rotor:redeploy"

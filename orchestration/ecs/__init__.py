@@ -1,0 +1,1 @@
+"""ECS: finding the services that reference a secret, and forcing their new deployments."""

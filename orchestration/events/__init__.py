@@ -1,0 +1,1 @@
+"""Reading EventBridge events: what each one means for rotor."""

@@ -1,0 +1,1 @@
+"""What rotor remembers between invocations: notify windows and the redeploy ledger."""
