@@ -20,15 +20,18 @@ from typing import Any
 
 import boto3
 import pytest
+import time_machine
 
 from orchestration.aws.clients import AwsClients
 from orchestration.cli.world import backdate_deployment
 from tests.conftest import ACCOUNT, REGION, load_event
 
-#: One clock for every test: rotations happened a minute ago, stale deployments ten days ago,
-#: fresh ones thirty seconds ago (after the rotation). Relative to the real clock, because
-#: moto stamps a forced deployment with the real "now".
-NOW = datetime.now(UTC).replace(microsecond=0)
+#: One clock for every test: each integration test starts at NOW (``_clock`` below), whenever
+#: it runs and whatever the machine's clock says; rotations happened a minute before, stale
+#: deployments ten days before, fresh ones thirty seconds before (after the rotation). Moto
+#: stamps a forced deployment with the clock's "now", so it lands just after NOW. NOW is after
+#: the sample events (2026-11-20), which tests replay as events of the past.
+NOW = datetime(2026, 11, 21, 9, 0, 0, tzinfo=UTC)
 ROTATED_AT = NOW - timedelta(minutes=1)
 STALE = NOW - timedelta(days=10)
 FRESH = NOW - timedelta(seconds=30)
@@ -245,6 +248,15 @@ def inbox(clients: AwsClients) -> Inbox:
     ]
     clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     return Inbox(sqs, url, topic_arn)
+
+
+@pytest.fixture(autouse=True)
+def _clock() -> Iterator[None]:
+    """Every test starts at NOW and the clock runs from there: no test depends on when it
+    starts (a test that started minutes after collection once saw its own "now" move past
+    the times it had built its events with)."""
+    with time_machine.travel(NOW, tick=True):
+        yield
 
 
 @pytest.fixture(autouse=True)
