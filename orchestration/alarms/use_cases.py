@@ -289,9 +289,8 @@ def _maybe_restore(runtime: Runtime, facts: SecretFacts, outcome: EventOutcome) 
     )
     if not (wanted and facts.described and facts.scheduled_for_deletion):
         return False
-    client = runtime.clients.secretsmanager
     try:
-        runtime.retry.call("RestoreSecret", client.restore_secret, SecretId=facts.identity.arn)
+        runtime.secret_lookup().restore(facts.identity)
     except AwsCallError as exc:
         outcome.notes.append(f"RestoreSecret failed: {exc}")
         return False

@@ -1,26 +1,33 @@
 """``rotor demo``: start the embedded world, replay the sample events, show what happened.
 
 Everything runs in-process against moto: the same classification, discovery, freshness rule,
-UpdateService calls and SNS notifications as in Lambda. Notifications are read back from an SQS
-queue subscribed to the topic, as an operator's e-mail would receive them.
+UpdateService calls and SNS notifications as in Lambda. The story is told in the order of the
+events' times, and the world's clock stands at each event's time while rotor handles it, so
+every date the demo prints (deployments, deletion dates) belongs to the sample events' day,
+whatever the machine's clock says. Notifications are read back from an SQS queue subscribed to
+the topic, as an operator's e-mail would receive them.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.cli.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
-from orchestration.errors import RotorError
-from orchestration.events.classification import classify, parse_event_text
+from orchestration.cli.show import print_outcome, service_name
+from orchestration.cli.world import EVENTS_DIR, EmbeddedWorld, Inbox
+from orchestration.errors import ConfigurationError, InvalidEventError
+from orchestration.events.classification import Classification, classify, parse_event_text
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
+from orchestration.times import iso
+
+__all__ = ["STORY", "EmbeddedWorld", "Step", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,16 @@ class Step:
     repeat: int = 1
 
 
+#: In the order of the events' times.
 STORY = (
+    Step(
+        "put-secret-value-awspending.json", "a rotation of prod/db starts (AWSPENDING): no action"
+    ),
     Step("secret-label-updated-awscurrent.json", "prod/db rotated: the native label event"),
     Step("rotation-succeeded.json", "the same rotation again, via CloudTrail (RotationSucceeded)"),
-    Step("rotation-succeeded-api-call-detail-type.json", "prod/api-signer rotated"),
-    Step("put-secret-value-awspending.json", "a rotation in progress (AWSPENDING): no action"),
+    Step("get-secret-value-success.json", "an ordinary read: no action"),
     Step("put-secret-value-awscurrent.json", "prod/db-admin changed by hand (PutSecretValue)"),
+    Step("rotation-succeeded-api-call-detail-type.json", "prod/api-signer rotated"),
     Step("rotation-failed.json", "a rotation that failed"),
     Step("delete-secret-recovery-window.json", "DeleteSecret of prod/legacy-token, still in use"),
     Step(
@@ -44,143 +55,80 @@ STORY = (
         repeat=200,
     ),
     Step("get-secret-value-marked-for-deletion-by-name.json", "a person reads it by name"),
-    Step("get-secret-value-success.json", "an ordinary read: no action"),
 )
 
 
-class EmbeddedWorld:
-    """Context manager: an in-process moto account seeded from a world file."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or WORLD_FILE
-        self._mock: Any = None
-
-    def __enter__(self) -> AwsClients:
-        try:
-            from moto import mock_aws
-        except ImportError:  # pragma: no cover - depends on the install
-            raise RotorError("the embedded world needs moto: pip install 'rotor[demo]'") from None
-        world = load_world(self.path)
-        self._mock = mock_aws()
-        self._mock.start()
-        # The world's own clients: no rate limiting needed against an in-process moto.
-        clients = AwsClients(region=world["region"])
-        try:
-            seed_world(clients, world)
-        except Exception:
-            self._mock.stop()
-            raise
-        return clients
-
-    def __exit__(self, *exc: object) -> None:
-        if self._mock is not None:
-            self._mock.stop()
-            self._mock = None
-
-
 def run_demo(events_dir: Path | None, out: TextIO) -> int:
+    from orchestration.dispatch import process
+
     events_dir = events_dir or EVENTS_DIR
-    if not events_dir.is_dir():
-        raise RotorError(f"no sample events at {events_dir}")
-    with EmbeddedWorld(events_dir / "world.json") as clients:
-        topic_arn, queue_url = _topic_with_inbox(clients)
-        settings = Settings(topic_arn=topic_arn)
+    if not (events_dir / "world.json").is_file():
+        raise ConfigurationError(f"no sample events and world.json at {events_dir}")
+    story = [(step, _load(events_dir / step.file)) for step in STORY]
+    world = EmbeddedWorld(events_dir / "world.json", stay_at_seeding=True)
+    with world as clients:
+        inbox = Inbox.subscribe(clients, "rotor-notifications")
+        settings = Settings(topic_arn=inbox.topic_arn)
         runtime = Runtime.build_for_one_run(clients, settings, retry=RetryPolicy())
         before = _deployments(clients)
-        print("rotor demo: an embedded AWS account (moto, in-process), us-east-1", file=out)
+        first, last = story[0][1].event_time, story[-1][1].event_time
+        print(f"rotor demo: an embedded AWS account (moto, in-process), {clients.region}", file=out)
         print(f"  world: {events_dir / 'world.json'}", file=out)
-        print(f"  {len(before)} ECS services; notifications go to SNS {topic_arn}\n", file=out)
-        totals = {"events": 0, "redeployed": 0, "failed": 0}
-        for number, step in enumerate(STORY, 1):
-            path = events_dir / step.file
-            event = classify(parse_event_text(path.read_bytes()))
-            outcomes = [_process(event, runtime) for _ in range(step.repeat)]
-            totals["events"] += step.repeat
-            print(f"[{number}] {step.caption}", file=out)
-            _show(path, outcomes, out)
+        print(f"  {len(before)} ECS services; notifications go to SNS {inbox.topic_arn}", file=out)
+        print(f"  the world's clock follows the events, {iso(first)} to {iso(last)}\n", file=out)
+        redeploys: Counter[str] = Counter()
+        events = failures = 0
+        for number, (step, event) in enumerate(story, 1):
+            if event.event_time > datetime.now(UTC):
+                world.move_clock_to(event.event_time)
+            outcomes: list[EventOutcome] = [process(event, runtime) for _ in range(step.repeat)]
+            events += step.repeat
+            times = f" ({step.repeat} times)" if step.repeat > 1 else ""
+            print_outcome(
+                f"[{number}] {iso(event.event_time)}  {step.caption}\n    {step.file}{times}",
+                outcomes,
+                out,
+            )
+            print(file=out)
             for outcome in outcomes:
-                totals["redeployed"] += len(outcome.redeployed)
-                totals["failed"] += len(outcome.failed)
+                redeploys.update(outcome.redeployed)
+                failures += len(outcome.failed)
         after = _deployments(clients)
         print("Deployments (PRIMARY createdAt), before -> after:", file=out)
         for name in sorted(before):
             changed = "  <- redeployed" if after[name] != before[name] else ""
             print(f"  {name:22} {before[name]} -> {after[name]}{changed}", file=out)
-        messages = _drain(clients, queue_url)
+        messages = inbox.drain()
         print(f"\nNotifications received from SNS ({len(messages)}):", file=out)
         for message in messages:
             print(f"\n--- {message['Subject']}", file=out)
             print(message["Message"].rstrip(), file=out)
-        redeployed_services = sum(1 for n in before if after[n] != before[n])
         print(
-            f"\nSummary: {totals['events']} events replayed, {totals['redeployed']} redeploys "
-            f"({redeployed_services} services, each once), {len(messages)} notifications, "
-            f"{totals['failed']} failures.",
+            f"\nSummary: {events} events replayed, {sum(redeploys.values())} redeploys "
+            f"({_how_often(redeploys)}), {len(messages)} notifications, {failures} failures.",
             file=out,
         )
-    return 0 if totals["failed"] == 0 else 1
+    return 0 if failures == 0 else 1
 
 
-def _process(event: Any, runtime: Runtime) -> EventOutcome:
-    from orchestration.dispatch import process
-
-    return process(event, runtime)
-
-
-def _show(path: Path, outcomes: list[EventOutcome], out: TextIO) -> None:
-    first = outcomes[0]
-    c = first.classification
-    print(f"    {path.name}: {c.kind.value} - {c.reason}", file=out)
-    if first.secret or c.secret:
-        print(f"    secret: {first.secret or c.secret}", file=out)
-    for arn in first.redeployed:
-        print(f"    redeployed  {arn.split(':service/', 1)[-1]}", file=out)
-    for item in first.skipped:
-        print(
-            f"    skipped     {item['service'].split(':service/', 1)[-1]}: {item['reason']}",
-            file=out,
-        )
-    for item in first.failed:
-        print(f"    FAILED      {item['service']}: {item['error']}", file=out)
-    for note in first.notes:
-        print(f"    note: {note}", file=out)
-    sent = sum(len(o.notifications) for o in outcomes)
-    suppressed = sum(o.notifications_suppressed for o in outcomes)
-    counted = {k: sum(o.metrics.get(k, 0) for o in outcomes) for o in outcomes for k in o.metrics}
-    if sent or suppressed:
-        print(f"    notifications: {sent} sent, {suppressed} suppressed by the window", file=out)
-    if counted:
-        print(
-            "    metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(counted.items())), file=out
-        )
-    print(file=out)
+def _load(path: Path) -> Classification:
+    try:
+        return classify(parse_event_text(path.read_bytes()))
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: {exc.strerror or exc}") from None
+    except InvalidEventError as exc:
+        raise InvalidEventError(f"{path}: {exc}") from None
 
 
-def _topic_with_inbox(clients: AwsClients) -> tuple[str, str]:
-    sqs = clients.session.client("sqs", region_name=clients.region)
-    topic_arn = clients.sns.create_topic(Name="rotor-notifications")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="rotor-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return topic_arn, queue_url
-
-
-def _drain(clients: AwsClients, queue_url: str) -> list[dict[str, Any]]:
-    sqs = clients.session.client("sqs", region_name=clients.region)
-    messages: list[dict[str, Any]] = []
-    while True:
-        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not batch:
-            return messages
-        messages.extend(json.loads(m["Body"]) for m in batch)
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
-            ],
-        )
+def _how_often(redeploys: Counter[str]) -> str:
+    """'4 services, each once', or which services were redeployed more than once."""
+    services = len(redeploys)
+    again = sorted((service_name(arn), count) for arn, count in redeploys.items() if count > 1)
+    if not again:
+        return f"{services} services, each once" if services else "no service"
+    return f"{services} services; more than once: " + ", ".join(
+        f"{name} {count} times" for name, count in again
+    )
 
 
 def _deployments(clients: AwsClients) -> dict[str, str]:
@@ -194,6 +142,5 @@ def _deployments(clients: AwsClients) -> dict[str, str]:
             )["services"]:
                 primary = next(d for d in service["deployments"] if d["status"] == "PRIMARY")
                 name = f"{cluster.rsplit('/', 1)[-1]}/{service['serviceName']}"
-                created = primary["createdAt"].astimezone(UTC)
-                result[name] = created.isoformat(timespec="seconds").replace("+00:00", "Z")
+                result[name] = iso(primary["createdAt"])
     return result

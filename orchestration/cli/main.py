@@ -1,8 +1,10 @@
 """The ``rotor`` command line: explain, discover, replay, demo.
 
-``--json`` prints exactly one JSON object on stdout. Errors go to stderr as one line, with exit
-status 2 for bad input (a file that is not an event, a malformed secret id, bad settings) and 1
-for a run that failed (an AWS error, a redeploy that failed).
+``--output json`` (or ``--json``) prints exactly one JSON object on stdout. Every error is one
+line on stderr, with exit status 2 for bad input (a file that is not an event, a secret that
+does not exist, bad settings, a malformed option) and 1 for a run that failed (an AWS error,
+a redeploy that failed). Only ``replay`` (without ``--dry-run``) and ``demo`` (inside its own
+embedded world) write; ``explain`` and ``discover`` only read.
 """
 
 from __future__ import annotations
@@ -10,17 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
-from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    InvalidRegionError,
+    NoRegionError,
+    ParamValidationError,
+    ProfileNotFound,
+)
 
-from orchestration.aws.clients import AwsClients
+from orchestration.aws.clients import BOTOCORE_CONFIG, AwsClients
+from orchestration.cli.dry_run import DryRun
+from orchestration.cli.progress import Progress
+from orchestration.cli.show import print_outcome, print_table
 from orchestration.errors import (
-    AwsCallError,
     ConfigurationError,
     InvalidEventError,
     InvalidReferenceError,
@@ -28,23 +43,52 @@ from orchestration.errors import (
     RotorError,
 )
 from orchestration.events.classification import Classification, classify, parse_event_text
-from orchestration.outcome import EventOutcome
 from orchestration.rotation.freshness import plan
 from orchestration.rotation.new_value import describe_verdict
 from orchestration.runtime import Runtime, fixed_deadline
-from orchestration.secrets.references import SecretIdentity
 from orchestration.settings import Settings
 from orchestration.times import iso
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BROKEN_PIPE = 0, 1, 2, 141
 CLI_DEADLINE_SECONDS = 600.0
+#: The command line talks to AWS from a person's machine: a host that does not answer is
+#: given up on quickly (the retry policy then tries again), rather than after Lambda's timeouts.
+CLI_BOTOCORE_CONFIG = BOTOCORE_CONFIG.merge(Config(connect_timeout=2, read_timeout=15))
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
 class UsageError(RotorError):
     """Bad command-line input."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of rotor."""
+
+    def error(self, message: str) -> NoReturn:
+        _error(f"{message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("rotor")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``rotor demo | head``): stop quietly, as ``cat`` would.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -58,24 +102,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidEventError, InvalidReferenceError, ConfigurationError, UsageError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
-    except (ProfileNotFound, NoRegionError) as exc:
+    except (ProfileNotFound, NoRegionError, InvalidRegionError, ParamValidationError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     except BotoCoreError as exc:
         _error(f"{type(exc).__name__}: {exc}")
         return EXIT_FAILED
-    except (AwsCallError, RotorError) as exc:
+    except RotorError as exc:
         _error(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        _error(f"unexpected {type(exc).__name__}: {exc} (rerun with -v for the traceback)")
+        return EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rotor",
         description="Keep ECS services in step with Secrets Manager rotations.",
     )
+    parser.add_argument("--version", action="version", version=f"rotor {version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(
@@ -85,41 +137,61 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(command=func)
         p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
         if aws:
-            p.add_argument("--region", help="AWS region (default: from profile/environment)")
+            p.add_argument("--region", type=_region, help="AWS region (default: profile/env)")
             p.add_argument("--profile", help="AWS named profile")
-            p.add_argument("--endpoint-url", help="send AWS calls to this endpoint (e.g. moto)")
+            p.add_argument(
+                "--endpoint-url",
+                type=_endpoint_url,
+                metavar="URL",
+                help="send AWS calls to this endpoint (e.g. a moto server)",
+            )
+            p.add_argument(
+                "--world",
+                action="store_true",
+                help="run against the embedded world (in-process moto) instead of AWS",
+            )
+            p.add_argument(
+                "--world-file",
+                type=Path,
+                metavar="WORLD.json",
+                help="the embedded world's file (implies --world; default: the sample world)",
+            )
         return p
 
-    explain = command("explain", _explain, "classify an event offline", aws=False)
-    explain.add_argument("event", type=Path, metavar="EVENT.json")
-    explain.add_argument("--json", action="store_true", help="print one JSON object")
+    def output(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--output",
+            choices=("table", "json"),
+            default="table",
+            help="table (default) or json: exactly one JSON object on stdout",
+        )
+        p.add_argument(
+            "--json", dest="output", action="store_const", const="json", help="--output json"
+        )
+
+    explain = command("explain", _explain, "classify an event offline (reads nothing)", aws=False)
+    explain.add_argument("event", metavar="EVENT.json", help="the event file, or - for stdin")
+    output(explain)
 
     discover = command("discover", _discover, "list the ECS services that reference a secret")
     discover.add_argument("secret", metavar="SECRET", help="secret ARN or name")
-    discover.add_argument("--json", action="store_true", help="print one JSON object")
+    output(discover)
     discover.add_argument(
         "--rotated-at",
         type=_timestamp,
         metavar="TIME",
         help="judge freshness as if the new value became current at TIME (ISO 8601; default: now)",
     )
-    discover.add_argument(
-        "--world",
-        nargs="?",
-        const="default",
-        metavar="WORLD.json",
-        help="run against the embedded world instead of AWS",
-    )
 
-    replay = command("replay", _replay, "run the Lambda's path for one event")
-    replay.add_argument("event", type=Path, metavar="EVENT.json")
-    replay.add_argument("--json", action="store_true", help="print one JSON object")
+    replay = command(
+        "replay", _replay, "run the Lambda's path for one event (writes, unless --dry-run)"
+    )
+    replay.add_argument("event", metavar="EVENT.json", help="the event file, or - for stdin")
+    output(replay)
     replay.add_argument(
-        "--world",
-        nargs="?",
-        const="default",
-        metavar="WORLD.json",
-        help="run against the embedded world instead of AWS",
+        "--dry-run",
+        action="store_true",
+        help="plan and print, but make no UpdateService, Publish, RestoreSecret or state write",
     )
 
     demo = command("demo", _demo, "replay the sample events against the embedded world", aws=False)
@@ -132,10 +204,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _explain(args: argparse.Namespace) -> int:
     event = _classify_file(args.event)
-    if args.json:
+    if args.output == "json":
         _print_json(_explanation(event))
         return EXIT_OK
-    print(f"{args.event}: {event.kind.value}")
+    print(f"{_label(args.event)}: {event.kind.value}")
     rows = [
         ("reason", event.reason),
         ("secret", event.secret or "-"),
@@ -168,8 +240,10 @@ def _explanation(event: Classification) -> dict[str, Any]:
 
 
 def _discover(args: argparse.Namespace) -> int:
+    if not args.secret.strip():
+        raise UsageError("empty secret id: give a secret name or ARN")
     with _aws(args) as runtime:
-        secret = _resolve_cli_secret(runtime, args.secret)
+        secret = runtime.secret_lookup().identify(args.secret)
         inventory = runtime.discovery().scan()
         consumers = inventory.consumers_of(secret)
         rotated_at = args.rotated_at or datetime.now(UTC)
@@ -179,7 +253,7 @@ def _discover(args: argparse.Namespace) -> int:
         {"task_definition": bad.task_definition, "container": bad.container, "error": bad.error}
         for bad in inventory.unreadable
     ]
-    if args.json:
+    if args.output == "json":
         _print_json(
             {
                 "secret": secret.arn,
@@ -197,7 +271,10 @@ def _discover(args: argparse.Namespace) -> int:
         )
     print(f"{secret.arn}: {len(rows)} consumer(s)")
     print(f"  actions as if it got a new value at {iso(rotated_at)} (--rotated-at to change)")
-    _table(
+    if not rows:
+        print("  (no service references this secret)")
+        return EXIT_OK
+    print_table(
         ["CLUSTER", "SERVICE", "TASK DEFINITION", "ACTION", "REASON"],
         [
             [
@@ -209,26 +286,9 @@ def _discover(args: argparse.Namespace) -> int:
             ]
             for r in rows
         ],
+        sys.stdout,
     )
     return EXIT_OK
-
-
-def _resolve_cli_secret(runtime: Runtime, secret_id: str) -> SecretIdentity:
-    """DescribeSecret decides what the user meant (``…:secret:prod/api-signer`` may be a partial
-    ARN); an ARN that cannot be described (another account's) is taken as a full ARN."""
-    client = runtime.clients.secretsmanager
-    try:
-        answer = runtime.retry.call("DescribeSecret", client.describe_secret, SecretId=secret_id)
-    except PermanentAwsError as exc:
-        if secret_id.startswith("arn:"):
-            try:
-                return SecretIdentity.from_full_arn(secret_id)
-            except InvalidReferenceError:
-                pass
-        if exc.code == "ResourceNotFoundException":
-            raise UsageError(f"no secret {secret_id!r}: {exc.message}") from None
-        raise
-    return SecretIdentity.from_full_arn(answer["ARN"])
 
 
 # --- replay ------------------------------------------------------------------------------
@@ -238,12 +298,18 @@ def _replay(args: argparse.Namespace) -> int:
     from orchestration.dispatch import process
 
     event = _classify_file(args.event)
-    with _aws(args) as runtime:
+    dry_run = DryRun() if args.dry_run else None
+    with _aws(args, dry_run) as runtime:
         outcome = process(event, runtime)
-    if args.json:
-        _print_json(outcome.to_dict())
+    would_call = dry_run.calls if dry_run else None
+    if args.output == "json":
+        data = outcome.to_dict()
+        if would_call is not None:
+            data["dry_run"] = True
+            data["would_call"] = [call.to_dict() for call in would_call]
+        _print_json(data)
     else:
-        _print_outcome(str(args.event), outcome, sys.stdout)
+        print_outcome(_label(args.event), [outcome], sys.stdout, would_call=would_call)
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
@@ -260,35 +326,151 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 class _aws:
-    """A runtime against AWS (or ``--endpoint-url``), or inside the embedded world."""
+    """A runtime against AWS (or ``--endpoint-url``), or inside the embedded world; with
+    ``dry_run``, one whose writes are answered and recorded instead of sent."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, dry_run: DryRun | None = None) -> None:
         self._args = args
+        self._dry_run = dry_run
         self._world: Any = None
+        self._progress: Progress | None = None
 
     def __enter__(self) -> Runtime:
+        args = self._args
         settings = Settings.from_env()
-        world_arg = getattr(self._args, "world", None)
-        if world_arg:
-            from orchestration.cli.demo import EmbeddedWorld
+        if args.world or args.world_file:
+            given = [
+                flag
+                for flag, value in (
+                    ("--region", args.region),
+                    ("--profile", args.profile),
+                    ("--endpoint-url", args.endpoint_url),
+                )
+                if value
+            ]
+            if given:
+                raise UsageError(f"{', '.join(given)} cannot be used with the embedded world")
+            from orchestration.cli.world import EmbeddedWorld
 
-            path = None if world_arg == "default" else Path(world_arg)
-            self._world = EmbeddedWorld(path)
+            self._world = EmbeddedWorld(args.world_file)
             clients = self._world.__enter__()
+            where = "the embedded world"
         else:
             clients = AwsClients.from_options(
-                region=self._args.region,
-                profile=self._args.profile,
-                endpoint_url=self._args.endpoint_url,
+                region=args.region, profile=args.profile, endpoint_url=args.endpoint_url
             )
+            clients.config = CLI_BOTOCORE_CONFIG
             if not clients.region:
                 raise UsageError("no AWS region: pass --region or set AWS_REGION")
+            _check_region(clients.region, known_only=not args.endpoint_url)
+            where = f"AWS in {clients.region}" + (
+                f" at {args.endpoint_url}" if args.endpoint_url else ""
+            )
+            if args.profile:
+                where += f" (profile {args.profile})"
+        if self._dry_run is not None:
+            self._dry_run.attach(clients)
+        self._progress = Progress.on_terminal(sys.stderr, where)
+        if self._progress is not None:
+            self._progress.attach(clients)
         runtime = Runtime.build_for_one_run(clients, settings)
-        return runtime.with_deadline(fixed_deadline(CLI_DEADLINE_SECONDS))
+        runtime = runtime.with_deadline(fixed_deadline(CLI_DEADLINE_SECONDS))
+        _check_settings(runtime)
+        return runtime
 
     def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.done()
         if self._world is not None:
             self._world.__exit__(*exc)
+
+
+def _check_settings(runtime: Runtime) -> None:
+    """Name a state table or cluster from the settings that does not exist, before any work."""
+    settings = runtime.settings
+    if settings.state_table:
+        dynamodb = runtime.clients.dynamodb
+        try:
+            runtime.retry.call(
+                "DescribeTable", dynamodb.describe_table, TableName=settings.state_table
+            )
+        except PermanentAwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                raise ConfigurationError(
+                    f"ROTOR_STATE_TABLE: no DynamoDB table {settings.state_table!r} "
+                    f"in {runtime.clients.region}"
+                ) from None
+            # Not allowed to describe it: the run itself will say what it can or cannot do.
+    if settings.clusters:
+        ecs = runtime.clients.ecs
+        missing: list[str] = []
+        for start in range(0, len(settings.clusters), 100):  # DescribeClusters takes 100
+            answer = runtime.retry.call(
+                "DescribeClusters",
+                ecs.describe_clusters,
+                clusters=list(settings.clusters[start : start + 100]),
+            )
+            missing += [
+                str(f.get("arn", "?")).rsplit("/", 1)[-1]
+                for f in answer.get("failures", [])
+                if f.get("reason") == "MISSING"
+            ]
+            missing += [
+                str(c.get("clusterName"))
+                for c in answer.get("clusters", [])
+                if c.get("status") == "INACTIVE"
+            ]
+        if missing:
+            raise ConfigurationError(
+                f"ROTOR_CLUSTERS: no ECS cluster {', '.join(map(repr, missing))} "
+                f"in {runtime.clients.region}"
+            )
+
+
+def _region(text: str) -> str:
+    if not _REGION.match(text):
+        raise argparse.ArgumentTypeError(f"not an AWS region: {text!r} (e.g. eu-west-1)")
+    return text
+
+
+def _check_region(region: str, *, known_only: bool) -> None:
+    """A region of the wrong form, or (without ``--endpoint-url``) one botocore does not know,
+    is bad input rather than a connection that fails."""
+    _region_or_usage_error(region)
+    if not known_only:
+        return
+    import botocore.session
+
+    session = botocore.session.get_session()
+    known = {
+        r
+        for partition in session.get_available_partitions()
+        for r in session.get_available_regions("ecs", partition)
+    }
+    if known and region not in known:
+        raise UsageError(
+            f"unknown AWS region {region!r} (if it is new, upgrade boto3, or pass --endpoint-url)"
+        )
+
+
+def _region_or_usage_error(region: str) -> None:
+    try:
+        _region(region)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _endpoint_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"not an http(s) URL: {text!r} (e.g. http://127.0.0.1:5000)"
+        )
+    return text
 
 
 def _timestamp(text: str) -> datetime:
@@ -299,55 +481,20 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _classify_file(path: Path) -> Classification:
+def _label(source: str) -> str:
+    return "(stdin)" if source == "-" else source
+
+
+def _classify_file(source: str) -> Classification:
+    """The event in file ``source``, or on standard input for ``-``."""
     try:
-        text = path.read_bytes()
+        text = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+        raise UsageError(f"{source}: {exc.strerror or exc}") from None
     try:
         return classify(parse_event_text(text))
     except InvalidEventError as exc:
-        raise InvalidEventError(f"{path}: {exc}") from None
-
-
-def _print_outcome(label: str, outcome: EventOutcome, out: TextIO) -> None:
-    c = outcome.classification
-    secret = outcome.secret or c.secret or "-"
-    print(f"{label}", file=out)
-    print(f"  {c.kind.value}: {secret}", file=out)
-    print(f"  {c.reason}", file=out)
-    if outcome.redeployed:
-        print("  redeployed:", file=out)
-        for arn in outcome.redeployed:
-            print(f"    {_service_name(arn)}", file=out)
-    if outcome.skipped:
-        print("  skipped:", file=out)
-        for item in outcome.skipped:
-            print(f"    {_service_name(item['service'])}: {item['reason']}", file=out)
-    for item in outcome.failed:
-        print(f"  FAILED {_service_name(item['service'])}: {item['error']}", file=out)
-    for notification in outcome.notifications:
-        print(f"  notification: {notification.subject}", file=out)
-    if outcome.notifications_suppressed:
-        print(f"  notifications suppressed (window): {outcome.notifications_suppressed}", file=out)
-    for arn in outcome.restored:
-        print(f"  restored: {arn}", file=out)
-    for note in outcome.notes:
-        print(f"  note: {note}", file=out)
-
-
-def _service_name(arn: str) -> str:
-    return arn.split(":service/", 1)[-1]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    if not rows:
-        print("  (no service references this secret)")
-        return
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [str(cell).ljust(w) for cell, w in zip(row, widths, strict=False)]
-        print("  " + "  ".join([*cells, str(row[-1])]))
+        raise InvalidEventError(f"{_label(source)}: {exc}") from None
 
 
 def _print_json(data: dict[str, Any]) -> None:
@@ -357,11 +504,22 @@ def _print_json(data: dict[str, Any]) -> None:
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _error(message: str) -> None:
     print(f"rotor: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Resolve the secret an event names into a ``SecretIdentity`` (and its deletion state).
+"""The one Secrets Manager adapter: resolve, describe and restore (rotation, alarms, the CLI).
 
 An event may name a secret by full ARN, partial ARN or bare name. A full ARN needs no call.
 Otherwise ``DescribeSecret`` (which still answers during the recovery window, and never
 returns the value) gives the full ARN. A secret rotor cannot describe (owned by another account
-that did not share DescribeSecret, or gone) falls back to what the event says.
+that did not share DescribeSecret, or gone) falls back to what the event says. A user's words
+on the command line are held to more: a secret that does not exist is an error
+(``identify``). rotor never calls ``GetSecretValue``.
 """
 
 from __future__ import annotations
@@ -87,6 +89,40 @@ class SecretLookup:
                 None,
             ),
         )
+
+    def identify(self, secret_id: str) -> SecretIdentity:
+        """The secret a person named (name, partial or full ARN), for the command line.
+
+        DescribeSecret decides what they meant (``…:secret:prod/api-signer`` may be a partial
+        ARN). A secret that does not exist raises ``InvalidReferenceError``, even when named by
+        a full ARN; a full ARN that rotor may not describe (another account's) is taken as is.
+        """
+        if not secret_id.strip():
+            raise InvalidReferenceError("empty secret id: give a secret name or ARN")
+        try:
+            answer = self._retry.call(
+                "DescribeSecret", self._client.describe_secret, SecretId=secret_id
+            )
+        except PermanentAwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                raise InvalidReferenceError(f"no secret {secret_id!r}: {exc.message}") from None
+            if exc.code == "ValidationException":
+                raise InvalidReferenceError(
+                    f"not a secret id {secret_id!r}: {exc.message}"
+                ) from None
+            if secret_id.startswith("arn:"):
+                try:
+                    identity = SecretIdentity.from_full_arn(secret_id)
+                except InvalidReferenceError:
+                    raise exc from None
+                log.warning("cannot describe %s (%s): taking the ARN as given", secret_id, exc.code)
+                return identity
+            raise
+        return SecretIdentity.from_full_arn(answer["ARN"])
+
+    def restore(self, secret: SecretIdentity) -> None:
+        """``RestoreSecret``: cancel a scheduled deletion. Raises ``AwsCallError``."""
+        self._retry.call("RestoreSecret", self._client.restore_secret, SecretId=secret.arn)
 
     def resolve(
         self, secret_id: str, *, account: str, region: str, written_by_aws: bool

@@ -10,11 +10,9 @@ backend (after every injected error), per service.
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +21,7 @@ import pytest
 import time_machine
 
 from orchestration.aws.clients import AwsClients
-from orchestration.cli.world import backdate_deployment
+from orchestration.cli.world import Inbox, backdate_deployment
 from tests.conftest import ACCOUNT, REGION, load_event
 
 #: One clock for every test: each integration test starts at NOW (``_clock`` below), whenever
@@ -211,43 +209,10 @@ def state_table(clients: AwsClients) -> str:
     return STATE_TABLE
 
 
-@dataclass
-class Inbox:
-    """An SQS queue subscribed to the notification topic: what a subscriber receives."""
-
-    sqs: Any
-    url: str
-    topic_arn: str
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Every SNS envelope waiting on the queue (consumed: a second drain sees only new ones)."""
-        envelopes: list[dict[str, Any]] = []
-        while True:
-            answer = self.sqs.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=0,
-                VisibilityTimeout=600,
-                MessageAttributeNames=["All"],
-            )
-            messages = answer.get("Messages", [])
-            if not messages:
-                return envelopes
-            for message in messages:
-                envelopes.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-
-
 @pytest.fixture
 def inbox(clients: AwsClients) -> Inbox:
-    topic_arn = clients.sns.create_topic(Name="rotor-alarms")["TopicArn"]
-    sqs = clients.session.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="rotor-alarms-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return Inbox(sqs, url, topic_arn)
+    """An SQS queue subscribed to the notification topic: what a subscriber receives."""
+    return Inbox.subscribe(clients, "rotor-alarms")
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.cli.demo import EmbeddedWorld
 from orchestration.cli.main import main
+from orchestration.cli.world import EmbeddedWorld
 from tests.conftest import ROOT
 from tests.integration.conftest import EcsWorld
 
@@ -301,7 +301,7 @@ def test_demo_redeploys_each_consumer_once_and_shows_notifications(world_probe, 
     out = captured.out
     redeployed = ["prod/api", "prod/worker", "prod/gateway", "prod/admin-console"]
     for name in redeployed:
-        assert out.count(f"redeployed  {name}\n") == 1, name
+        assert out.count(f"\n    {name}\n") == 1, name  # listed once, under "redeployed:"
         marked = [line for line in out.splitlines() if line.strip().startswith(name + " ")]
         assert len(marked) == 1 and marked[0].endswith("<- redeployed"), name
     assert out.count("<- redeployed") == len(redeployed)

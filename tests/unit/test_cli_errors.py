@@ -38,7 +38,7 @@ def test_bad_world_file_is_bad_input(tmp_path, capsys):
     world = tmp_path / "world.json"
     world.write_text("[1]")
 
-    status = main(["discover", "prod/db", "--world", str(world)])
+    status = main(["discover", "prod/db", "--world-file", str(world)])
 
     assert status == 2
     assert "world file" in _one_line_error(capsys)
