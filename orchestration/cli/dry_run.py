@@ -57,21 +57,24 @@ class DryRun:
         """Guard every client of ``clients``: those made from now on (the session's events are
         copied into each new client) and those already made."""
         hook: Any = self._before_call  # answers the call: botocore's hooks may return a response
-        clients.session.events.register("before-call", hook)
+        emitters = [clients.session.events]
         for made in ("ecs", "secretsmanager", "sns", "dynamodb"):
             client = clients.__dict__.get(made)  # cached_property: made already?
             if client is not None:
-                client.meta.events.register("before-call", hook)
+                emitters.append(client.meta.events)
+        for events in emitters:
+            events.register("before-parameter-build", _keep_params)
+            events.register("before-call", hook)
         return clients
 
     def _before_call(
-        self, model: Any, params: dict[str, Any], **_: Any
+        self, model: Any, context: dict[str, Any], **_: Any
     ) -> tuple[AWSResponse, dict[str, Any]] | None:
         operation: str = model.name
         if operation.startswith(READ_PREFIXES):
             return None
         service: str = model.service_model.service_name
-        call = WouldCall(service, operation, _target(params))
+        call = WouldCall(service, operation, _target(context.get(_PARAMS, {})))
         with self._lock:
             if call not in self._calls:  # a retried claim or notification is one write
                 self._calls.append(call)
@@ -80,6 +83,14 @@ class DryRun:
             "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "dry-run"},
         }
         return AWSResponse("dry-run://", 200, HTTPHeaders(), None), answer
+
+
+_PARAMS = "rotor_dry_run_params"
+
+
+def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """The call's own parameters, for the record (``before-call`` sees the serialised request)."""
+    context[_PARAMS] = dict(params)
 
 
 def _target(params: dict[str, Any]) -> str:

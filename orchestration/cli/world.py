@@ -293,7 +293,9 @@ class Inbox:
     def subscribe(cls, clients: AwsClients, topic: str, queue: str | None = None) -> Inbox:
         """Create the topic (or take it, if it exists) and a queue subscribed to it."""
         topic_arn = clients.sns.create_topic(Name=topic)["TopicArn"]
-        sqs = clients.session.client("sqs", region_name=clients.region)
+        sqs = clients.session.client(
+            "sqs", region_name=clients.region, endpoint_url=clients.endpoint_url
+        )
         url = sqs.create_queue(QueueName=queue or f"{topic}-inbox")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
             "Attributes"

@@ -90,3 +90,20 @@ def test_public_api_is_listed_and_importable() -> None:
     }
     assert exported == public
     assert orchestration.__all__ == sorted(orchestration.__all__)
+
+
+def test_every_package_is_listed_in_pyproject():
+    """pyproject.toml lists its packages (the sample events ship as one): a new package of the
+    source tree that is not listed would be missing from the wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("orchestration", "handlers")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
+    assert "orchestration.cli.samples" in listed
