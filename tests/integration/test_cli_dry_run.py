@@ -58,10 +58,8 @@ def test_replay_of_a_rotation(url, wired, capsys, dry_run):
     before = deployments(url)
     flags = ["--dry-run"] if dry_run else []
 
-    status = main(
-        ["replay", "events/rotation-succeeded.json", "--endpoint-url", url, "--region", REGION]
-        + ["--json", *flags]
-    )
+    over_the_wire = ["--endpoint-url", url, "--region", REGION]
+    status = main(["replay", "events/rotation-succeeded.json", *over_the_wire, "--json", *flags])
 
     captured = capsys.readouterr()
     assert status == 0, captured.err
@@ -89,10 +87,8 @@ def test_replay_of_a_read_of_a_secret_scheduled_for_deletion(url, wired, capsys,
     assert _deleted_date(url) is not None
     flags = ["--dry-run"] if dry_run else []
 
-    status = main(
-        ["replay", "events/get-secret-value-marked-for-deletion.json", "--endpoint-url", url]
-        + ["--region", REGION, *flags]
-    )
+    event = "events/get-secret-value-marked-for-deletion.json"
+    status = main(["replay", event, "--endpoint-url", url, "--region", REGION, *flags])
 
     captured = capsys.readouterr()
     assert status == 0, captured.err
