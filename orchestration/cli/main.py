@@ -336,6 +336,13 @@ class _aws:
         self._progress: Progress | None = None
 
     def __enter__(self) -> Runtime:
+        try:
+            return self._enter()
+        except BaseException:
+            self.__exit__()  # a world already started must stop: __exit__ is not called for us
+            raise
+
+    def _enter(self) -> Runtime:
         args = self._args
         settings = Settings.from_env()
         if args.world or args.world_file:
@@ -383,6 +390,7 @@ class _aws:
             self._progress.done()
         if self._world is not None:
             self._world.__exit__(*exc)
+            self._world = None
 
 
 def _check_settings(runtime: Runtime) -> None:

@@ -32,6 +32,7 @@ class Progress:
         self._lock = threading.Lock()
         self._last = 0.0
         self._shown = False
+        self._phase = ""
         self._show(f"connecting to {where}…", force=True)
 
     @classmethod
@@ -58,20 +59,22 @@ class Progress:
             counts = [f"{self._calls[op]} {label}" for op, label in _COUNTED.items()]
             scanned = any(self._calls[op] for op in _COUNTED)
         if scanned:
-            self._show("scanning ECS: " + ", ".join(counts) + "…")
+            self._show("scanning ECS: " + ", ".join(counts) + "…", phase="scan")
         else:
-            self._show(f"{model.name} answered by {self._where}…")
+            self._show(f"{model.name} answered by {self._where}…", phase="call")
 
     def _after_error(self, model: Any, exception: BaseException | None = None, **_: Any) -> None:
         reason = type(exception).__name__ if exception else "error"
         self._show(f"{model.name} to {self._where} failed ({reason})…", force=True)
 
-    def _show(self, text: str, *, force: bool = False) -> None:
+    def _show(self, text: str, *, force: bool = False, phase: str = "") -> None:
+        """Rewrite the line; at most every ``_MIN_INTERVAL_SECONDS`` within one phase."""
         now = time.monotonic()
         with self._lock:
-            if not force and now - self._last < _MIN_INTERVAL_SECONDS:
+            new_phase = phase != self._phase
+            if not (force or new_phase) and now - self._last < _MIN_INTERVAL_SECONDS:
                 return
-            self._last = now
+            self._last, self._phase = now, phase
             self._shown = True
             self._stream.write(f"\r\033[Krotor: {text}")
             self._stream.flush()

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,8 @@ from orchestration.secrets.references import SecretIdentity
 def _events_dir() -> Path:
     """The sample events: shipped in the package (``orchestration/cli/samples``, built from the
     top-level ``events/``), or the checkout's ``events/`` when run from source."""
-    checkout = Path(__file__).resolve().parents[2] / "events"
-    try:
-        shipped = Path(str(resources.files("orchestration.cli.samples")))
-    except ModuleNotFoundError:  # pragma: no cover - a broken install
-        return checkout
+    here = Path(__file__).resolve().parent
+    shipped, checkout = here / "samples", here.parents[1] / "events"
     return shipped if (shipped / "world.json").is_file() else checkout
 
 
