@@ -82,7 +82,11 @@ def handle_event(
         logger.debug("dropped event body", extra={"event": event})
         return {"status": "dropped", "error": str(exc)}
     logger.set_correlation_id(classification.event_id)
-    logger.append_keys(kind=classification.kind.value, secret=classification.secret)
+    # ``name`` (the logging record's logger name) tells rotor's domain lines apart; the
+    # clear_state of each invocation drops it with the other keys, so it is added here.
+    logger.append_keys(
+        name="%(name)s", kind=classification.kind.value, secret=classification.secret
+    )
     tracer.put_annotation("kind", classification.kind.value)
     if classification.kind not in accept:
         logger.info("not for this function", extra={"reason": classification.reason})
