@@ -18,8 +18,9 @@ from typing import TextIO
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
+from orchestration.cli import world as embedded
 from orchestration.cli.show import print_outcome, service_name
-from orchestration.cli.world import EVENTS_DIR, EmbeddedWorld, Inbox
+from orchestration.cli.world import EmbeddedWorld, Inbox
 from orchestration.errors import ConfigurationError, InvalidEventError
 from orchestration.events.classification import Classification, classify, parse_event_text
 from orchestration.outcome import EventOutcome
@@ -58,10 +59,10 @@ STORY = (
 )
 
 
-def run_demo(events_dir: Path | None, out: TextIO) -> int:
+def run_demo(folder: Path | None, out: TextIO) -> int:
     from orchestration.dispatch import process
 
-    events_dir = events_dir or EVENTS_DIR
+    events_dir = folder or embedded.events_dir()
     if not (events_dir / "world.json").is_file():
         raise ConfigurationError(f"no sample events and world.json at {events_dir}")
     story = [(step, _load(events_dir / step.file)) for step in STORY]
@@ -69,7 +70,7 @@ def run_demo(events_dir: Path | None, out: TextIO) -> int:
     with world as clients:
         inbox = Inbox.subscribe(clients, "rotor-notifications")
         settings = Settings(topic_arn=inbox.topic_arn)
-        runtime = Runtime.build_for_one_run(clients, settings, retry=RetryPolicy())
+        runtime = Runtime.build(clients, settings, retry=RetryPolicy())
         before = _deployments(clients)
         first, last = story[0][1].event_time, story[-1][1].event_time
         print(f"rotor demo: an embedded AWS account (moto, in-process), {clients.region}", file=out)

@@ -41,6 +41,7 @@ from orchestration.errors import (
     InvalidReferenceError,
     PermanentAwsError,
     RotorError,
+    UsageError,
 )
 from orchestration.events.classification import Classification, classify, parse_event_text
 from orchestration.rotation.freshness import plan
@@ -53,12 +54,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BROKEN_PIPE = 0, 1, 2, 141
 CLI_DEADLINE_SECONDS = 600.0
 #: The command line talks to AWS from a person's machine: a host that does not answer is
 #: given up on quickly (the retry policy then tries again), rather than after Lambda's timeouts.
-CLI_BOTOCORE_CONFIG = BOTOCORE_CONFIG.merge(Config(connect_timeout=2, read_timeout=15))
+CLI_TIMEOUTS = Config(connect_timeout=2, read_timeout=15)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-
-
-class UsageError(RotorError):
-    """Bad command-line input."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -366,7 +363,7 @@ class _aws:
             clients = AwsClients.from_options(
                 region=args.region, profile=args.profile, endpoint_url=args.endpoint_url
             )
-            clients.config = CLI_BOTOCORE_CONFIG
+            clients.config = BOTOCORE_CONFIG.merge(CLI_TIMEOUTS)
             if not clients.region:
                 raise UsageError("no AWS region: pass --region or set AWS_REGION")
             _check_region(clients.region, known_only=not args.endpoint_url)
@@ -380,7 +377,7 @@ class _aws:
         self._progress = Progress.on_terminal(sys.stderr, where)
         if self._progress is not None:
             self._progress.attach(clients)
-        runtime = Runtime.build_for_one_run(clients, settings)
+        runtime = Runtime.build(clients, settings)
         runtime = runtime.with_deadline(fixed_deadline(CLI_DEADLINE_SECONDS))
         _check_settings(runtime)
         return runtime

@@ -33,7 +33,7 @@ from orchestration.errors import ConfigurationError, RotorError
 from orchestration.secrets.references import SecretIdentity
 
 
-def _events_dir() -> Path:
+def events_dir() -> Path:
     """The sample events: shipped in the package (``orchestration/cli/samples``, built from the
     top-level ``events/``), or the checkout's ``events/`` when run from source."""
     here = Path(__file__).resolve().parent
@@ -41,15 +41,15 @@ def _events_dir() -> Path:
     return shipped if (shipped / "world.json").is_file() else checkout
 
 
-EVENTS_DIR = _events_dir()
-WORLD_FILE = EVENTS_DIR / "world.json"
 PLACEHOLDER_VALUE = "placeholder-value-rotor-never-reads-it"
 #: Where the embedded world stands when the world file does not say.
 DEFAULT_NOW = "2026-11-20T12:00:00Z"
 
 
-def load_world(path: Path = WORLD_FILE) -> dict[str, Any]:
-    """The world file, checked enough that seeding cannot fail on its shape."""
+def load_world(path: Path | None = None) -> dict[str, Any]:
+    """The world file (default: the sample world), checked enough that seeding cannot fail on
+    its shape."""
+    path = path or events_dir() / "world.json"
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -206,7 +206,7 @@ class EmbeddedWorld:
     def __init__(self, path: Path | None = None, *, stay_at_seeding: bool = False) -> None:
         """``stay_at_seeding``: the clock stays at ``seeded_at`` rather than moving to the
         world's ``now`` (the demo moves it along its story)."""
-        self.path = path or WORLD_FILE
+        self.path = path or events_dir() / "world.json"
         self._stay_at_seeding = stay_at_seeding
         self._mock: Any = None
         self._clock: Any = None
