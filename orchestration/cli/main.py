@@ -410,11 +410,14 @@ def _check_settings(runtime: Runtime) -> None:
         ecs = runtime.clients.ecs
         missing: list[str] = []
         for start in range(0, len(settings.clusters), 100):  # DescribeClusters takes 100
-            answer = runtime.retry.call(
-                "DescribeClusters",
-                ecs.describe_clusters,
-                clusters=list(settings.clusters[start : start + 100]),
-            )
+            try:
+                answer = runtime.retry.call(
+                    "DescribeClusters",
+                    ecs.describe_clusters,
+                    clusters=list(settings.clusters[start : start + 100]),
+                )
+            except PermanentAwsError:  # not allowed to look: the scan will report each cluster
+                return
             missing += [
                 str(f.get("arn", "?")).rsplit("/", 1)[-1]
                 for f in answer.get("failures", [])

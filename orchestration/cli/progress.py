@@ -54,18 +54,27 @@ class Progress:
                 client.meta.events.register("after-call-error", self._after_error)
 
     def _after_call(self, model: Any, **_: Any) -> None:
+        try:
+            self._count(model.name)
+        except Exception:  # pragma: no cover - a status line never stops a command
+            return
+
+    def _count(self, operation: str) -> None:
         with self._lock:
-            self._calls[model.name] += 1
+            self._calls[operation] += 1
             counts = [f"{self._calls[op]} {label}" for op, label in _COUNTED.items()]
             scanned = any(self._calls[op] for op in _COUNTED)
         if scanned:
             self._show("scanning ECS: " + ", ".join(counts) + "…", phase="scan")
         else:
-            self._show(f"{model.name} answered by {self._where}…", phase="call")
+            self._show(f"{operation} answered by {self._where}…", phase="call")
 
-    def _after_error(self, model: Any, exception: BaseException | None = None, **_: Any) -> None:
+    def _after_error(
+        self, event_name: str = "", exception: BaseException | None = None, **_: Any
+    ) -> None:
+        operation = event_name.rsplit(".", 1)[-1] or "a call"  # after-call-error.SERVICE.OP
         reason = type(exception).__name__ if exception else "error"
-        self._show(f"{model.name} to {self._where} failed ({reason})…", force=True)
+        self._show(f"{operation} to {self._where} failed ({reason})…", force=True)
 
     def _show(self, text: str, *, force: bool = False, phase: str = "") -> None:
         """Rewrite the line; at most every ``_MIN_INTERVAL_SECONDS`` within one phase."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 
 from orchestration.cli.main import main
@@ -24,3 +27,28 @@ def test_unreachable_endpoint_is_a_failed_run_not_bad_input(capsys, monkeypatch)
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert captured.err.startswith("rotor: error: DescribeSecret failed: ConnectionError")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_rotor_says_what_it_is_trying(capsys, monkeypatch):
+    from orchestration.cli import main as cli
+
+    monkeypatch.setattr(cli, "CLI_DEADLINE_SECONDS", 0.0)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    status = main(
+        ["discover", "prod/db", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:9"]
+    )
+
+    shown = terminal.getvalue()
+    assert status == 1
+    assert "rotor: connecting to AWS in us-east-1 at http://127.0.0.1:9" in shown
+    assert "DescribeSecret to AWS in us-east-1 at http://127.0.0.1:9 failed (" in shown
+    # The status line is erased; the error is the last line, alone.
+    assert shown.endswith("\r\x1b[K" + shown.rsplit("\r\x1b[K", 1)[-1])
+    assert shown.rsplit("\r\x1b[K", 1)[-1].startswith("rotor: error: DescribeSecret failed")

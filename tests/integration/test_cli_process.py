@@ -129,6 +129,6 @@ def test_the_demo_runs_from_an_installed_wheel_outside_the_checkout(tmp_path: Pa
     )
     demo = run(["demo"], cwd=elsewhere, env=env)
 
-    assert where.stdout.strip() == str(target / "orchestration" / "cli" / "samples")
+    assert where.stdout.strip() == str(target / "orchestration" / "cli" / "samples" / "world.json")
     assert demo.returncode == 0, demo.stderr
     assert "Summary: 209 events replayed, 4 redeploys (4 services, each once)" in demo.stdout
