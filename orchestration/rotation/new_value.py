@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.ecs.redeploy import Outcome
-from orchestration.events.classification import REDEPLOY_KINDS, Classification, EventKind
+from orchestration.events.classification import Classification, EventKind
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     REDEPLOY_FAILURES,
@@ -28,11 +28,9 @@ log = logging.getLogger(__name__)
 
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
     """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
-    if event.kind not in REDEPLOY_KINDS or event.secret is None:
-        raise ValueError(f"not a new-value event: {event.kind}")
     outcome = EventOutcome(event)
     secret = runtime.secret_lookup().resolve(
-        event.secret,
+        event.secret_id,
         account=event.account,
         region=event.region,
         written_by_aws=event.secret_written_by_aws,
