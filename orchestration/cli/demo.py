@@ -28,8 +28,6 @@ from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from orchestration.times import iso
 
-__all__ = ["STORY", "EmbeddedWorld", "Step", "run_demo"]
-
 
 @dataclass(frozen=True)
 class Step:
