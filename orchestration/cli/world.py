@@ -214,9 +214,12 @@ class EmbeddedWorld:
 
     def __enter__(self) -> AwsClients:
         try:
+            import time_machine  # noqa: F401 - the world's clock
             from moto import mock_aws
-        except ImportError:  # pragma: no cover - depends on the install
-            raise RotorError("the embedded world needs moto: pip install 'rotor[demo]'") from None
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RotorError(
+                f"the embedded world needs {exc.name}: pip install 'rotor[demo]'"
+            ) from None
         world = load_world(self.path)
         self._seal_environment(world["region"])
         try:
