@@ -22,6 +22,7 @@ SECRETS_RESTORED = "SecretsRestored"
 INVALID_EVENTS = "InvalidEvents"
 UNREADABLE_REFERENCES = "UnreadableReferences"  # valueFrom rotor cannot parse: may miss a consumer
 PROCESSING_ERRORS = "ProcessingErrors"  # an AWS error stopped an event; Lambda retries it
+UNTRUSTED_EVENTS = "UntrustedEvents"  # from an account neither ours nor ROTOR_TRUSTED_ACCOUNTS
 
 
 @dataclass
