@@ -50,6 +50,13 @@ class Route:
     def describe(self) -> str:
         return f"rule {self.rule} -> {self.function} ({self.handler})"
 
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "function": self.function, "handler": self.handler}
+
+
+def unrouted_note() -> str:
+    return "no rule of infra/template.yaml matches this event: the deployed stack never sees it"
+
 
 # --- the template -------------------------------------------------------------------------
 
@@ -83,7 +90,7 @@ def load_template(text: str | None = None) -> dict[str, Any]:
         except OSError as exc:
             raise ConfigurationError(f"the SAM template is not installed: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_TemplateLoader)  # a SafeLoader subclass: no objects
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"the SAM template is not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
@@ -281,4 +288,13 @@ def _numeric_test(argument: Sequence[Any]) -> Callable[[Any], bool]:
     return check
 
 
-__all__ = ["Route", "Rule", "deployed_rules", "load_template", "matches", "route", "rules_of"]
+__all__ = [
+    "Route",
+    "Rule",
+    "deployed_rules",
+    "load_template",
+    "matches",
+    "route",
+    "rules_of",
+    "unrouted_note",
+]

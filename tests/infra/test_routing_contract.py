@@ -167,3 +167,32 @@ def test_a_disabled_rule_routes_nothing(stack: dict[str, Any]) -> None:
     event = _load(EVENTS / "delete-secret-force.json")
     assert route(event, rules_of(edited)) == []
     assert [r.rule for r in route(event, rules_of(stack))] == [DELETION]
+
+
+def test_replay_says_which_rule_and_function_an_event_reaches(capsys) -> None:
+    from orchestration.cli.main import main
+
+    status = main(["replay", str(EVENTS / "rotation-failed.json"), "--world", "--json"])
+
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    data = json.loads(captured.out)
+    assert data["routes"] == [
+        {
+            "rule": FAILURES,
+            "function": "AlarmsFunction",
+            "handler": "handlers.alarms.lambda_handler",
+        }
+    ]
+    assert data["metrics"] == {"RotationFailures": 1}
+
+
+def test_replay_of_an_event_no_rule_matches_says_so_and_does_nothing(capsys) -> None:
+    from orchestration.cli.main import main
+
+    status = main(["replay", str(EVENTS / "rotation-started.json"), "--world"])
+
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "note: no rule of infra/template.yaml matches this event" in captured.out
+    assert "route:" not in captured.out
