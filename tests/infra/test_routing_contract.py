@@ -184,7 +184,7 @@ def test_replay_says_which_rule_and_function_an_event_reaches(capsys) -> None:
             "handler": "handlers.alarms.lambda_handler",
         }
     ]
-    assert data["metrics"] == {"RotationFailures": 1}
+    assert data["metrics"]["RotationFailures"] == 1
 
 
 def test_replay_of_an_event_no_rule_matches_says_so_and_does_nothing(capsys) -> None:
