@@ -103,8 +103,18 @@ def test_the_sam_transform_makes_plain_cloudformation(transformed: dict[str, Any
         assert props["Architectures"] == ["arm64"]
         assert "ReservedConcurrentExecutions" in props  # ECS callers: account-wide rate
         env = props["Environment"]["Variables"]
-        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
-        assert env.keys() >= {"ROTOR_STATE_TABLE", "ROTOR_TOPIC_ARN", "ROTOR_TRUSTED_ACCOUNTS"}
+        assert env.keys() >= {
+            "POWERTOOLS_SERVICE_NAME",
+            "POWERTOOLS_METRICS_NAMESPACE",
+            "POWERTOOLS_LOG_LEVEL",
+            "ROTOR_STATE_TABLE",
+            "ROTOR_TOPIC_ARN",
+            "ROTOR_TRUSTED_ACCOUNTS",
+            "ROTOR_CLUSTERS",
+            "ROTOR_OPT_IN",
+            "ROTOR_RESTORE_ON_ACCESS",
+            "ROTOR_NOTIFY_WINDOW",
+        }
     invoke_configs = [
         r["Properties"]
         for r in transformed["Resources"].values()
