@@ -22,11 +22,9 @@ import pytest
 
 import handlers.entry
 from orchestration.aws.clients import AwsClients
-from orchestration.aws.retry import RetryPolicy
 from orchestration.events.routing import route, rules_of
-from orchestration.settings import Settings
 from tests.aws_fakes import FailFor
-from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event, make_runtime
+from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -71,58 +69,78 @@ def _emitted(stdout: str) -> set[Metric]:
     return found
 
 
-def _invoke(handler_path: str, event: dict[str, Any]) -> None:
-    module_name, function_name = handler_path.rsplit(".", 1)
-    handler: Callable[..., Any] = getattr(importlib.import_module(module_name), function_name)
-    try:
-        handler(event, FakeLambdaContext())
-    except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
-        assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
+class Containers:
+    """The deployed handlers (the template's ``Handler`` strings), each time in a new container.
+
+    A handler module is reloaded so that ``make_handler`` builds a new container runtime, from
+    the environment as in Lambda (``ROTOR_*``), on the test's moto clients.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, clients: AwsClients) -> None:
+        monkeypatch.setattr(handlers.entry, "AwsClients", lambda: clients)
+        self.loaded: dict[str, Callable[..., Any]] = {}
+
+    def fresh(self) -> None:
+        self.loaded.clear()
+
+    def invoke(self, handler_path: str, event: dict[str, Any]) -> None:
+        if handler_path not in self.loaded:
+            module_name, function_name = handler_path.rsplit(".", 1)
+            module = importlib.reload(importlib.import_module(module_name))
+            self.loaded[handler_path] = getattr(module, function_name)
+        try:
+            self.loaded[handler_path](event, FakeLambdaContext())
+        except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
+            assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
 
 
 @pytest.fixture
 def emitted(
     world: Any,
     clients: AwsClients,
-    retry: RetryPolicy,
     inbox: Any,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> set[Metric]:
+) -> Iterator[set[Metric]]:
     """Every metric the handlers print while processing what the deployed rules send them."""
-    settings = Settings(topic_arn=inbox.topic_arn)
-    runtime = make_runtime(clients, retry, settings)
-    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    containers = Containers(monkeypatch, clients)
     capsys.readouterr()
     # What only failures emit: an event from an untrusted account ...
     foreign = load_event("rotation-failed.json")
     foreign["account"] = "999999999999"
-    _invoke(route(foreign)[0].handler, foreign)
+    containers.invoke(route(foreign)[0].handler, foreign)
     # ... a redeploy that failed for good (admin-console holds prod/db-admin's old value) ...
     failing = FailFor("UpdateService", "AccessDeniedException")  # from here on, every one
     failing.attach(clients.ecs)
     rotation = load_event("put-secret-value-awscurrent.json")
-    _invoke(route(rotation)[0].handler, rotation)
+    containers.invoke(route(rotation)[0].handler, rotation)
     assert failing.hits == 1
     # ... an event the rules route but rotor cannot read (poison: dropped and counted) ...
     poison = load_event("delete-secret-recovery-window.json")
     poison["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
-    _invoke(route(poison)[0].handler, poison)
+    containers.invoke(route(poison)[0].handler, poison)
     # ... then everything the deployed rules route to the handlers ...
     routed = 0
     for path in SAMPLE_EVENTS:
         event = json.loads(path.read_text())
         for r in route(event):
-            _invoke(r.handler, copy.deepcopy(event))
+            containers.invoke(r.handler, copy.deepcopy(event))
             routed += 1
     assert routed >= 10
     # ... and last an AWS error that stops an event (a new container: no cached inventory).
-    fresh = make_runtime(clients, retry, settings)
-    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: fresh)
+    containers.fresh()
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     stopped = load_event("rotation-succeeded.json")
-    _invoke(route(stopped)[0].handler, stopped)
-    return _emitted(capsys.readouterr().out)
+    containers.invoke(route(stopped)[0].handler, stopped)
+    yield _emitted(capsys.readouterr().out)
+    # Leave the handler modules as a new process would have them: no runtime on dead clients.
+    monkeypatch.undo()
+    for module in {h.rsplit(".", 1)[0] for h in containers.loaded} | {
+        "handlers.rotation",
+        "handlers.alarms",
+    }:
+        importlib.reload(importlib.import_module(module))
 
 
 def _globals_env(stack: dict[str, Any]) -> dict[str, Any]:
