@@ -15,6 +15,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum, auto
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -24,7 +25,15 @@ import yaml
 from orchestration.errors import ConfigurationError
 
 TEMPLATE_RESOURCE = "template.yaml"
-_MISSING = object()
+
+
+class _Absent(Enum):
+    """A field the event does not have (unlike a field whose value is null)."""
+
+    MISSING = auto()
+
+
+_MISSING = _Absent.MISSING
 
 
 @dataclass(frozen=True, slots=True)

@@ -377,3 +377,17 @@ def test_the_forwarder_passes_on_every_event_the_stack_routes() -> None:
         (INFRA.parent / "events" / "get-secret-value-success.json").read_text()
     )
     assert not any(matches(p, ordinary_read) for p in patterns)
+
+
+def test_the_dashboard_body_is_json_once_substituted(stack: dict[str, Any]) -> None:
+    import re
+
+    body, variables = stack["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([^}]+)\}", body))
+    resources = stack["Resources"]
+    for name in names:  # every ${…} is a pseudo parameter, a Sub variable or a resource
+        assert name.startswith("AWS::") or name in variables or name.split(".")[0] in resources
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    alarm_widget = next(w for w in widgets if w["type"] == "alarm")
+    alarms = [n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarm_widget["properties"]["alarms"]) >= 7 <= len(alarms)
