@@ -323,9 +323,12 @@ def _print_outcome(label: str, outcome: EventOutcome, out: TextIO) -> None:
     if outcome.skipped:
         print("  skipped:", file=out)
         for item in outcome.skipped:
-            print(f"    {_service_name(item['service'])}: {item['reason']}", file=out)
-    for item in outcome.failed:
-        print(f"  FAILED {_service_name(item['service'])}: {item['error']}", file=out)
+            print(f"    {_service_name(item.service)}: {item.reason}", file=out)
+    for manual in outcome.manual:
+        print(f"  REDEPLOY BY HAND {_service_name(manual.service)}: {manual.reason}", file=out)
+        print(f"    {manual.command}", file=out)
+    for failure in outcome.failed:
+        print(f"  FAILED {_service_name(failure.subject)}: {failure.error}", file=out)
     for notification in outcome.notifications:
         print(f"  notification: {notification.subject}", file=out)
     if outcome.notifications_suppressed:
