@@ -343,3 +343,39 @@ def test_aws_error_in_discovery_is_logged_and_raised_for_lambda_to_retry(
     ]
     (record,) = emf_lines(capsys.readouterr().out)
     assert emf_values(record) == {"ProcessingErrors": 1}
+
+
+class NotAnAwsError(Exception):
+    """Something rotor does not expect, raised from inside a use case."""
+
+
+@pytest.mark.parametrize(
+    ("operation", "error"),
+    [
+        ("ListClusters", NotAnAwsError("a bug in a hook")),
+        ("DescribeServices", KeyError("serviceArn")),
+        ("UpdateService", TypeError("unexpected answer")),
+    ],
+)
+def test_every_unexpected_error_is_logged_with_the_correlation_id_counted_and_raised(
+    seeded, clients, runtime, use_runtime, capsys, powertools_logs, operation, error
+):
+    use_runtime(runtime)
+
+    def explode(**_: Any) -> None:
+        raise error
+
+    clients.ecs.meta.events.register(f"before-call.ecs.{operation}", explode)
+    event = load_event("rotation-succeeded.json")
+
+    with pytest.raises(type(error)):
+        lambda_handler(event, FakeLambdaContext())
+
+    errors = [r for r in log_records(powertools_logs) if r["level"] == "ERROR"]
+    unexpected = [r for r in errors if r["message"].startswith("unexpected error")]
+    assert len(unexpected) == 1
+    assert unexpected[0]["correlation_id"] == event["id"]
+    assert unexpected[0]["error_type"] == type(error).__name__
+    assert "exception" in unexpected[0]  # the traceback, for whoever reads the log
+    (record,) = emf_lines(capsys.readouterr().out)
+    assert emf_values(record)["ProcessingErrors"] == 1
