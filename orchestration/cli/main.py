@@ -179,16 +179,31 @@ def _discover(args: argparse.Namespace) -> int:
         {"task_definition": bad.task_definition, "container": bad.container, "error": bad.error}
         for bad in inventory.unreadable
     ]
+    # What the scan could not read: the list above may be incomplete (exit 1).
+    not_read = [f.describe() for f in inventory.failures]
+    exit_code = EXIT_FAILED if not_read else EXIT_OK
     if args.json:
+        problems = {
+            "could_not_check": not_read,
+            "skipped_services": [{"service": s.arn, "reason": s.reason} for s in inventory.skipped],
+            "missing": inventory.missing,
+        }
         _print_json(
             {
                 "secret": secret.arn,
                 "rotated_at": iso(rotated_at),
                 "consumers": rows,
                 "unreadable_references": unreadable,
+                **{key: value for key, value in problems.items() if value},  # only when any
             }
         )
-        return EXIT_OK
+        return exit_code
+    for problem in not_read:
+        print(f"rotor: warning: {problem}", file=sys.stderr)
+    for skipped in inventory.skipped:
+        print(
+            f"rotor: warning: service {skipped.arn} not scanned: {skipped.reason}", file=sys.stderr
+        )
     for bad in unreadable:
         print(
             f"rotor: warning: unreadable reference in {bad['task_definition']} container "
@@ -210,7 +225,7 @@ def _discover(args: argparse.Namespace) -> int:
             for r in rows
         ],
     )
-    return EXIT_OK
+    return exit_code
 
 
 def _resolve_cli_secret(runtime: Runtime, secret_id: str) -> SecretIdentity:
