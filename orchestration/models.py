@@ -8,7 +8,6 @@ Nothing here calls AWS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -101,6 +100,14 @@ class ServiceSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedService:
+    """A service rotor did not scan because its shape is not one it expects."""
+
+    arn: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Consumer:
     """A service whose task definition (or one of its task sets') references the secret."""
 
@@ -170,14 +177,3 @@ class RedeployResult:
     retryable: bool = False  # for FAILED: a later retry of the event may succeed
     reason: str | None = None  # for ALREADY_FRESH: why
     created_at: datetime | None = None  # when the deployment that makes it fresh was created
-
-
-def primary_deployment(service: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The PRIMARY entry of a DescribeServices/UpdateService ``deployments`` list, if any.
-
-    The one place that reads it: discovery, the redeployer and the demo all go through here.
-    """
-    deployments: Sequence[Any] = service.get("deployments") or []
-    return next(
-        (d for d in deployments if isinstance(d, Mapping) and d.get("status") == PRIMARY), None
-    )

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.cli.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
-from orchestration.ecs.discovery import primary_created_at
+from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import RotorError
 from orchestration.events.classification import classify, parse_event_text
 from orchestration.outcome import EventOutcome

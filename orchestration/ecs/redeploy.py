@@ -22,15 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from orchestration.aws.retry import THROTTLING_CODES, RetryPolicy
-from orchestration.ecs.discovery import primary_created_at
+from orchestration.ecs.shapes import primary_created_at, primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
-from orchestration.models import (
-    Action,
-    Outcome,
-    RedeployResult,
-    Verdict,
-    primary_deployment,
-)
+from orchestration.models import Action, Outcome, RedeployResult, Verdict
 from orchestration.rotation.freshness import value_current_by
 from orchestration.state.redeploy_ledger import Claim, RedeployLedger, Refusal
 from orchestration.times import utc

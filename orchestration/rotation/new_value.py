@@ -27,6 +27,7 @@ from orchestration.outcome import (
 from orchestration.rotation.freshness import plan
 from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.runtime import Runtime
+from orchestration.times import iso
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def _notify_manual(
     outcome: EventOutcome,
 ) -> None:
     """One notification per change (deliveries of one rotation share the notify window)."""
-    key = f"manual-redeploy|{change or secret_arn}"
+    key = f"manual-redeploy|{change or f'{secret_arn}@{iso(event.event_time)}'}"
     if not runtime.notify_window.claim(key, event.event_time):
         outcome.notifications_suppressed += 1
         outcome.count(NOTIFICATIONS_SUPPRESSED)

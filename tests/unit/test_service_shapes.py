@@ -12,14 +12,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.ecs.discovery import (
-    SkippedService,
-    distinct_clusters,
-    primary_created_at,
-    snapshot_of,
-    summarize_task_definition,
-)
-from orchestration.models import DeploymentController, ServiceSnapshot
+from orchestration.ecs.discovery import distinct_clusters
+from orchestration.ecs.shapes import primary_created_at, snapshot_of, summarize_task_definition
+from orchestration.models import DeploymentController, ServiceSnapshot, SkippedService
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:service/prod/api"
 TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/api:3"
