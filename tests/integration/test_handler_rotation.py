@@ -379,3 +379,34 @@ def test_every_unexpected_error_is_logged_with_the_correlation_id_counted_and_ra
     assert "exception" in unexpected[0]  # the traceback, for whoever reads the log
     (record,) = emf_lines(capsys.readouterr().out)
     assert emf_values(record)["ProcessingErrors"] == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "raises"), [("ThrottlingException", True), ("AccessDeniedException", False)]
+)
+def test_an_unreadable_cluster_fails_the_event_as_retryable_only_when_a_retry_may_help(
+    seeded, clients, use_runtime, sleeps: Sleeps, capsys, code, raises
+):
+    """batch cannot be read; prod's consumers are redeployed either way."""
+    use_runtime(make_runtime(clients, RetryPolicy(max_attempts=2, sleep=sleeps)))
+    batch = clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"]
+    from tests.aws_fakes import FailFor
+
+    FailFor("ListServices", code, cluster=batch).attach(clients.ecs)
+    before = seeded.primaries(WORLD_SERVICES)
+    event = load_event("rotation-succeeded.json")
+
+    if raises:
+        with pytest.raises(RetryableFailure, match="batch"):
+            lambda_handler(event, FakeLambdaContext())
+    else:
+        result = lambda_handler(event, FakeLambdaContext())
+        assert result["status"] == "processed"
+        assert result["failed"] == [
+            {"cluster": batch, "error": result["failed"][0]["error"], "retryable": False}
+        ]
+
+    assert changed_services(before, seeded.primaries(WORLD_SERVICES)) == DB_CONSUMERS
+    (record,) = emf_lines(capsys.readouterr().out)
+    assert emf_values(record)["DiscoveryFailures"] == 1
+    assert emf_values(record)["RedeploysStarted"] == 2
