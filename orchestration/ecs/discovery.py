@@ -170,7 +170,8 @@ class ConsumerDiscovery:
                 try:
                     found, missing, skipped = described.result()
                 except AwsCallError as exc:
-                    inventory.failures.append(ScanFailure.of("cluster", cluster, exc))
+                    if all(f.subject != cluster for f in inventory.failures):  # once a cluster
+                        inventory.failures.append(ScanFailure.of("cluster", cluster, exc))
                     continue
                 snapshots.extend(found)
                 inventory.missing.extend(missing)
