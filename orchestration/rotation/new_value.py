@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from orchestration.errors import AwsCallError
-from orchestration.events.classification import REDEPLOY_KINDS, Classification, EventKind
+from orchestration.events.classification import Classification, EventKind
 from orchestration.models import Action, Outcome, Verdict
 from orchestration.outcome import (
     CONSUMERS_FOUND,
@@ -34,11 +34,9 @@ log = logging.getLogger(__name__)
 
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
     """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
-    if event.kind not in REDEPLOY_KINDS or event.secret is None:
-        raise ValueError(f"not a new-value event: {event.kind}")
     outcome = EventOutcome(event)
     secret = runtime.secret_lookup().resolve(
-        event.secret,
+        event.secret_id,
         account=event.account,
         region=event.region,
         written_by_aws=event.secret_written_by_aws,
