@@ -128,7 +128,13 @@ def emitted(
             containers.invoke(r.handler, copy.deepcopy(event))
             routed += 1
     assert routed >= 10
-    # ... and last an AWS error that stops an event (a new container: no cached inventory).
+    # ... a cluster rotor cannot read (a new container: no cached inventory) ...
+    containers.fresh()
+    batch = clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"]
+    FailFor("ListServices", "AccessDeniedException", cluster=batch).attach(clients.ecs)
+    partial = load_event("rotation-succeeded.json")
+    containers.invoke(route(partial)[0].handler, partial)
+    # ... and last an AWS error that stops an event.
     containers.fresh()
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     stopped = load_event("rotation-succeeded.json")
