@@ -17,8 +17,8 @@ retryable codes is the Secrets Manager user guide's (REFERENCE.md, "Throttling a
 from __future__ import annotations
 
 import dataclasses
-import time
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -170,7 +170,8 @@ class RetryPolicy:
                 sleep=self.sleep,
                 reraise=True,
             )
-            return retrying(self._attempt, operation, budget, fn, kwargs)
+            result: T = retrying(self._attempt, operation, budget, fn, kwargs)
+            return result
 
     def _attempt(
         self, operation: str, budget: Budget, fn: Callable[..., T], kwargs: dict[str, Any]

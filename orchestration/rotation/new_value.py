@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.ecs.redeploy import Outcome
-from orchestration.events.classification import REDEPLOY_KINDS, Classification, EventKind
+from orchestration.events.classification import REDEPLOY_KINDS, Classification
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     REDEPLOY_FAILURES,
@@ -22,6 +22,8 @@ from orchestration.outcome import (
 )
 from orchestration.rotation.freshness import Action, Verdict, plan
 from orchestration.runtime import Runtime
+from orchestration.secrets.references import SecretIdentity
+from orchestration.state.redeploy_ledger import NewValue
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,6 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         written_by_aws=event.secret_written_by_aws,
     )
     outcome.secret = secret.arn
-    # The version that became AWSCURRENT names this change: deliveries of one rotation share it.
-    version = event.version_id
-    if version is None and event.kind is EventKind.ROTATION:
-        version = (
-            runtime.secret_lookup()
-            .describe(secret.arn, account=secret.account, region=secret.region, written_by_aws=True)
-            .current_version
-        )
-    change = f"{secret.arn}@{version}" if version else None
     inventory = runtime.discovery().scan()
     consumers = inventory.consumers_of(secret)
     report_unreadable(inventory, outcome)
@@ -56,6 +49,7 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     for verdict in verdicts:
         if verdict.action is Action.SKIP:
             outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
+    change = new_value(event, secret, runtime) if any_stale(verdicts) else None
     for result in runtime.redeployer().redeploy(verdicts, event.event_time, change):
         if result.outcome is Outcome.REDEPLOYED:
             outcome.redeployed.append(result.service_arn)
@@ -83,6 +77,28 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         len(outcome.failed),
     )
     return outcome
+
+
+def new_value(event: Classification, secret: SecretIdentity, runtime: Runtime) -> NewValue:
+    """The value the redeploys will hold, as the redeploy ledger names it.
+
+    Described right before redeploying: the version that is AWSCURRENT now, whatever version
+    the event names (a late event for v1, handled after v2 became current, deploys v2). A
+    secret rotor cannot describe keeps the event's version, if any, and its time, which pairs
+    the deliveries of one rotation.
+    """
+    facts = runtime.secret_lookup().describe(
+        secret.arn, account=secret.account, region=secret.region, written_by_aws=True
+    )
+    if facts.described and facts.current_version:
+        return NewValue(secret.arn, facts.current_version)
+    return NewValue(
+        secret.arn, event.version_id, described=False, became_current_at=event.event_time
+    )
+
+
+def any_stale(verdicts: list[Verdict]) -> bool:
+    return any(v.action is Action.REDEPLOY for v in verdicts)
 
 
 def report_unreadable(inventory: Inventory, outcome: EventOutcome) -> None:

@@ -13,6 +13,7 @@ from orchestration.state.redeploy_ledger import (
     Claim,
     DynamoDbRedeployLedger,
     MemoryRedeployLedger,
+    NewValue,
     Refusal,
 )
 from tests.aws_fakes import LoseFirstAnswer
@@ -21,8 +22,9 @@ from tests.integration.conftest import NOW
 pytestmark = pytest.mark.integration
 
 SERVICE = "arn:aws:ecs:us-east-1:123456789012:service/prod/api"
-V1 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v1"
-V2 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v2"
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd"
+V1 = NewValue(SECRET, "v1")
+V2 = NewValue(SECRET, "v2")
 OLD_PRIMARY = NOW - timedelta(days=3)
 
 
@@ -128,7 +130,7 @@ def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry, stat
 
     assert lost.lost
     item = clients.dynamodb.get_item(
-        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{V1}"}}
+        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{SECRET}@v1"}}
     )["Item"]
     assert item["owner"]["S"] == claim.token
     assert item["state"]["S"] == "pending"

@@ -17,7 +17,11 @@ import pytest
 from orchestration.dispatch import process
 from orchestration.events.classification import classify
 from orchestration.settings import Settings
-from orchestration.state.redeploy_ledger import DynamoDbRedeployLedger, MemoryRedeployLedger
+from orchestration.state.redeploy_ledger import (
+    DynamoDbRedeployLedger,
+    MemoryRedeployLedger,
+    NewValue,
+)
 from tests.conftest import ACCOUNT, REGION, make_runtime
 from tests.integration.conftest import (
     NOW,
@@ -268,7 +272,7 @@ def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers,
     db = two_consumers
     ledger = MemoryRedeployLedger()
     version = current_version(clients, db)
-    change = f"{db}@{version}"
+    change = NewValue(db, version)
     services = {
         name: f"arn:aws:ecs:us-east-1:123456789012:service/prod/{name}"
         for name in ("api", "worker")
