@@ -22,6 +22,7 @@ from orchestration.outcome import (
 )
 from orchestration.rotation.freshness import Action, Verdict, plan
 from orchestration.runtime import Runtime
+from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue
 
@@ -33,12 +34,15 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     if event.kind not in REDEPLOY_KINDS or event.secret is None:
         raise ValueError(f"not a new-value event: {event.kind}")
     outcome = EventOutcome(event)
-    secret = runtime.secret_lookup().resolve(
-        event.secret,
-        account=event.account,
-        region=event.region,
-        written_by_aws=event.secret_written_by_aws,
-    )
+    lookup = runtime.secret_lookup()
+    described: SecretFacts | None = None  # when resolving already described it
+    if event.secret_written_by_aws:
+        secret = lookup.resolve(
+            event.secret, account=event.account, region=event.region, written_by_aws=True
+        )
+    else:
+        described = lookup.describe(event.secret, account=event.account, region=event.region)
+        secret = described.identity
     outcome.secret = secret.arn
     inventory = runtime.discovery().scan()
     consumers = inventory.consumers_of(secret)
@@ -49,7 +53,7 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     for verdict in verdicts:
         if verdict.action is Action.SKIP:
             outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
-    change = new_value(event, secret, runtime) if any_stale(verdicts) else None
+    change = new_value(event, secret, lookup, described) if any_stale(verdicts) else None
     for result in runtime.redeployer().redeploy(verdicts, event.event_time, change):
         if result.outcome is Outcome.REDEPLOYED:
             outcome.redeployed.append(result.service_arn)
@@ -79,15 +83,20 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     return outcome
 
 
-def new_value(event: Classification, secret: SecretIdentity, runtime: Runtime) -> NewValue:
+def new_value(
+    event: Classification,
+    secret: SecretIdentity,
+    lookup: SecretLookup,
+    described: SecretFacts | None = None,
+) -> NewValue:
     """The value the redeploys will hold, as the redeploy ledger names it.
 
-    Described right before redeploying: the version that is AWSCURRENT now, whatever version
-    the event names (a late event for v1, handled after v2 became current, deploys v2). A
-    secret rotor cannot describe keeps the event's version, if any, and its time, which pairs
-    the deliveries of one rotation.
+    The version that is AWSCURRENT as rotor describes the secret (once per event, reusing the
+    description made to resolve it), whatever version the event names: a late event for v1,
+    handled after v2 became current, deploys v2. A secret rotor cannot describe keeps the
+    event's version, if any, and its time, which pairs the deliveries of one rotation.
     """
-    facts = runtime.secret_lookup().describe(
+    facts = described or lookup.describe(
         secret.arn, account=secret.account, region=secret.region, written_by_aws=True
     )
     if facts.described and facts.current_version:

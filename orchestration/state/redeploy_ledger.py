@@ -57,7 +57,7 @@ KEEP_FOR = timedelta(days=2)  # long after any duplicate delivery of one rotatio
 MAX_LEASE = timedelta(minutes=15)  # a Lambda runs at most this long
 LEASE_MARGIN = timedelta(seconds=30)
 #: Deliveries of one rotation of a secret rotor cannot describe are at most this far apart.
-PAIR_WINDOW = timedelta(minutes=5)
+PAIR_WINDOW = timedelta(minutes=2)
 
 DEPLOYED_AT = "deployment_created_at"
 VERSION = "version"

@@ -61,7 +61,7 @@ class Record:
     state: State
     claimed_at: datetime
     lease_until: datetime
-    expires_at: datetime
+    expires_at: datetime  # whole seconds
     data: Mapping[str, Value] = field(default_factory=dict)
 
     def expired(self, now: datetime) -> bool:
@@ -141,7 +141,7 @@ def _new_record(
         state=State.PENDING,
         claimed_at=utc(now),
         lease_until=utc(lease_until),
-        expires_at=utc(expires_at),
+        expires_at=_whole_second_at_or_after(expires_at),
         data=_utc_values(data),
     )
 
@@ -404,6 +404,13 @@ def _micros(moment: datetime) -> int:
 
 def _from_micros(value: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+def _whole_second_at_or_after(moment: datetime) -> datetime:
+    """Expiry is kept in whole seconds (DynamoDB's TTL): never before the moment asked for."""
+    moment = utc(moment)
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
 
 
 def _seconds(moment: datetime) -> int:
