@@ -1,6 +1,7 @@
 """rotor's domain: everything but the Lambda entry points (those are in ``handlers``).
 
-The names below are the public API; the modules behind them may change.
+The names below are the public API: ``handlers/`` imports nothing else (a test checks it). The
+modules behind them may change.
 """
 
 from orchestration.aws.clients import AwsClients
@@ -11,12 +12,25 @@ from orchestration.errors import (
     InvalidEventError,
     InvalidReferenceError,
     PermanentAwsError,
+    RateLimited,
     RetryableAwsError,
+    RetryableFailure,
     RotorError,
+    UsageError,
 )
-from orchestration.events.classification import Classification, EventKind, classify
-from orchestration.outcome import EventOutcome
-from orchestration.runtime import Runtime
+from orchestration.events.classification import (
+    ALARM_KINDS,
+    REDEPLOY_KINDS,
+    Classification,
+    EventKind,
+    classify,
+)
+from orchestration.outcome import (
+    INVALID_EVENTS,
+    PROCESSING_ERRORS,
+    EventOutcome,
+)
+from orchestration.runtime import Runtime, fixed_deadline, lambda_deadline
 from orchestration.secrets.references import (
     ReferenceField,
     SecretIdentity,
@@ -26,6 +40,10 @@ from orchestration.secrets.references import (
 from orchestration.settings import Settings
 
 __all__ = [
+    "ALARM_KINDS",
+    "INVALID_EVENTS",
+    "PROCESSING_ERRORS",
+    "REDEPLOY_KINDS",
     "AwsCallError",
     "AwsClients",
     "Classification",
@@ -35,14 +53,19 @@ __all__ = [
     "InvalidEventError",
     "InvalidReferenceError",
     "PermanentAwsError",
+    "RateLimited",
     "ReferenceField",
     "RetryableAwsError",
+    "RetryableFailure",
     "RotorError",
     "Runtime",
     "SecretIdentity",
     "SecretReference",
     "Settings",
+    "UsageError",
     "classify",
+    "fixed_deadline",
+    "lambda_deadline",
     "parse_reference",
     "process",
 ]
