@@ -36,7 +36,7 @@ def test_a_replay_for_200_consumers_with_30_percent_of_ecs_calls_throttled_redep
     for name in names:
         ecs_world.service("prod", name, uses_db)
     injector = ErrorInjector(0.3, seed=seed).attach(clients.ecs)
-    runtime = Runtime.build_for_one_run(
+    runtime = Runtime.build(
         clients,
         Settings(),
         retry=RetryPolicy(sleep=sleeps),
