@@ -180,3 +180,27 @@ def test_dynamodb_claim_whose_answer_was_lost_is_still_won(
     assert window.claim("secret|caller", now) is True
     assert lost.lost
     assert window.claim("secret|caller", now + timedelta(minutes=1)) is False
+
+
+def test_release_gives_back_only_the_window_this_claim_opened(
+    clients: AwsClients, table: str, retry: RetryPolicy
+) -> None:
+    first, second, third = (
+        DynamoDbNotifyWindow(clients.dynamodb, table, WINDOW, retry) for _ in range(3)
+    )
+    assert first.claim(KEY, T0) is True
+    # The first container's window has passed; the second opens a new one...
+    assert second.claim(KEY, T0 + WINDOW) is True
+    # ...and the first, whose notification failed late, gives its own (long gone) window back.
+    first.release(KEY)
+
+    assert third.claim(KEY, T0 + WINDOW + timedelta(seconds=1)) is False
+
+
+def test_a_released_window_lets_the_next_read_notify(new_window: WindowFactory) -> None:
+    window = new_window()
+    assert window.claim(KEY, T0) is True
+
+    window.release(KEY)
+
+    assert window.claim(KEY, T0 + timedelta(seconds=1)) is True
