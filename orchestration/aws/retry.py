@@ -11,7 +11,7 @@ whole, so nested retries never multiply either. The first attempt of each call i
 budget is spent on what fails.
 
 Backoff is exponential with full jitter (tenacity's ``wait_random_exponential``). The list of
-retryable codes is the Secrets Manager user guide's (REFERENCE.md, "Throttling and retries").
+retryable codes is the Secrets Manager user guide's (its throttling and retries guidance).
 """
 
 from __future__ import annotations
@@ -101,9 +101,10 @@ def to_rotor_error(operation: str, exc: BaseException) -> AwsCallError:
 
 
 class Budget:
-    """Retries shared by every call made under one ``RetryPolicy.budget()``."""
+    """Retries and a deadline shared by every call made under one ``RetryPolicy.budget()``."""
 
-    def __init__(self, retries: int) -> None:
+    def __init__(self, retries: int, remaining: Callable[[], float]) -> None:
+        self.remaining = remaining  # the deadline of the policy that opened the budget
         self._left = retries
         self._lock = threading.Lock()
         self.depth = 0  # > 0 while an attempt of a call under this budget runs
@@ -148,7 +149,7 @@ class RetryPolicy:
         if active is not None:
             yield active
             return
-        budget = Budget(max(self.max_attempts - 1, 0))
+        budget = Budget(max(self.max_attempts - 1, 0), self.remaining)
         token = _BUDGET.set(budget)
         try:
             yield budget
@@ -162,7 +163,7 @@ class RetryPolicy:
                 # Called from inside another call's attempt: that call retries, not this one.
                 return self._attempt(operation, budget, fn, kwargs)
             retrying = Retrying(
-                stop=_OutOfTime(self.remaining) | _BudgetSpent(budget),
+                stop=_OutOfTime(budget.remaining) | _BudgetSpent(budget),
                 wait=wait_random_exponential(
                     multiplier=self.base_seconds, max=self.max_wait_seconds
                 ),
@@ -176,7 +177,7 @@ class RetryPolicy:
     def _attempt(
         self, operation: str, budget: Budget, fn: Callable[..., T], kwargs: dict[str, Any]
     ) -> T:
-        token = CALLER_TIME_LEFT.set(self.remaining)
+        token = CALLER_TIME_LEFT.set(budget.remaining)
         budget.depth += 1
         try:
             return fn(**kwargs)

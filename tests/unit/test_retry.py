@@ -270,6 +270,22 @@ def test_a_call_inside_another_calls_attempt_does_not_retry_on_its_own(sleeps: S
     assert len(sleeps) == 4
 
 
+def test_calls_under_a_budget_stop_at_its_deadline_whatever_their_own_policy(
+    sleeps: Sleeps,
+) -> None:
+    """The ledger's store keeps its own policy; under a redeploy's budget, the redeploy's
+    deadline is the one that counts."""
+    bounded = policy(sleeps, max_attempts=10, remaining=lambda: 0.0)
+    unbounded = policy(sleeps, max_attempts=10)
+    fn = always(lambda: client_error("Throttling"))
+
+    with bounded.budget(), pytest.raises(RetryableAwsError):
+        unbounded.call("PutItem", fn)
+
+    assert len(fn.calls) == 1
+    assert sleeps == []
+
+
 def test_separate_calls_each_have_their_own_budget(sleeps: Sleeps) -> None:
     retry = policy(sleeps, max_attempts=3)
     for _ in range(2):
