@@ -11,7 +11,7 @@ whole, so nested retries never multiply either. The first attempt of each call i
 budget is spent on what fails.
 
 Backoff is exponential with full jitter (tenacity's ``wait_random_exponential``). The list of
-retryable codes is the Secrets Manager user guide's (its throttling and retries guidance).
+retryable codes is the Secrets Manager user guide's (docs/operations.md, "Retries").
 """
 
 from __future__ import annotations

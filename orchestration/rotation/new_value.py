@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.ecs.redeploy import Outcome
-from orchestration.events.classification import REDEPLOY_KINDS, Classification
+from orchestration.events.classification import Classification
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     REDEPLOY_FAILURES,
@@ -31,17 +31,15 @@ log = logging.getLogger(__name__)
 
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
     """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
-    if event.kind not in REDEPLOY_KINDS or event.secret is None:
-        raise ValueError(f"not a new-value event: {event.kind}")
     outcome = EventOutcome(event)
     lookup = runtime.secret_lookup()
     described: SecretFacts | None = None  # when resolving already described it
     if event.secret_written_by_aws:
         secret = lookup.resolve(
-            event.secret, account=event.account, region=event.region, written_by_aws=True
+            event.secret_id, account=event.account, region=event.region, written_by_aws=True
         )
     else:
-        described = lookup.describe(event.secret, account=event.account, region=event.region)
+        described = lookup.describe(event.secret_id, account=event.account, region=event.region)
         secret = described.identity
     outcome.secret = secret.arn
     inventory = runtime.discovery().scan()
