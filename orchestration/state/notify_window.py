@@ -10,10 +10,11 @@ released with an owner check: a window another invocation opened since is never 
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.state.store import (
@@ -51,6 +52,14 @@ class NotifyWindow:
                 self._mine[key] = answer.record
                 return True
         return False
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        """This window's store reached through ``retry`` (an invocation's deadline)."""
+        clone = copy.copy(self)
+        clone._store = self._store.with_retry(retry)
+        clone._mine = {}
+        clone._lock = threading.Lock()
+        return clone
 
     def release(self, key: str) -> None:
         """Give this object's claim on ``key`` back (the notification could not be sent): the

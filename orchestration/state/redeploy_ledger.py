@@ -33,10 +33,11 @@ claims are conditional writes shared by every container; in memory otherwise (on
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.state.store import (
@@ -197,6 +198,12 @@ class RedeployLedger:
     def release(self, claim: Claim) -> bool:
         """The redeploy did not happen: give the claim back so a retry may make it."""
         return self._store.release(claim.record)
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        """This ledger's store reached through ``retry`` (an invocation's deadline)."""
+        clone = copy.copy(self)
+        clone._store = self._store.with_retry(retry)
+        return clone
 
 
 class MemoryRedeployLedger(RedeployLedger):

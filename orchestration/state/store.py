@@ -126,6 +126,10 @@ class StateStore(ABC):
     def read(self, key: str) -> Record | None:
         """The key's record, expired or not; ``None`` when there is none."""
 
+    def with_retry(self, retry: RetryPolicy) -> StateStore:
+        """The same records, reached through ``retry`` (say, with an invocation's deadline)."""
+        return self
+
 
 def _new_record(
     key: str,
@@ -313,6 +317,9 @@ class DynamoDbStateStore(StateStore):
 
     def read(self, key: str) -> Record | None:
         return self._retry.call("GetItem", self._get, key=key)
+
+    def with_retry(self, retry: RetryPolicy) -> DynamoDbStateStore:
+        return DynamoDbStateStore(self._client, self._table, retry)
 
     def _get(self, key: str) -> Record | None:
         answer = self._client.get_item(
