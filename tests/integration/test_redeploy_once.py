@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -309,22 +309,27 @@ def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers,
 # --------------------------------------------------------- once per rotation, in messy accounts
 
 
+def started() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 def test_a_rollback_after_two_quick_values_redeploys_though_v1s_event_came_late(
     clients, retry, ecs_world, two_consumers
 ):
+    now = started()  # not collection time: this test may start late
     db = two_consumers
     sm = clients.secretsmanager
     runtime = make_runtime(clients, retry)
     v1 = current_version(clients, db)
     v2 = sm.put_secret_value(SecretId=db, SecretString="placeholder-2")["VersionId"]
     # v1 became current, then v2, and rotor handles v1's event only now: its deployment holds v2.
-    late = process(classify(_label(clients, db, v1, NOW - timedelta(seconds=2))), runtime)
-    on_time = process(classify(_label(clients, db, v2, NOW - timedelta(seconds=1))), runtime)
+    late = process(classify(_label(clients, db, v1, now - timedelta(seconds=2))), runtime)
+    on_time = process(classify(_label(clients, db, v2, now - timedelta(seconds=1))), runtime)
     # v2 was bad: AWSCURRENT moved back to v1, which no task holds.
     sm.update_secret_version_stage(
         SecretId=db, VersionStage="AWSCURRENT", MoveToVersionId=v1, RemoveFromVersionId=v2
     )
-    rollback = process(classify(_label(clients, db, v1, NOW + timedelta(minutes=2))), runtime)
+    rollback = process(classify(_label(clients, db, v1, now + timedelta(minutes=2))), runtime)
 
     assert len(late.redeployed) == 2 and on_time.redeployed == []
     assert len(rollback.redeployed) == 2, rollback.skipped
@@ -345,14 +350,15 @@ def cross_account_consumers(ecs_world):
 def test_label_event_and_rotation_succeeded_of_an_undescribable_secret_redeploy_once(
     clients, retry, ecs_world, cross_account_consumers, state_table, ledger_kind
 ):
+    now = started()  # not collection time: this test may start late
     shared = cross_account_consumers
     settings = Settings(state_table=state_table) if ledger_kind == "dynamodb" else None
     runtime = make_runtime(clients, retry, settings)
-    label = label_event(shared, "shared/db", at=NOW - timedelta(seconds=2))
+    label = label_event(shared, "shared/db", at=now - timedelta(seconds=2))
     label["account"] = OTHER_ACCOUNT
     label["detail"]["versionId"] = "88ce1149-cf2c-4804-b1d9-2d213dd5ba3b"
     # RotationSucceeded (no version) logged after rotor already redeployed for the label event.
-    succeeded = rotation_event(shared, at=NOW + timedelta(minutes=1), account=OTHER_ACCOUNT)
+    succeeded = rotation_event(shared, at=now + timedelta(minutes=1), account=OTHER_ACCOUNT)
 
     first = process(classify(label), runtime)
     second = process(classify(succeeded), runtime)
@@ -390,6 +396,7 @@ def test_with_dynamodb_throttled_the_ledger_retries_inside_one_budget_per_servic
 def test_a_confirm_lost_to_throttling_does_not_hold_up_the_next_delivery(
     clients, sleeps, ecs_world, two_consumers, state_table
 ):
+    now = started()  # not collection time: this test may start late
     from orchestration.aws.retry import RetryPolicy
     from tests.aws_fakes import ErrorInjector
 
@@ -400,13 +407,13 @@ def test_a_confirm_lost_to_throttling_does_not_hold_up_the_next_delivery(
     throttled = ErrorInjector(
         1.0, code="ProvisionedThroughputExceededException", operations={"UpdateItem"}
     ).attach(clients.dynamodb)
-    label = _label(clients, db, current_version(clients, db), NOW - timedelta(seconds=2))
+    label = _label(clients, db, current_version(clients, db), now - timedelta(seconds=2))
 
     first = process(classify(label), runtime)
     throttled.rate = 0.0
     # RotationSucceeded of the same rotation, logged after rotor's deployments: the claims are
     # still pending (never confirmed), but the services were deployed since they were made.
-    later = process(classify(rotation_event(db, at=NOW + timedelta(minutes=5))), runtime)
+    later = process(classify(rotation_event(db, at=now + timedelta(minutes=5))), runtime)
 
     assert len(first.redeployed) == 2
     assert throttled.injected["UpdateItem"] > 0
