@@ -11,18 +11,20 @@ costs one call, not two: under heavy throttling the budget goes to what can fail
 The claim, the redeploy and the confirmation of one service share one budget of retries and
 one deadline (``RetryPolicy.budget``). A permanent error (access denied, service gone) fails
 that service only; the others go on.
+
+Only services on the ECS deployment controller are sent ``UpdateService(forceNewDeployment)``:
+AWS refuses it for CODE_DEPLOY and EXTERNAL services (the freshness rule gives those
+``Action.MANUAL``, and rotor tells people what to run instead).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -32,9 +34,10 @@ from botocore.exceptions import (
 )
 
 from orchestration.aws.retry import RETRYABLE_CODES, THROTTLING_CODES, RetryPolicy
-from orchestration.ecs.discovery import snapshot_of
+from orchestration.ecs.shapes import primary_created_at, primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
-from orchestration.rotation.freshness import Action, Verdict, value_current_by
+from orchestration.models import Action, Outcome, RedeployResult, Verdict
+from orchestration.rotation.freshness import value_current_by
 from orchestration.state.redeploy_ledger import Claim, NewValue, RedeployLedger, Refusal
 from orchestration.times import utc
 
@@ -42,24 +45,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    REDEPLOYED = "redeployed"
-    ALREADY_FRESH = "already_fresh"  # the ledger or a retry found a deployment made for it
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class RedeployResult:
-    service_arn: str
-    cluster_arn: str
-    outcome: Outcome
-    deployment_id: str | None = None
-    error: str | None = None
-    retryable: bool = False  # for FAILED: a later retry of the event may succeed
-    reason: str | None = None  # for ALREADY_FRESH: why
-    created_at: datetime | None = None  # when the deployment that makes it fresh was created
 
 
 class Redeployer:
@@ -85,7 +70,12 @@ class Redeployer:
     def redeploy(
         self, verdicts: Sequence[Verdict], rotated_at: datetime, change: NewValue | None = None
     ) -> list[RedeployResult]:
-        stale = [v for v in verdicts if v.action is Action.REDEPLOY]
+        # Action.MANUAL (CODE_DEPLOY, EXTERNAL) never gets here: AWS refuses a forced deployment.
+        stale = [
+            v
+            for v in verdicts
+            if v.action is Action.REDEPLOY and v.consumer.service.rotor_can_redeploy
+        ]
         if not stale:
             return []
         with ThreadPoolExecutor(min(self._max_workers, len(stale))) as pool:
@@ -179,10 +169,7 @@ class Redeployer:
             except (ClientError, BotoCoreError) as exc:
                 may_have_landed = not _refused_before_acting(exc)
                 raise
-            deployments = answer.get("service", {}).get("deployments", [])
-            primary: Mapping[str, Any] = next(
-                (d for d in deployments if d.get("status") == "PRIMARY"), {}
-            )
+            primary = primary_deployment(answer.get("service") or {}) or {}
             return RedeployResult(
                 service.arn,
                 service.cluster_arn,
@@ -210,8 +197,8 @@ class Redeployer:
         """When the service's current PRIMARY deployment was made, as ECS says now."""
         # A botocore error here propagates to the retry loop, which maps and judges it.
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
-        services = answer.get("services", [])
-        return snapshot_of(services[0]).primary_created_at if services else None
+        services = answer.get("services") or []
+        return primary_created_at(services[0]) if services else None
 
 
 def _refused_before_acting(exc: ClientError | BotoCoreError) -> bool:

@@ -100,11 +100,16 @@ class Refusal:
     held_elsewhere: bool = False  # another invocation is at it now: wait, or retry the event
 
 
-def ledger_key(service_arn: str, change: NewValue) -> str:
-    """The store key of (service, value): built here, never taken apart."""
+def value_key(change: NewValue) -> str:
+    """A key naming the value (for the ledger, a notify window): built, never taken apart.
+    Values rotor could not describe share one key per secret, and are told apart by time."""
     if change.described and change.version_id:
-        return f"redeploy#{service_arn}#{change.secret_arn}@{change.version_id}"
-    return f"redeploy#{service_arn}#{change.secret_arn}#paired"
+        return f"{change.secret_arn}@{change.version_id}"
+    return f"{change.secret_arn}#paired"
+
+
+def ledger_key(service_arn: str, change: NewValue) -> str:
+    return f"redeploy#{service_arn}#{value_key(change)}"
 
 
 def _refusal(
