@@ -1,5 +1,9 @@
 """The one place that owns Logger, Tracer and Metrics for every rotor function.
 
+Configured by environment, as the SAM template sets it: ``POWERTOOLS_SERVICE_NAME`` (the
+``service`` dimension of every metric), ``POWERTOOLS_METRICS_NAMESPACE`` and
+``POWERTOOLS_LOG_LEVEL``; the defaults are the template's values.
+
 rotor's domain modules log through the standard library (``orchestration`` knows nothing of
 Lambda); here their records are routed through the Powertools logger's handler, so in Lambda
 they are JSON lines with the same keys (correlation id included) as the handler's own.
@@ -8,13 +12,14 @@ they are JSON lines with the same keys (correlation id included) as the handler'
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
-SERVICE = "rotor"
-NAMESPACE = "Rotor"
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "rotor"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Rotor"
 DOMAIN_LOGGER = "orchestration"
 
 logger = Logger(service=SERVICE)

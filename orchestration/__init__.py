@@ -28,6 +28,7 @@ from orchestration.events.classification import (
 from orchestration.outcome import (
     INVALID_EVENTS,
     PROCESSING_ERRORS,
+    UNTRUSTED_EVENTS,
     EventOutcome,
 )
 from orchestration.runtime import Runtime, fixed_deadline, lambda_deadline
@@ -44,6 +45,7 @@ __all__ = [
     "INVALID_EVENTS",
     "PROCESSING_ERRORS",
     "REDEPLOY_KINDS",
+    "UNTRUSTED_EVENTS",
     "AwsCallError",
     "AwsClients",
     "Classification",

@@ -46,8 +46,11 @@ class Settings(BaseSettings):
     notify_window: timedelta = timedelta(minutes=15)  # ROTOR_NOTIFY_WINDOW: 900, 15m, 1h
     state_table: str | None = None  # ROTOR_STATE_TABLE: DynamoDB table for rotor's state
     max_workers: int = 8  # ROTOR_MAX_WORKERS: concurrent ECS calls
+    # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
+    # besides their own account's (the accounts that forward their secrets' events)
+    trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("clusters", mode="before")
+    @field_validator("clusters", "trusted_accounts", mode="before")
     @classmethod
     def _split_clusters(cls, value: object) -> object:
         if isinstance(value, str):
@@ -83,6 +86,14 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_accounts")
+    @classmethod
+    def _account_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"\d{12}", v)]
+        if bad:
+            raise ValueError(f"expected 12-digit account ids, got {', '.join(bad)}")
+        return value
 
     @field_validator("max_workers")
     @classmethod

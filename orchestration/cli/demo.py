@@ -14,19 +14,21 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.cli import world as embedded
 from orchestration.cli.show import print_outcome, service_name
 from orchestration.cli.world import EmbeddedWorld, Inbox
+from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import ConfigurationError, InvalidEventError
 from orchestration.events.classification import Classification, classify, parse_event_text
+from orchestration.events.routing import route, unrouted_note
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from orchestration.times import iso
+from orchestration.times import iso, iso_or_none
 
 
 @dataclass(frozen=True)
@@ -63,30 +65,35 @@ def run_demo(folder: Path | None, out: TextIO) -> int:
     events_dir = folder or embedded.events_dir()
     if not (events_dir / "world.json").is_file():
         raise ConfigurationError(f"no sample events and world.json at {events_dir}")
-    story = [(step, _load(events_dir / step.file)) for step in STORY]
+    story = [(step, *_load(events_dir / step.file)) for step in STORY]
     world = EmbeddedWorld(events_dir / "world.json", stay_at_seeding=True)
     with world as clients:
         inbox = Inbox.subscribe(clients, "rotor-notifications")
         settings = Settings(topic_arn=inbox.topic_arn)
         runtime = Runtime.build(clients, settings, retry=RetryPolicy())
         before = _deployments(clients)
-        first, last = story[0][1].event_time, story[-1][1].event_time
+        first, last = story[0][2].event_time, story[-1][2].event_time
         print(f"rotor demo: an embedded AWS account (moto, in-process), {clients.region}", file=out)
         print(f"  world: {events_dir / 'world.json'}", file=out)
         print(f"  {len(before)} ECS services; notifications go to SNS {inbox.topic_arn}", file=out)
         print(f"  the world's clock follows the events, {iso(first)} to {iso(last)}\n", file=out)
         redeploys: Counter[str] = Counter()
         events = failures = 0
-        for number, (step, event) in enumerate(story, 1):
+        for number, (step, raw, event) in enumerate(story, 1):
             if event.event_time > datetime.now(UTC):
                 world.move_clock_to(event.event_time)
-            outcomes: list[EventOutcome] = [process(event, runtime) for _ in range(step.repeat)]
+            routes = route(raw)  # the deployed rules decide whether a function runs at all
+            outcomes: list[EventOutcome] = [
+                process(event, runtime) if routes else EventOutcome(event, notes=[unrouted_note()])
+                for _ in range(step.repeat)
+            ]
             events += step.repeat
             times = f" ({step.repeat} times)" if step.repeat > 1 else ""
             print_outcome(
                 f"[{number}] {iso(event.event_time)}  {step.caption}\n    {step.file}{times}",
                 outcomes,
                 out,
+                routes=routes,
             )
             print(file=out)
             for outcome in outcomes:
@@ -110,9 +117,10 @@ def run_demo(folder: Path | None, out: TextIO) -> int:
     return 0 if failures == 0 else 1
 
 
-def _load(path: Path) -> Classification:
+def _load(path: Path) -> tuple[Any, Classification]:
     try:
-        return classify(parse_event_text(path.read_bytes()))
+        raw = parse_event_text(path.read_bytes())
+        return raw, classify(raw)
     except OSError as exc:
         raise ConfigurationError(f"{path}: {exc.strerror or exc}") from None
     except InvalidEventError as exc:
@@ -139,7 +147,7 @@ def _deployments(clients: AwsClients) -> dict[str, str]:
             for service in ecs.describe_services(
                 cluster=cluster, services=arns[start : start + 10]
             )["services"]:
-                primary = next(d for d in service["deployments"] if d["status"] == "PRIMARY")
+                created = primary_created_at(service)
                 name = f"{cluster.rsplit('/', 1)[-1]}/{service['serviceName']}"
-                result[name] = iso(primary["createdAt"])
+                result[name] = iso_or_none(created) or "?"
     return result

@@ -44,6 +44,7 @@ from orchestration.errors import (
     UsageError,
 )
 from orchestration.events.classification import Classification, classify, parse_event_text
+from orchestration.outcome import EventOutcome
 from orchestration.rotation.freshness import plan
 from orchestration.rotation.new_value import describe_verdict
 from orchestration.runtime import Runtime, fixed_deadline
@@ -200,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    event = _classify_file(args.event)
+    _, event = _read_event(args.event)
     if args.output == "json":
         _print_json(_explanation(event))
         return EXIT_OK
@@ -250,16 +251,31 @@ def _discover(args: argparse.Namespace) -> int:
         {"task_definition": bad.task_definition, "container": bad.container, "error": bad.error}
         for bad in inventory.unreadable
     ]
+    # What the scan could not read: the list above may be incomplete (exit 1).
+    not_read = [f.describe() for f in inventory.failures]
+    exit_code = EXIT_FAILED if not_read else EXIT_OK
     if args.output == "json":
+        problems = {
+            "could_not_check": not_read,
+            "skipped_services": [{"service": s.arn, "reason": s.reason} for s in inventory.skipped],
+            "missing": inventory.missing,
+        }
         _print_json(
             {
                 "secret": secret.arn,
                 "rotated_at": iso(rotated_at),
                 "consumers": rows,
                 "unreadable_references": unreadable,
+                **{key: value for key, value in problems.items() if value},  # only when any
             }
         )
-        return EXIT_OK
+        return exit_code
+    for problem in not_read:
+        print(f"rotor: warning: {problem}", file=sys.stderr)
+    for skipped in inventory.skipped:
+        print(
+            f"rotor: warning: service {skipped.arn} not scanned: {skipped.reason}", file=sys.stderr
+        )
     for bad in unreadable:
         print(
             f"rotor: warning: unreadable reference in {bad['task_definition']} container "
@@ -270,7 +286,7 @@ def _discover(args: argparse.Namespace) -> int:
     print(f"  actions as if it got a new value at {iso(rotated_at)} (--rotated-at to change)")
     if not rows:
         print("  (no service references this secret)")
-        return EXIT_OK
+        return exit_code
     print_table(
         ["CLUSTER", "SERVICE", "TASK DEFINITION", "ACTION", "REASON"],
         [
@@ -285,7 +301,7 @@ def _discover(args: argparse.Namespace) -> int:
         ],
         sys.stdout,
     )
-    return EXIT_OK
+    return exit_code
 
 
 # --- replay ------------------------------------------------------------------------------
@@ -293,20 +309,28 @@ def _discover(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from orchestration.dispatch import process
+    from orchestration.events.routing import route, unrouted_note
 
-    event = _classify_file(args.event)
+    raw, event = _read_event(args.event)
+    # Route as the deployed stack would: the template's own rules (no rule, no function runs).
+    routes = route(raw)
     dry_run = DryRun() if args.dry_run else None
     with _aws(args, dry_run) as runtime:
-        outcome = process(event, runtime)
+        if routes:
+            outcome = process(event, runtime)
+        else:
+            outcome = EventOutcome(event, notes=[unrouted_note()])
     would_call = dry_run.calls if dry_run else None
     if args.output == "json":
-        data = outcome.to_dict()
+        data = {**outcome.to_dict(), "routes": [r.to_dict() for r in routes]}
         if would_call is not None:
             data["dry_run"] = True
             data["would_call"] = [call.to_dict() for call in would_call]
         _print_json(data)
     else:
-        print_outcome(_label(args.event), [outcome], sys.stdout, would_call=would_call)
+        print_outcome(
+            _label(args.event), [outcome], sys.stdout, routes=routes, would_call=would_call
+        )
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
@@ -391,7 +415,8 @@ class _aws:
 
 
 def _check_settings(runtime: Runtime) -> None:
-    """Name a state table or cluster from the settings that does not exist, before any work."""
+    """Name a state table from the settings that does not exist, before any work. (A cluster
+    of ROTOR_CLUSTERS that does not exist is named by the scan, which goes on with the others.)"""
     settings = runtime.settings
     if settings.state_table:
         dynamodb = runtime.clients.dynamodb
@@ -406,33 +431,6 @@ def _check_settings(runtime: Runtime) -> None:
                     f"in {runtime.clients.region}"
                 ) from None
             # Not allowed to describe it: the run itself will say what it can or cannot do.
-    if settings.clusters:
-        ecs = runtime.clients.ecs
-        missing: list[str] = []
-        for start in range(0, len(settings.clusters), 100):  # DescribeClusters takes 100
-            try:
-                answer = runtime.retry.call(
-                    "DescribeClusters",
-                    ecs.describe_clusters,
-                    clusters=list(settings.clusters[start : start + 100]),
-                )
-            except PermanentAwsError:  # not allowed to look: the scan will report each cluster
-                return
-            missing += [
-                str(f.get("arn", "?")).rsplit("/", 1)[-1]
-                for f in answer.get("failures", [])
-                if f.get("reason") == "MISSING"
-            ]
-            missing += [
-                str(c.get("clusterName"))
-                for c in answer.get("clusters", [])
-                if c.get("status") == "INACTIVE"
-            ]
-        if missing:
-            raise ConfigurationError(
-                f"ROTOR_CLUSTERS: no ECS cluster {', '.join(map(repr, missing))} "
-                f"in {runtime.clients.region}"
-            )
 
 
 def _region(text: str) -> str:
@@ -493,14 +491,15 @@ def _label(source: str) -> str:
     return "(stdin)" if source == "-" else source
 
 
-def _classify_file(source: str) -> Classification:
-    """The event in file ``source``, or on standard input for ``-``."""
+def _read_event(source: str) -> tuple[Any, Classification]:
+    """The event in file ``source``, or on standard input for ``-``: as parsed, and classified."""
     try:
         text = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         raise UsageError(f"{source}: {exc.strerror or exc}") from None
     try:
-        return classify(parse_event_text(text))
+        raw = parse_event_text(text)
+        return raw, classify(raw)
     except InvalidEventError as exc:
         raise InvalidEventError(f"{_label(source)}: {exc}") from None
 

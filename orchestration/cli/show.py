@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 from orchestration.cli.dry_run import WouldCall
+from orchestration.events.routing import Route
 from orchestration.outcome import EventOutcome
 
 
@@ -15,16 +16,20 @@ def print_outcome(
     outcomes: Sequence[EventOutcome],
     out: TextIO,
     *,
+    routes: Sequence[Route] = (),
     would_call: Sequence[WouldCall] | None = None,
 ) -> None:
     """``outcomes``: one event, or the same event delivered several times (counted together).
-    ``would_call``: a dry run's writes, which were not sent."""
+    ``routes``: the stack's rules that send it to a function. ``would_call``: a dry run's
+    writes, which were not sent."""
     first = outcomes[0]
     c = first.classification
     dry = would_call is not None
     print(heading, file=out)
     print(f"  {c.kind.value}: {first.secret or c.secret or '-'}", file=out)
     print(f"  {c.reason}", file=out)
+    for r in routes:
+        print(f"  route: {r.describe()}", file=out)
     if first.redeployed:
         print("  would redeploy:" if dry else "  redeployed:", file=out)
         for arn in first.redeployed:
@@ -32,9 +37,12 @@ def print_outcome(
     if first.skipped:
         print("  skipped:", file=out)
         for item in first.skipped:
-            print(f"    {service_name(_text(item, 'service'))}: {_text(item, 'reason')}", file=out)
-    for item in first.failed:
-        print(f"  FAILED {service_name(_text(item, 'service'))}: {_text(item, 'error')}", file=out)
+            print(f"    {service_name(item.service)}: {item.reason}", file=out)
+    for manual in first.manual:
+        print(f"  REDEPLOY BY HAND {service_name(manual.service)}: {manual.reason}", file=out)
+        print(f"    {manual.command}", file=out)
+    for failure in first.failed:
+        print(f"  FAILED {service_name(failure.subject)}: {failure.error}", file=out)
     sent = sum(len(o.notifications) for o in outcomes)
     suppressed = sum(o.notifications_suppressed for o in outcomes)
     for notification in first.notifications:
@@ -72,9 +80,3 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextI
 def service_name(arn: str) -> str:
     """``cluster/service`` of a service ARN (the long form); the ARN's tail otherwise."""
     return arn.split(":service/", 1)[-1]
-
-
-def _text(item: object, key: str) -> str:
-    """A field of a skipped or failed entry, a mapping or a record with that attribute."""
-    value = item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
-    return "?" if value is None else str(value)
