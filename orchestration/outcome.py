@@ -22,6 +22,14 @@ SECRETS_RESTORED = "SecretsRestored"
 INVALID_EVENTS = "InvalidEvents"
 UNREADABLE_REFERENCES = "UnreadableReferences"  # valueFrom rotor cannot parse: may miss a consumer
 PROCESSING_ERRORS = "ProcessingErrors"  # an AWS error stopped an event; Lambda retries it
+REDEPLOYS_QUEUED = "RedeploysQueued"  # jobs sent to the redeploy queue
+REDEPLOYS_DEFERRED = "RedeploysDeferred"  # a job put back: throttled or its cluster at its cap
+REDEPLOY_FLAPPING = "RedeployFlapping"  # skipped: too many forced deployments in the last hour
+STALE_SERVICES_NOTIFIED = "StaleServicesNotified"  # tag rotor:redeploy=notify: reported only
+REDEPLOY_ROLLED_BACK = "RedeployRolledBack"  # rotor's deployment failed (circuit breaker)
+TIME_TO_FRESH = "TimeToFresh"  # seconds from the new value to rotor's deployment completing
+#: Units other than Count.
+METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}
 
 
 @dataclass
@@ -32,6 +40,7 @@ class EventOutcome:
     redeployed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)  # service, error, retryable
+    queued: list[str] = field(default_factory=list)  # services with a job on the redeploy queue
     notifications: list[Notification] = field(default_factory=list)
     notifications_suppressed: int = 0
     restored: list[str] = field(default_factory=list)
@@ -55,6 +64,7 @@ class EventOutcome:
             "redeployed": self.redeployed,
             "skipped": self.skipped,
             "failed": self.failed,
+            "queued": self.queued,
             "consumers": self.consumers,
             "notifications": [n.to_dict() for n in self.notifications],
             "notifications_suppressed": self.notifications_suppressed,

@@ -17,6 +17,7 @@ from orchestration.ecs.discovery import (
     TaskDefinitionCache,
 )
 from orchestration.ecs.redeploy import Redeployer
+from orchestration.fanout.queue import JobQueue, SqsJobQueue
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
 from orchestration.secrets.lookup import SecretLookup
 from orchestration.settings import Settings
@@ -26,10 +27,12 @@ from orchestration.state.redeploy_ledger import (
     MemoryRedeployLedger,
     RedeployLedger,
 )
+from orchestration.tracking.store import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
 
 # What a warm Lambda container remembers between invocations when there is no state table.
 _PROCESS_WINDOWS: dict[timedelta, MemoryNotifyWindow] = {}
 _PROCESS_LEDGER = MemoryRedeployLedger()
+_PROCESS_ROLLOUTS = MemoryRolloutStore()
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Runtime:
     notify_window: NotifyWindow
     task_definitions: TaskDefinitionCache
     ledger: RedeployLedger
+    rollouts: RolloutStore
+    queue: JobQueue | None = None  # the redeploy queue; None: jobs run inline
 
     @classmethod
     def build(
@@ -53,6 +58,8 @@ class Runtime:
         notify_window: NotifyWindow | None = None,
         task_definitions: TaskDefinitionCache | None = None,
         ledger: RedeployLedger | None = None,
+        rollouts: RolloutStore | None = None,
+        queue: JobQueue | None = None,
     ) -> Runtime:
         retry = retry or RetryPolicy()
         if notifier is None:
@@ -77,8 +84,18 @@ class Runtime:
                 if settings.state_table
                 else _PROCESS_LEDGER
             )
+        if rollouts is None:
+            rollouts = (
+                DynamoDbRolloutStore(clients.dynamodb, settings.state_table, retry)
+                if settings.state_table
+                else _PROCESS_ROLLOUTS
+            )
+        if queue is None and settings.redeploy_queue_url:
+            queue = SqsJobQueue(clients.sqs, settings.redeploy_queue_url, retry)
         return cls(
             ledger=ledger,
+            rollouts=rollouts,
+            queue=queue,
             clients=clients,
             settings=settings,
             retry=retry,
@@ -96,6 +113,7 @@ class Runtime:
         if not settings.state_table:
             kwargs.setdefault("notify_window", MemoryNotifyWindow(settings.notify_window))
             kwargs.setdefault("ledger", MemoryRedeployLedger())
+            kwargs.setdefault("rollouts", MemoryRolloutStore())
         return cls.build(clients, settings, **kwargs)
 
     def with_deadline(self, remaining: Callable[[], float]) -> Runtime:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 # botocore retries are off: every call goes through orchestration.retry.RetryPolicy, which owns
 # backoff, jitter and the deadline, so attempts never multiply (botocore x tenacity).
@@ -91,4 +92,9 @@ class AwsClients:
     @cached_property
     def dynamodb(self) -> DynamoDBClient:
         client: DynamoDBClient = self._client("dynamodb")
+        return client
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self._client("sqs")
         return client

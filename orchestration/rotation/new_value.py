@@ -1,29 +1,48 @@
 """Rotation → redeploy: after a secret gets a new current value, redeploy each stale consumer once.
 
 classify (events) → resolve the secret (secret_lookup) → discover consumers (discovery)
-→ decide per consumer (freshness) → UpdateService(forceNewDeployment) (redeploy).
+→ decide per consumer (freshness) → one job per stale consumer → the worker
+(``orchestration.fanout.worker``): UpdateService(forceNewDeployment) (redeploy).
+
+With a redeploy queue (``ROTOR_REDEPLOY_QUEUE_URL``) the jobs are enqueued and a worker Lambda
+carries them out; without one they run here, inline. Each rotation and each consumer's status
+is recorded in the rollout store (``orchestration.tracking``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from orchestration.ecs.discovery import Inventory
-from orchestration.ecs.redeploy import Outcome
+from orchestration.ecs.discovery import Inventory, ServiceSnapshot
+from orchestration.errors import RetryableAwsError
 from orchestration.events.classification import REDEPLOY_KINDS, Classification, EventKind
+from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
+from orchestration.fanout.queue import JobQueue
+from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker, decide_with_policies
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     REDEPLOY_FAILURES,
+    REDEPLOYS_QUEUED,
     REDEPLOYS_SKIPPED,
     REDEPLOYS_STARTED,
     UNREADABLE_REFERENCES,
     EventOutcome,
 )
-from orchestration.rotation.freshness import Action, Verdict, plan
+from orchestration.rotation.freshness import Action, Verdict
 from orchestration.runtime import Runtime
+from orchestration.secrets.references import SecretIdentity
+from orchestration.tracking.store import ServiceStatus, Status
 
 log = logging.getLogger(__name__)
+
+#: With a queue, stop planning and hand the rest to the worker when less time than this is left.
+PLAN_RESERVE_SECONDS = 30.0
 
 
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -46,43 +65,170 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
             .describe(secret.arn, account=secret.account, region=secret.region, written_by_aws=True)
             .current_version
         )
-    change = f"{secret.arn}@{version}" if version else None
-    inventory = runtime.discovery().scan()
-    consumers = inventory.consumers_of(secret)
-    report_unreadable(inventory, outcome)
-    verdicts = plan(consumers, event.event_time, opt_in=runtime.settings.opt_in)
-    outcome.consumers = [describe_verdict(v) for v in verdicts]
-    outcome.count(CONSUMERS_FOUND, len(consumers))
-    for verdict in verdicts:
-        if verdict.action is Action.SKIP:
-            outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
-    for result in runtime.redeployer().redeploy(verdicts, event.event_time, change):
-        if result.outcome is Outcome.REDEPLOYED:
-            outcome.redeployed.append(result.service_arn)
-        elif result.outcome is Outcome.ALREADY_FRESH:
-            outcome.skipped.append(
-                {"service": result.service_arn, "reason": result.reason or "already fresh"}
-            )
-        else:
-            outcome.failed.append(
-                {
-                    "service": result.service_arn,
-                    "error": result.error or "?",
-                    "retryable": result.retryable,
-                }
-            )
+    rotation = Rotation(
+        secret_arn=secret.arn,
+        version=version,
+        rotated_at=event.event_time,
+        event_id=event.event_id,
+    )
+    runtime.rollouts.record_rotation(rotation.rotation_id, secret.arn, version, rotation.rotated_at)
+    if runtime.queue is None:
+        inventory = runtime.discovery().scan()
+        planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
+        run_inline(planned, runtime, outcome)
+    else:
+        plan_to_queue(secret, rotation, None, runtime, runtime.queue, outcome)
     outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
     outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
     outcome.count(REDEPLOY_FAILURES, len(outcome.failed))
+    if outcome.queued:
+        outcome.count(REDEPLOYS_QUEUED, len(outcome.queued))
     log.info(
-        "secret %s: %d consumers, %d redeployed, %d skipped, %d failed",
+        "secret %s: %d consumers, %d queued, %d redeployed, %d skipped, %d failed",
         secret.arn,
-        len(consumers),
+        len(outcome.consumers),
+        len(outcome.queued),
         len(outcome.redeployed),
         len(outcome.skipped),
         len(outcome.failed),
     )
     return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    job: RedeployJob
+    snapshot: ServiceSnapshot
+
+
+def plan_inventory(
+    inventory: Inventory,
+    secret: SecretIdentity,
+    rotation: Rotation,
+    runtime: Runtime,
+    outcome: EventOutcome,
+) -> list[Planned]:
+    """Decide for each consumer in ``inventory``; record skips; return the jobs to do."""
+    consumers = inventory.consumers_of(secret)
+    report_unreadable(inventory, outcome)
+    verdicts = [
+        decide_with_policies(c, rotation.rotated_at, opt_in=runtime.settings.opt_in)
+        for c in consumers
+    ]
+    outcome.consumers.extend(describe_verdict(v) for v in verdicts)
+    outcome.count(CONSUMERS_FOUND, len(consumers))
+    planned: list[Planned] = []
+    now = datetime.now(UTC)
+    for verdict in verdicts:
+        service = verdict.consumer.service
+        if verdict.action is Action.SKIP:
+            outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
+            status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
+        else:
+            job = RedeployJob(
+                **rotation.model_dump(),
+                service_arn=service.arn,
+                cluster_arn=service.cluster_arn,
+                references=tuple(JobReference.of(c, r) for c, r in verdict.consumer.references),
+            )
+            planned.append(Planned(job, service))
+            status = ServiceStatus(Status.PLANNED, verdict.reason, now, service.cluster_arn)
+        runtime.rollouts.set_status(rotation.rotation_id, service.arn, status, only_if_new=True)
+    return planned
+
+
+def run_inline(planned: list[Planned], runtime: Runtime, outcome: EventOutcome) -> None:
+    """No queue: the worker does each job here, on the snapshot the scan has just read."""
+    if not planned:
+        return
+    worker = RedeployWorker(runtime)
+    workers = min(5, runtime.settings.max_workers, len(planned))
+    with ThreadPoolExecutor(workers, thread_name_prefix="rotor-job") as pool:
+        results = list(pool.map(lambda p: worker.run(p.job, p.snapshot), planned))
+    for result in results:
+        add_result(result, outcome)
+
+
+def add_result(result: JobResult, outcome: EventOutcome) -> None:
+    """What one job did, in the event's outcome."""
+    for name, value in result.metrics.items():
+        outcome.count(name, value)
+    outcome.notifications.extend(result.notifications)
+    if result.status is JobStatus.REDEPLOYED:
+        outcome.redeployed.append(result.service_arn)
+    elif result.status in (JobStatus.SKIPPED, JobStatus.NOTIFIED):
+        outcome.skipped.append({"service": result.service_arn, "reason": result.reason})
+    else:
+        outcome.failed.append(
+            {"service": result.service_arn, "error": result.reason, "retryable": result.retryable}
+        )
+
+
+def plan_to_queue(
+    secret: SecretIdentity,
+    rotation: Rotation,
+    clusters: Sequence[str] | None,
+    runtime: Runtime,
+    queue: JobQueue,
+    outcome: EventOutcome,
+) -> None:
+    """Plan cluster by cluster (a few at a time), enqueueing each part's jobs as it is planned.
+    Short of time, or stopped by a retryable error, the clusters left are enqueued as a
+    ``PlanJob`` for the worker: nothing planned or left to plan is lost."""
+    left: list[str] | None = list(clusters) if clusters is not None else None
+    try:
+        if left is None:
+            left = runtime.discovery()._cluster_arns()
+        step = max(1, runtime.settings.max_workers)
+        first = True
+        while left:
+            if not first and runtime.retry.remaining() < PLAN_RESERVE_SECONDS:
+                raise OutOfTime
+            first = False
+            part = left[:step]
+            inventory = (
+                dataclasses.replace(
+                    runtime, settings=runtime.settings.model_copy(update={"clusters": tuple(part)})
+                )
+                .discovery()
+                .scan()
+            )
+            planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
+            enqueue(planned, rotation, runtime, queue, outcome)
+            left = left[step:]
+    except (OutOfTime, RetryableAwsError) as exc:
+        rest = PlanJob(
+            **rotation.model_dump(), secret=secret, clusters=None if left is None else tuple(left)
+        )
+        queue.send([rest])
+        where = f"{len(left)} cluster(s)" if left is not None else "every cluster"
+        why = "short of time" if isinstance(exc, OutOfTime) else str(exc)
+        outcome.notes.append(f"planning of {where} left to the worker ({why})")
+        log.warning("planning of %s enqueued for the worker: %s", where, why)
+
+
+def enqueue(
+    planned: list[Planned],
+    rotation: Rotation,
+    runtime: Runtime,
+    queue: JobQueue,
+    outcome: EventOutcome,
+) -> None:
+    if not planned:
+        return
+    queue.send([p.job for p in planned], delay_seconds=runtime.settings.debounce_seconds)
+    now = datetime.now(UTC)
+    for p in planned:
+        outcome.queued.append(p.job.service_arn)
+        runtime.rollouts.set_status(
+            rotation.rotation_id,
+            p.job.service_arn,
+            ServiceStatus(Status.QUEUED, "job on the redeploy queue", now, p.job.cluster_arn),
+        )
+
+
+class OutOfTime(Exception):
+    """Less than ``PLAN_RESERVE_SECONDS`` left: hand the rest of the plan to the worker."""
 
 
 def report_unreadable(inventory: Inventory, outcome: EventOutcome) -> None:

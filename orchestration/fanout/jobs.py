@@ -1,0 +1,138 @@
+"""Redeploy jobs: what the rotation handler plans and the worker carries out.
+
+A ``RedeployJob`` names one stale consumer of one new secret value: enough for a worker in
+another container, minutes later (debounce), to look at the service again and decide by the
+freshness rule at run time. A ``PlanJob`` is the part of a plan the rotation handler had no
+time left to make (clusters not yet scanned): a worker plans them and enqueues their jobs.
+
+Jobs travel as JSON on the redeploy queue; ``parse_job`` turns a message body back into one,
+or raises ``InvalidEventError`` with a clear message (a poison message is dropped, not retried).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from orchestration.errors import InvalidEventError
+from orchestration.secrets.references import (
+    ReferenceField,
+    ReferenceKind,
+    SecretIdentity,
+    SecretReference,
+)
+from orchestration.times import iso
+
+
+class JobReference(BaseModel):
+    """One parsed reference to the secret, as the planner found it in the task definition."""
+
+    model_config = ConfigDict(frozen=True)
+
+    container: str
+    raw: str
+    field: ReferenceField
+    kind: ReferenceKind
+    partition: str
+    region: str
+    account: str
+    name_part: str
+    json_key: str | None = None
+    version_stage: str | None = None
+    version_id: str | None = None
+
+    @classmethod
+    def of(cls, container: str, ref: SecretReference) -> JobReference:
+        return cls(
+            container=container,
+            raw=ref.raw,
+            field=ref.field,
+            kind=ref.kind,
+            partition=ref.partition,
+            region=ref.region,
+            account=ref.account,
+            name_part=ref.name_part,
+            json_key=ref.json_key,
+            version_stage=ref.version_stage,
+            version_id=ref.version_id,
+        )
+
+    def reference(self) -> tuple[str, SecretReference]:
+        return self.container, SecretReference(
+            raw=self.raw,
+            field=self.field,
+            kind=self.kind,
+            partition=self.partition,
+            region=self.region,
+            account=self.account,
+            name_part=self.name_part,
+            json_key=self.json_key,
+            version_stage=self.version_stage,
+            version_id=self.version_id,
+        )
+
+
+class Rotation(BaseModel):
+    """One new value of one secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret_arn: str
+    version: str | None = None  # the version that became AWSCURRENT, when known
+    rotated_at: datetime
+    event_id: str = ""
+
+    @property
+    def change(self) -> str | None:
+        """The ledger's name for the new value, when the version is known."""
+        return f"{self.secret_arn}@{self.version}" if self.version else None
+
+    @property
+    def rotation_id(self) -> str:
+        """One id per new value: deliveries of one rotation share it."""
+        return self.change or f"{self.secret_arn}@{iso(self.rotated_at)}"
+
+
+class RedeployJob(Rotation):
+    kind: Literal["redeploy"] = "redeploy"
+    service_arn: str
+    cluster_arn: str
+    references: tuple[JobReference, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Jobs with one key are one job: (service, new value)."""
+        return f"{self.service_arn}#{self.rotation_id}"
+
+
+class PlanJob(Rotation):
+    kind: Literal["plan"] = "plan"
+    secret: SecretIdentity
+    clusters: tuple[str, ...] | None = None  # None: every cluster rotor scans
+
+    @property
+    def key(self) -> str:
+        return f"plan#{self.rotation_id}#{','.join(self.clusters or ('*',))}"
+
+
+Job = Annotated[RedeployJob | PlanJob, Field(discriminator="kind")]
+_JOB: TypeAdapter[RedeployJob | PlanJob] = TypeAdapter(Job)
+
+
+def parse_job(body: str) -> RedeployJob | PlanJob:
+    try:
+        return _JOB.validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise InvalidEventError(f"not a rotor job: {problems}") from None
+
+
+def message_id(job: RedeployJob | PlanJob) -> str:
+    """A batch entry id (letters, digits, ``-``, ``_``; at most 80) unique per job key."""
+    return hashlib.sha256(job.key.encode()).hexdigest()[:40]
