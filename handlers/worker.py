@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.entry import cold_start_runtime
+import handlers.entry
 from handlers.observability import logger, metrics, tracer
 from orchestration.errors import AwsCallError, InvalidEventError, RetryableAwsError
 from orchestration.fanout.consume import run_job
@@ -30,7 +30,8 @@ from orchestration.fanout.queue import SqsJobQueue
 from orchestration.outcome import INVALID_EVENTS, METRIC_UNITS, PROCESSING_ERRORS
 from orchestration.runtime import Runtime, lambda_deadline
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# All jobs failing is reported like some failing (batchItemFailures), not as a function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class TryAgainLater(Exception):
@@ -86,7 +87,7 @@ def _come_back_later(record: SQSRecord, runtime: Runtime, receives: int) -> None
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> Any:
-    runtime = cold_start_runtime().with_deadline(
+    runtime = handlers.entry.cold_start_runtime().with_deadline(
         lambda_deadline(context.get_remaining_time_in_millis)
     )
     return process_partial_response(

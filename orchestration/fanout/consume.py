@@ -7,7 +7,12 @@ from typing import Any
 
 from orchestration.fanout.jobs import PlanJob, RedeployJob
 from orchestration.fanout.worker import JobStatus, RedeployWorker
-from orchestration.outcome import REDEPLOY_FAILURES, REDEPLOYS_SKIPPED, REDEPLOYS_STARTED
+from orchestration.outcome import (
+    REDEPLOY_FAILURES,
+    REDEPLOYS_DEFERRED,
+    REDEPLOYS_SKIPPED,
+    REDEPLOYS_STARTED,
+)
 from orchestration.runtime import Runtime
 
 
@@ -34,14 +39,15 @@ def run_job(job: RedeployJob | PlanJob, runtime: Runtime) -> JobReport:
     }.get(result.status)
     if counted:
         metrics[counted] = metrics.get(counted, 0) + 1
-    if result.status is JobStatus.FAILED and not result.retryable:
-        metrics[REDEPLOY_FAILURES] = metrics.get(REDEPLOY_FAILURES, 0) + 1
+    if result.status is JobStatus.FAILED:
+        counted = REDEPLOYS_DEFERRED if result.retryable else REDEPLOY_FAILURES
+        metrics[counted] = metrics.get(counted, 0) + 1
     return JobReport(
         result.status.value,
         retryable=result.retryable,
         metrics=metrics,
         detail={
-            "service": job.service_arn,
+            "service_arn": job.service_arn,
             "rotation": job.rotation_id,
             "reason": result.reason,
             "deployment": result.deployment_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -89,6 +89,10 @@ class Rotation(BaseModel):
     def change(self) -> str | None:
         """The ledger's name for the new value, when the version is known."""
         return f"{self.secret_arn}@{self.version}" if self.version else None
+
+    def rotation_fields(self) -> dict[str, Any]:
+        """This rotation's own fields, to make a job about it."""
+        return self.model_dump(include={"secret_arn", "version", "rotated_at", "event_id"})
 
     @property
     def rotation_id(self) -> str:

@@ -126,7 +126,7 @@ def plan_inventory(
             status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
         else:
             job = RedeployJob(
-                **rotation.model_dump(),
+                **rotation.rotation_fields(),
                 service_arn=service.arn,
                 cluster_arn=service.cluster_arn,
                 references=tuple(JobReference.of(c, r) for c, r in verdict.consumer.references),
@@ -198,7 +198,9 @@ def plan_to_queue(
             left = left[step:]
     except (OutOfTime, RetryableAwsError) as exc:
         rest = PlanJob(
-            **rotation.model_dump(), secret=secret, clusters=None if left is None else tuple(left)
+            **rotation.rotation_fields(),
+            secret=secret,
+            clusters=None if left is None else tuple(left),
         )
         queue.send([rest])
         where = f"{len(left)} cluster(s)" if left is not None else "every cluster"
