@@ -1,11 +1,15 @@
-"""rotor's exception tree.
+"""rotor's exception tree. Every exception rotor raises on purpose is one of these.
 
     RotorError                      every error rotor raises on purpose
     ├── InvalidEventError           the input is not a well-formed event: drop it, never retry
     ├── InvalidReferenceError       a string is not a secret reference rotor can parse
     ├── ConfigurationError          a ROTOR_* setting is missing or malformed
+    ├── UsageError                  bad command-line input (exit status 2)
+    ├── RetryableFailure            the event was handled in part; what failed may succeed on a
+    │                               retry of the whole event (Lambda's async retry does that)
     └── AwsCallError                an AWS call failed (carries the service, operation and code)
         ├── RetryableAwsError       throttling or a transient fault: retry with backoff
+        │   └── RateLimited         rotor's own rate limiter would wait past the deadline
         └── PermanentAwsError       access denied, not found, invalid input: retrying cannot help
 
 The adapter in ``orchestration.aws.retry`` maps botocore's ``ClientError`` and connection
@@ -31,6 +35,16 @@ class ConfigurationError(RotorError):
     """A ROTOR_* setting is missing or malformed."""
 
 
+class UsageError(RotorError):
+    """Bad command-line input: a file that cannot be read, a missing region, an unknown secret."""
+
+
+class RetryableFailure(RotorError):
+    """Part of an event failed in a way a later retry of the event may fix (a redeploy that was
+    throttled past its budget). Raised so Lambda retries the event, and finally hands it to the
+    on-failure destination: nothing is lost, and the ledger makes the retry safe."""
+
+
 class AwsCallError(RotorError):
     """An AWS API call failed."""
 
@@ -43,6 +57,17 @@ class AwsCallError(RotorError):
 
 class RetryableAwsError(AwsCallError):
     """Throttling or a transient fault: the same call may succeed later."""
+
+
+class RateLimited(RetryableAwsError):
+    """The call would wait for a rate-limit token past the caller's deadline: not made."""
+
+    def __init__(self, wait: float, max_wait: float) -> None:
+        super().__init__(
+            "RateLimit",
+            "RateLimited",
+            f"a token is {wait:.1f} s away, the deadline {max_wait:.1f} s",
+        )
 
 
 class PermanentAwsError(AwsCallError):

@@ -1,17 +1,31 @@
 """rotor's configuration: ``ROTOR_*`` environment variables, the same in Lambda and on the
-command line, validated once at start."""
+command line, validated once at start (pydantic-settings, ``env_prefix="ROTOR_"``).
+
+A ``ROTOR_`` variable that names no setting is an error that suggests the closest name: a typo
+must not silently leave a safety setting at its default.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from orchestration.errors import ConfigurationError
 
+PREFIX = "ROTOR_"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
@@ -20,17 +34,18 @@ _MAX_WINDOW_SECONDS = 7 * 86400
 MAX_DEBOUNCE_SECONDS = 900  # SQS DelaySeconds maximum
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Every knob rotor has. Environment names are ``ROTOR_`` + the field name upper-cased."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True)
 
-    clusters: tuple[str, ...] = ()  # ROTOR_CLUSTERS: comma-separated; empty = every cluster
+    #: ROTOR_CLUSTERS: comma-separated names or ARNs; empty = every cluster
+    clusters: Annotated[tuple[str, ...], NoDecode] = ()
     opt_in: bool = False  # ROTOR_OPT_IN: only services tagged rotor:redeploy=true
     topic_arn: str | None = None  # ROTOR_TOPIC_ARN: SNS topic for notifications
     restore_on_access: bool = False  # ROTOR_RESTORE_ON_ACCESS
     notify_window: timedelta = timedelta(minutes=15)  # ROTOR_NOTIFY_WINDOW: 900, 15m, 1h
-    state_table: str | None = None  # ROTOR_STATE_TABLE: DynamoDB table for notify windows
+    state_table: str | None = None  # ROTOR_STATE_TABLE: DynamoDB table for rotor's state
     max_workers: int = 8  # ROTOR_MAX_WORKERS: concurrent ECS calls
     # ROTOR_REDEPLOY_QUEUE_URL: SQS queue of redeploy jobs; without it jobs run inline
     redeploy_queue_url: str | None = None
@@ -99,17 +114,56 @@ class Settings(BaseModel):
         return value
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then the environment: no dotenv or secrets files."""
+        return (init_settings, _EnvironSource(settings_cls, os.environ))
+
+    @classmethod
+    def variable_names(cls) -> list[str]:
+        return [PREFIX + name.upper() for name in cls.model_fields]
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``); ``ConfigurationError`` names
+        every variable that is malformed or unknown."""
         environ = os.environ if environ is None else environ
-        values = {
-            name: environ[f"ROTOR_{name.upper()}"]
-            for name in cls.model_fields
-            if f"ROTOR_{name.upper()}" in environ
-        }
+        problems = _unknown_variables(environ, cls.variable_names())
         try:
-            return cls.model_validate(values)
+            settings = cls.model_validate(_EnvironSource(cls, environ)())
         except ValidationError as exc:
-            problems = "; ".join(
-                f"ROTOR_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigurationError(f"invalid configuration: {problems}") from None
+            problems += [
+                f"{PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+            ]
+        if problems:
+            raise ConfigurationError(f"invalid configuration: {'; '.join(problems)}")
+        return settings
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping, matching names exactly:
+    ``ROTOR_OPT_IN`` is a setting, ``rotor_opt_in`` is not (Linux names are case-sensitive)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        names = {PREFIX + name.upper() for name in self.settings_cls.model_fields}
+        # Lower-cased because the source matches case-insensitively once names are exact.
+        return {name.lower(): value for name, value in self._environ.items() if name in names}
+
+
+def _unknown_variables(environ: Mapping[str, Any], known: list[str]) -> list[str]:
+    problems = []
+    for name in sorted(n for n in environ if n.startswith(PREFIX) and n not in known):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; rotor reads {', '.join(known)}"
+        problems.append(f"{name} is not a rotor setting{hint}")
+    return problems

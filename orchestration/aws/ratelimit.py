@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration.errors import RetryableAwsError
+from orchestration.errors import RateLimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +46,6 @@ ECS_OPERATION_BUCKETS: Mapping[str, str] = {
     "ListClusters": "cluster-reads",
     "DescribeClusters": "cluster-reads",
 }
-
-
-class RateLimited(RetryableAwsError):
-    """The call would wait for a token past the caller's deadline: not made, retry later."""
-
-    def __init__(self, wait: float, max_wait: float) -> None:
-        super().__init__(
-            "RateLimit",
-            "RateLimited",
-            f"a token is {wait:.1f} s away, the deadline {max_wait:.1f} s",
-        )
 
 
 #: Seconds the current thread's caller may still wait (set by ``RetryPolicy.call``).

@@ -26,6 +26,7 @@ from orchestration.errors import (
     InvalidReferenceError,
     PermanentAwsError,
     RotorError,
+    UsageError,
 )
 from orchestration.events.classification import Classification, classify, parse_event_text
 from orchestration.outcome import EventOutcome
@@ -38,10 +39,6 @@ from orchestration.times import iso
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 CLI_DEADLINE_SECONDS = 600.0
-
-
-class UsageError(RotorError):
-    """Bad command-line input."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,7 +280,7 @@ class _aws:
             )
             if not clients.region:
                 raise UsageError("no AWS region: pass --region or set AWS_REGION")
-        runtime = Runtime.build_for_one_run(clients, settings)
+        runtime = Runtime.build(clients, settings)
         return runtime.with_deadline(fixed_deadline(CLI_DEADLINE_SECONDS))
 
     def __exit__(self, *exc: object) -> None:

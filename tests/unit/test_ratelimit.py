@@ -222,7 +222,7 @@ def test_attach_meters_every_call_through_a_boto3_client(clock: FakeClock, sleep
 def test_a_wait_past_the_callers_deadline_raises_and_takes_no_token(
     clock: FakeClock, sleeps: Sleeps
 ) -> None:
-    from orchestration.aws.ratelimit import RateLimited
+    from orchestration.errors import RateLimited
 
     limited = bucket(clock, sleeps, rate=5, burst=1)
     limited.acquire()  # the burst is spent: the next token is 0.2 s away

@@ -173,3 +173,33 @@ def test_notify_window_too_large_is_a_configuration_error(value: str) -> None:
     environ: dict[str, Any] = {"ROTOR_NOTIFY_WINDOW": value}
     with pytest.raises(ConfigurationError, match="ROTOR_NOTIFY_WINDOW"):
         Settings.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        pytest.param("ROTOR_OPTIN", "ROTOR_OPT_IN", id="missing-underscore"),
+        pytest.param("ROTOR_CLUSTER", "ROTOR_CLUSTERS", id="singular"),
+        pytest.param("ROTOR_STATE_TABEL", "ROTOR_STATE_TABLE", id="transposed"),
+    ],
+)
+def test_a_misspelled_variable_is_reported_with_the_closest_name(variable, suggestion) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({variable: "true"})
+    assert f"{variable} is not a rotor setting; did you mean {suggestion}?" in str(caught.value)
+
+
+def test_an_unknown_variable_far_from_any_name_lists_the_settings() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"ROTOR_XYZZY": "1"})
+    assert "ROTOR_XYZZY is not a rotor setting" in str(caught.value)
+    assert "ROTOR_STATE_TABLE" in str(caught.value)
+
+
+def test_the_constructor_reads_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Lambda does at cold start: pydantic-settings reads ROTOR_* from os.environ."""
+    monkeypatch.setenv("ROTOR_CLUSTERS", "prod, batch")
+    monkeypatch.setenv("ROTOR_NOTIFY_WINDOW", "1h")
+    settings = Settings()
+    assert settings.clusters == ("prod", "batch")
+    assert settings.notify_window == timedelta(hours=1)
