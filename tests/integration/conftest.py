@@ -342,3 +342,30 @@ def redeploy_queue(clients: AwsClients) -> RedeployQueue:
         "QueueArn"
     ]
     return RedeployQueue(sqs, url, arn, dlq)
+
+
+@pytest.fixture
+def queued_runtime(
+    clients: AwsClients, retry: Any, redeploy_queue: RedeployQueue, monkeypatch: Any
+) -> Any:
+    """Build the runtime both handlers use: settings as the stack sets them."""
+
+    import handlers.entry
+    from orchestration.settings import Settings
+    from tests.conftest import make_runtime
+
+    def build(**settings: Any) -> Any:
+        runtime = make_runtime(
+            clients, retry, Settings(redeploy_queue_url=redeploy_queue.url, **settings)
+        )
+        monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
+        return runtime
+
+    return build
+
+
+@pytest.fixture
+def sqs_calls(clients: AwsClients) -> Any:
+    from tests.aws_fakes import ApiCalls
+
+    return ApiCalls().attach(clients.sqs)

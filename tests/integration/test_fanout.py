@@ -7,85 +7,17 @@ SQS event source drives it: receive, invoke with the records, delete what did no
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
-from typing import Any
 
 import pytest
 
-import handlers.entry
 from handlers.rotation import lambda_handler as rotation_handler
 from handlers.worker import lambda_handler as worker_handler
-from orchestration.settings import Settings
-from tests.aws_fakes import ApiCalls, ErrorInjector
-from tests.conftest import ACCOUNT, REGION, make_runtime
-from tests.integration.conftest import (
-    FRESH,
-    MAX_RECEIVES,
-    EcsWorld,
-    RedeployQueue,
-    rotation_event,
-)
+from tests.aws_fakes import ErrorInjector
+from tests.integration.conftest import MAX_RECEIVES, rotation_event
+from tests.integration.workers import FakeLambdaContext, drain, stale_world
 
 pytestmark = pytest.mark.integration
-
-
-class FakeLambdaContext:
-    function_name = "rotor"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rotor"
-
-    def __init__(self, remaining_millis: int = 900_000) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._remaining = remaining_millis
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining
-
-
-@pytest.fixture
-def queued_runtime(clients, retry, redeploy_queue, monkeypatch):
-    """Build the runtime both handlers use: settings as the stack sets them."""
-
-    def build(**settings: Any):
-        runtime = make_runtime(
-            clients, retry, Settings(redeploy_queue_url=redeploy_queue.url, **settings)
-        )
-        monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
-        return runtime
-
-    return build
-
-
-@pytest.fixture
-def sqs_calls(clients) -> ApiCalls:
-    return ApiCalls().attach(clients.sqs)
-
-
-def drain(queue: RedeployQueue, rounds: int = 20) -> list[dict[str, Any]]:
-    """Run the worker on whatever the queue holds until it is empty; return the answers."""
-    answers = []
-    for _ in range(rounds):
-        messages = queue.receive()
-        if not messages:
-            return answers
-        answer = worker_handler(queue.sqs_event(messages), FakeLambdaContext())
-        answers.append(answer)
-        queue.delete(messages, {f["itemIdentifier"] for f in answer["batchItemFailures"]})
-    raise AssertionError("the queue never emptied")
-
-
-def stale_world(ecs_world: EcsWorld, clusters: dict[str, int], fresh: int = 1) -> str:
-    """``clusters``: name -> stale consumers; each cluster also has ``fresh`` fresh ones."""
-    db = ecs_world.secret("prod/db")
-    task_definition = ecs_world.task_definition(secrets=[db])
-    for cluster, stale in clusters.items():
-        ecs_world.cluster(cluster)
-        for i in range(stale):
-            ecs_world.service(cluster, f"{cluster}-stale-{i}", task_definition)
-        for i in range(fresh):
-            ecs_world.service(cluster, f"{cluster}-fresh-{i}", task_definition, deployed_at=FRESH)
-    return db
 
 
 def test_rotation_enqueues_batches_of_ten_and_the_worker_redeploys_each_once(
