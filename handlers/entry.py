@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics, tracer
+from handlers.trust import untrusted_reason
 from orchestration.aws.clients import AwsClients
 from orchestration.dispatch import process
 from orchestration.errors import (
@@ -26,7 +27,7 @@ from orchestration.errors import (
     RetryableAwsError,
 )
 from orchestration.events.classification import EventKind, classify
-from orchestration.outcome import INVALID_EVENTS, PROCESSING_ERRORS
+from orchestration.outcome import INVALID_EVENTS, PROCESSING_ERRORS, UNTRUSTED_EVENTS
 from orchestration.runtime import Runtime, lambda_deadline
 from orchestration.settings import Settings
 
@@ -58,6 +59,15 @@ def handle_event(
     logger.set_correlation_id(classification.event_id)
     logger.append_keys(kind=classification.kind.value, secret=classification.secret)
     tracer.put_annotation("kind", classification.kind.value)
+    untrusted = untrusted_reason(
+        classification.account,
+        context.invoked_function_arn,
+        cold_start_runtime().settings.trusted_accounts,
+    )
+    if untrusted:
+        metrics.add_metric(name=UNTRUSTED_EVENTS, unit=MetricUnit.Count, value=1)
+        logger.warning("rejected an event from an untrusted account", extra={"error": untrusted})
+        return {"status": "rejected", "kind": classification.kind.value, "reason": untrusted}
     if classification.kind not in accept:
         logger.info("not for this function", extra={"reason": classification.reason})
         return {

@@ -52,8 +52,11 @@ class Settings(BaseSettings):
     debounce_seconds: int = 0  # ROTOR_DEBOUNCE_SECONDS: delay each job (SQS, at most 900)
     max_redeploys_per_hour: int = 6  # ROTOR_MAX_REDEPLOYS_PER_HOUR: flap guard; 0 = no limit
     max_rollouts_per_cluster: int = 0  # ROTOR_MAX_ROLLOUTS_PER_CLUSTER: 0 = no cap
+    # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
+    # besides their own account's (the accounts that forward their secrets' events)
+    trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("clusters", mode="before")
+    @field_validator("clusters", "trusted_accounts", mode="before")
     @classmethod
     def _split_clusters(cls, value: object) -> object:
         if isinstance(value, str):
@@ -89,6 +92,14 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_accounts")
+    @classmethod
+    def _account_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"\d{12}", v)]
+        if bad:
+            raise ValueError(f"expected 12-digit account ids, got {', '.join(bad)}")
+        return value
 
     @field_validator("max_workers")
     @classmethod

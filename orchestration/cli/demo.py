@@ -18,6 +18,7 @@ from orchestration.aws.retry import RetryPolicy
 from orchestration.cli.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
 from orchestration.errors import RotorError
 from orchestration.events.classification import classify, parse_event_text
+from orchestration.events.routing import route, unrouted_note
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
@@ -93,10 +94,17 @@ def run_demo(events_dir: Path | None, out: TextIO) -> int:
         totals = {"events": 0, "redeployed": 0, "failed": 0}
         for number, step in enumerate(STORY, 1):
             path = events_dir / step.file
-            event = classify(parse_event_text(path.read_bytes()))
-            outcomes = [_process(event, runtime) for _ in range(step.repeat)]
+            raw = parse_event_text(path.read_bytes())
+            event = classify(raw)
+            routes = route(raw)  # the deployed rules decide whether a function runs at all
+            outcomes = [
+                _process(event, runtime) if routes else EventOutcome(event, notes=[unrouted_note()])
+                for _ in range(step.repeat)
+            ]
             totals["events"] += step.repeat
             print(f"[{number}] {step.caption}", file=out)
+            for r in routes:
+                print(f"    route: {r.describe()}", file=out)
             _show(path, outcomes, out)
             for outcome in outcomes:
                 totals["redeployed"] += len(outcome.redeployed)

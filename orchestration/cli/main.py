@@ -233,14 +233,22 @@ def _resolve_cli_secret(runtime: Runtime, secret_id: str) -> SecretIdentity:
 
 def _replay(args: argparse.Namespace) -> int:
     from orchestration.dispatch import process
+    from orchestration.events.routing import route, unrouted_note
 
     event = _classify_file(args.event)
+    # Route as the deployed stack would: the template's own rules (no rule, no function runs).
+    routes = route(parse_event_text(args.event.read_bytes()))
     with _aws(args) as runtime:
-        outcome = process(event, runtime)
+        if routes:
+            outcome = process(event, runtime)
+        else:
+            outcome = EventOutcome(event, notes=[unrouted_note()])
     if args.json:
-        _print_json(outcome.to_dict())
+        _print_json({**outcome.to_dict(), "routes": [r.to_dict() for r in routes]})
     else:
         _print_outcome(str(args.event), outcome, sys.stdout)
+        for r in routes:
+            print(f"  route: {r.describe()}")
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
