@@ -27,7 +27,12 @@ from orchestration.errors import (
     RetryableAwsError,
 )
 from orchestration.events.classification import EventKind, classify
-from orchestration.outcome import INVALID_EVENTS, PROCESSING_ERRORS, UNTRUSTED_EVENTS
+from orchestration.outcome import (
+    INVALID_EVENTS,
+    METRIC_UNITS,
+    PROCESSING_ERRORS,
+    UNTRUSTED_EVENTS,
+)
 from orchestration.runtime import Runtime, lambda_deadline
 from orchestration.settings import Settings
 
@@ -93,7 +98,7 @@ def handle_event(
         )
         raise
     for name, value in outcome.metrics.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
     result = outcome.to_dict()
     result.pop("notifications")
     logger.info(

@@ -13,6 +13,7 @@ from orchestration.events.classification import Classification, EventKind
 from orchestration.outcome import EventOutcome
 from orchestration.rotation.new_value import handle_new_secret_value
 from orchestration.runtime import Runtime
+from orchestration.tracking.tracker import handle_deployment_state
 
 UseCase = Callable[[Classification, Runtime], EventOutcome]
 
@@ -22,6 +23,7 @@ USE_CASES: dict[EventKind, UseCase] = {
     EventKind.PENDING_DELETION_ACCESS: handle_pending_deletion_access,
     EventKind.DELETION_SCHEDULED: handle_deletion_scheduled,
     EventKind.ROTATION_FAILED: handle_rotation_failed,
+    EventKind.DEPLOYMENT_STATE: handle_deployment_state,
 }
 
 
@@ -34,10 +36,7 @@ def process(
     """Run the use case for ``event``; kinds outside ``accept`` (or without one) do nothing."""
     use_case = USE_CASES.get(event.kind)
     if use_case is None:
-        outcome = EventOutcome(event)
-        if event.kind is EventKind.DEPLOYMENT_STATE:
-            outcome.notes.append("rollout tracking is not built yet; event recorded only")
-        return outcome
+        return EventOutcome(event)
     if accept is not None and event.kind not in accept:
         outcome = EventOutcome(event)
         outcome.notes.append(f"this function does not handle {event.kind.value} events")

@@ -15,7 +15,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, computed_field
 
 from orchestration.errors import InvalidEventError
 from orchestration.secrets.references import (
@@ -94,6 +94,7 @@ class Rotation(BaseModel):
         """This rotation's own fields, to make a job about it."""
         return self.model_dump(include={"secret_arn", "version", "rotated_at", "event_id"})
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rotation_id(self) -> str:
         """One id per new value: deliveries of one rotation share it."""
