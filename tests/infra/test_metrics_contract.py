@@ -1,0 +1,215 @@
+"""The metrics contract: every alarm of infra/template.yaml watches a metric that exists.
+
+The handlers process every sample event the template's rules route to them (plus the failures
+that only errors produce: an AWS error, a permanently failed redeploy, an untrusted account)
+inside moto, and their embedded-metric-format output is read from stdout. Each alarm on rotor's
+namespace must watch a (namespace, name, dimensions) the handlers really printed; each AWS/Lambda
+and AWS/SQS alarm must watch a function or queue of the template; the CloudTrail alarm must
+watch the template's own metric filter. A renamed metric fails here instead of silencing an alarm.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import handlers.entry
+from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
+from orchestration.events.routing import route, rules_of
+from orchestration.settings import Settings
+from tests.aws_fakes import FailFor
+from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event, make_runtime
+from tests.integration.conftest import inbox  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+
+Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
+
+
+class FakeLambdaContext:
+    function_name = "rotor"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rotor"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture(autouse=True)
+def _emf_on_stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from handlers.observability import metrics
+
+    for name in ("POWERTOOLS_DEV", "POWERTOOLS_METRICS_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+def _emitted(stdout: str) -> set[Metric]:
+    found = set()
+    for line in stdout.splitlines():
+        if not (line.startswith("{") and '"_aws"' in line):
+            continue
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                dims = frozenset((d, str(record[d])) for d in dimension_set)
+                for metric in directive["Metrics"]:
+                    found.add((directive["Namespace"], metric["Name"], dims))
+    return found
+
+
+def _invoke(handler_path: str, event: dict[str, Any]) -> None:
+    module_name, function_name = handler_path.rsplit(".", 1)
+    handler: Callable[..., Any] = getattr(importlib.import_module(module_name), function_name)
+    try:
+        handler(event, FakeLambdaContext())
+    except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
+        assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
+
+
+@pytest.fixture
+def emitted(
+    world: Any,
+    clients: AwsClients,
+    retry: RetryPolicy,
+    inbox: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> set[Metric]:
+    """Every metric the handlers print while processing what the deployed rules send them."""
+    settings = Settings(topic_arn=inbox.topic_arn)
+    runtime = make_runtime(clients, retry, settings)
+    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
+    capsys.readouterr()
+    # What only failures emit: an event from an untrusted account ...
+    foreign = load_event("rotation-failed.json")
+    foreign["account"] = "999999999999"
+    _invoke(route(foreign)[0].handler, foreign)
+    # ... a redeploy that failed for good (admin-console holds prod/db-admin's old value) ...
+    failing = FailFor("UpdateService", "AccessDeniedException")  # from here on, every one
+    failing.attach(clients.ecs)
+    rotation = load_event("put-secret-value-awscurrent.json")
+    _invoke(route(rotation)[0].handler, rotation)
+    assert failing.hits == 1
+    # ... an event the rules route but rotor cannot read (poison: dropped and counted) ...
+    poison = load_event("delete-secret-recovery-window.json")
+    poison["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
+    _invoke(route(poison)[0].handler, poison)
+    # ... then everything the deployed rules route to the handlers ...
+    routed = 0
+    for path in SAMPLE_EVENTS:
+        event = json.loads(path.read_text())
+        for r in route(event):
+            _invoke(r.handler, copy.deepcopy(event))
+            routed += 1
+    assert routed >= 10
+    # ... and last an AWS error that stops an event (a new container: no cached inventory).
+    fresh = make_runtime(clients, retry, settings)
+    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: fresh)
+    FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
+    stopped = load_event("rotation-succeeded.json")
+    _invoke(route(stopped)[0].handler, stopped)
+    return _emitted(capsys.readouterr().out)
+
+
+def _globals_env(stack: dict[str, Any]) -> dict[str, Any]:
+    env: dict[str, Any] = stack["Globals"]["Function"]["Environment"]["Variables"]
+    return env
+
+
+def _dimensions(alarm: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    return frozenset((d["Name"], str(d["Value"])) for d in alarm.get("Dimensions", []))
+
+
+def contract_violations(stack: dict[str, Any], emitted: set[Metric]) -> list[str]:
+    """Every alarm of ``stack`` that watches nothing real, with why."""
+    resources: dict[str, Any] = stack["Resources"]
+    namespace = _globals_env(stack)["POWERTOOLS_METRICS_NAMESPACE"]
+    functions = {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    queues = {n for n, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    filters = {
+        (t["MetricNamespace"], t["MetricName"])
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::MetricFilter"
+        for t in r["Properties"]["MetricTransformations"]
+    }
+    problems = []
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        alarm = resource["Properties"]
+        watched = (alarm["Namespace"], alarm["MetricName"], _dimensions(alarm))
+        if alarm["Namespace"] == namespace:
+            if watched not in emitted:
+                problems.append(f"{name} watches {watched}, which no handler emits")
+        elif alarm["Namespace"] == "AWS/Lambda":
+            (dimension,) = alarm["Dimensions"]
+            if (
+                dimension["Name"] != "FunctionName"
+                or dimension["Value"].get("Ref") not in functions
+            ):
+                problems.append(f"{name} watches no function of the template")
+        elif alarm["Namespace"] == "AWS/SQS":
+            (dimension,) = alarm["Dimensions"]
+            target = dimension["Value"].get("Fn::GetAtt", [None])[0]
+            if dimension["Name"] != "QueueName" or target not in queues:
+                problems.append(f"{name} watches no queue of the template")
+        elif (alarm["Namespace"], alarm["MetricName"]) not in filters:
+            problems.append(f"{name} watches {watched}, which no metric filter makes")
+        actions = alarm.get("AlarmActions", [])
+        if {"Ref": "NotificationTopic"} not in actions:
+            problems.append(f"{name} does not notify the topic")
+    return problems
+
+
+def test_every_alarm_watches_a_metric_the_code_emits(
+    stack: dict[str, Any], emitted: set[Metric]
+) -> None:
+    assert contract_violations(stack, emitted) == []
+
+
+def test_the_handlers_emit_under_the_templates_namespace_and_service(
+    stack: dict[str, Any], emitted: set[Metric]
+) -> None:
+    env = _globals_env(stack)
+    service = frozenset({("service", env["POWERTOOLS_SERVICE_NAME"])})
+    assert {(ns, dims) for ns, _, dims in emitted} == {
+        (env["POWERTOOLS_METRICS_NAMESPACE"], service)
+    }
+
+
+def test_every_rotor_metric_on_the_dashboard_is_emitted(
+    stack: dict[str, Any], emitted: set[Metric]
+) -> None:
+    body = stack["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    shown = re.findall(r'\["Rotor", "(\w+)", "service", "(\w+)"\]', body)
+    assert len(shown) >= 8
+    names = {(name, dims) for _, name, dims in emitted}
+    missing = [m for m, s in shown if (m, frozenset({("service", s)})) not in names]
+    assert missing == []
+
+
+def test_a_renamed_metric_breaks_the_contract(stack: dict[str, Any], emitted: set[Metric]) -> None:
+    renamed = copy.deepcopy(stack)
+    renamed["Resources"]["RedeployFailuresAlarm"]["Properties"]["MetricName"] = "RedeployFailed"
+    renamed["Resources"]["RotationFunctionErrorsAlarm"]["Properties"]["Dimensions"] = [
+        {"Name": "FunctionName", "Value": {"Ref": "NoSuchFunction"}}
+    ]
+    assert [p.split(" ")[0] for p in contract_violations(renamed, emitted)] == [
+        "RedeployFailuresAlarm",
+        "RotationFunctionErrorsAlarm",
+    ]
+    assert rules_of(renamed)  # the edited copy still parses as a template
