@@ -16,6 +16,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.events.routing import route, rules_of
 from orchestration.settings import Settings
+from orchestration.tracking.store import DeploymentRecord
 from tests.aws_fakes import FailFor
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event, make_runtime
 from tests.integration.conftest import inbox  # noqa: F401 - fixture
@@ -94,6 +96,22 @@ def emitted(
     runtime = make_runtime(clients, retry, settings)
     monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
     capsys.readouterr()
+    # Rollouts: the sample deployments are rotor's (one completes, one rolls back), and prod/api
+    # was force-deployed as often as the flap guard allows this hour.
+    for sample in ("ecs-deployment-completed.json", "ecs-deployment-failed.json"):
+        deployment = load_event(sample)
+        runtime.rollouts.record_deployment(
+            DeploymentRecord(
+                deployment["detail"]["deploymentId"],
+                f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd@v1",
+                deployment["resources"][0],
+                f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod",
+                datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+            )
+        )
+    api = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/prod/api"
+    for _ in range(settings.max_redeploys_per_hour):
+        runtime.rollouts.take_redeploy_slot(api, datetime.now(UTC), 100, timedelta(hours=1))
     # What only failures emit: an event from an untrusted account ...
     foreign = load_event("rotation-failed.json")
     foreign["account"] = "999999999999"
