@@ -1,5 +1,10 @@
 """What every rotor Lambda does around its use case: classify, process, count, report.
 
+A handler is built by ``make_handler(accept, runtime_factory)``: the kinds of event the function
+acts on, and how to build its runtime. The runtime is built on the first event the function
+accepts and kept for the life of the container (clients, caches and in-memory state stay
+warm); tests hand in a factory of their own instead of patching a module.
+
 EventBridge invokes these functions asynchronously, so the return value is only for logs and
 tests. Poison input (not an event rotor can read) is logged, counted and dropped: retrying it
 cannot help. An AWS error that stops the event, and a redeploy that failed with a retryable
@@ -9,7 +14,7 @@ event (nothing is lost), and the redeploy ledger and freshness rule make a retry
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import lru_cache
 from typing import Any
 
@@ -18,38 +23,56 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import logger, metrics, tracer
 from handlers.trust import untrusted_reason
-from orchestration.aws.clients import AwsClients
-from orchestration.dispatch import process
-from orchestration.errors import (
-    AwsCallError,
-    InvalidEventError,
-    InvalidReferenceError,
-    RetryableAwsError,
-)
-from orchestration.events.classification import EventKind, classify
-from orchestration.outcome import (
+from orchestration import (
     INVALID_EVENTS,
     METRIC_UNITS,
     PROCESSING_ERRORS,
     UNTRUSTED_EVENTS,
+    AwsCallError,
+    AwsClients,
+    EventKind,
+    InvalidEventError,
+    InvalidReferenceError,
+    RetryableAwsError,
+    RetryableFailure,
+    Runtime,
+    Settings,
+    classify,
+    lambda_deadline,
+    process,
 )
-from orchestration.runtime import Runtime, lambda_deadline
-from orchestration.settings import Settings
+
+LambdaHandler = Callable[[Any, LambdaContext], dict[str, Any]]
 
 
-class RetryableFailure(Exception):
-    """Raised so Lambda retries the event (and finally hands it to the on-failure target)."""
-
-
-@lru_cache(maxsize=1)
-def cold_start_runtime() -> Runtime:
-    """Built once per container: settings validated, clients and caches kept warm."""
+def runtime_from_environment() -> Runtime:
+    """The container's runtime: settings validated from ``ROTOR_*``, clients from the role."""
     return Runtime.build(AwsClients(), Settings.from_env())
+
+
+def make_handler(
+    accept: Collection[EventKind],
+    runtime_factory: Callable[[], Runtime] = runtime_from_environment,
+) -> LambdaHandler:
+    """A Lambda handler for the event kinds in ``accept``, with one runtime per container."""
+    container_runtime = lru_cache(maxsize=1)(runtime_factory)
+    kinds = frozenset(accept)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+        return handle_event(event, context, kinds, container_runtime)
+
+    return lambda_handler
 
 
 @tracer.capture_method
 def handle_event(
-    event: Any, context: LambdaContext, accept: Collection[EventKind]
+    event: Any,
+    context: LambdaContext,
+    accept: Collection[EventKind],
+    runtime: Callable[[], Runtime],
 ) -> dict[str, Any]:
     try:
         classification = classify(event)
@@ -62,12 +85,16 @@ def handle_event(
         logger.debug("dropped event body", extra={"event": event})
         return {"status": "dropped", "error": str(exc)}
     logger.set_correlation_id(classification.event_id)
-    logger.append_keys(kind=classification.kind.value, secret=classification.secret)
+    # ``name`` (the logging record's logger name) tells rotor's domain lines apart; the
+    # clear_state of each invocation drops it with the other keys, so it is added here.
+    logger.append_keys(
+        name="%(name)s", kind=classification.kind.value, secret=classification.secret
+    )
     tracer.put_annotation("kind", classification.kind.value)
     untrusted = untrusted_reason(
         classification.account,
         context.invoked_function_arn,
-        cold_start_runtime().settings.trusted_accounts,
+        runtime().settings.trusted_accounts,
     )
     if untrusted:
         metrics.add_metric(name=UNTRUSTED_EVENTS, unit=MetricUnit.Count, value=1)
@@ -80,11 +107,12 @@ def handle_event(
             "kind": classification.kind.value,
             "reason": classification.reason,
         }
-    runtime = cold_start_runtime().with_deadline(
-        lambda_deadline(context.get_remaining_time_in_millis)
-    )
     try:
-        outcome = process(classification, runtime, accept=accept)
+        outcome = process(
+            classification,
+            runtime().with_deadline(lambda_deadline(context.get_remaining_time_in_millis)),
+            accept=accept,
+        )
     except AwsCallError as exc:
         # Raise so Lambda retries the event and finally hands it to the on-failure target.
         metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)

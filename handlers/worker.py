@@ -10,6 +10,8 @@ dead-letter queue, which is alarmed. A message that is not a job is logged, coun
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,14 +23,21 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-import handlers.entry
+from handlers.entry import runtime_from_environment
 from handlers.observability import logger, metrics, tracer
-from orchestration.errors import AwsCallError, InvalidEventError, RetryableAwsError
-from orchestration.fanout.consume import run_job
-from orchestration.fanout.jobs import parse_job
-from orchestration.fanout.queue import SqsJobQueue
-from orchestration.outcome import INVALID_EVENTS, METRIC_UNITS, PROCESSING_ERRORS
-from orchestration.runtime import Runtime, lambda_deadline
+from orchestration import (
+    INVALID_EVENTS,
+    METRIC_UNITS,
+    PROCESSING_ERRORS,
+    AwsCallError,
+    InvalidEventError,
+    RetryableAwsError,
+    Runtime,
+    SqsJobQueue,
+    lambda_deadline,
+    parse_job,
+    run_job,
+)
 
 # All jobs failing is reported like some failing (batchItemFailures), not as a function error.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -83,16 +92,27 @@ def _come_back_later(record: SQSRecord, runtime: Runtime, receives: int) -> None
     logger.info("job put back", extra={"visible_in_seconds": seconds})
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: Any, context: LambdaContext) -> Any:
-    runtime = handlers.entry.cold_start_runtime().with_deadline(
-        lambda_deadline(context.get_remaining_time_in_millis)
-    )
-    return process_partial_response(
-        event=event,
-        record_handler=lambda record: _record_handler(record, runtime),
-        processor=processor,
-        context=context,
-    )
+def make_worker_handler(
+    runtime_factory: Callable[[], Runtime] = runtime_from_environment,
+) -> Callable[[Any, LambdaContext], Any]:
+    """The worker's Lambda handler, with one runtime per container."""
+    container_runtime = lru_cache(maxsize=1)(runtime_factory)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: Any, context: LambdaContext) -> Any:
+        runtime = container_runtime().with_deadline(
+            lambda_deadline(context.get_remaining_time_in_millis)
+        )
+        return process_partial_response(
+            event=event,
+            record_handler=lambda record: _record_handler(record, runtime),
+            processor=processor,
+            context=context,
+        )
+
+    return lambda_handler
+
+
+lambda_handler = make_worker_handler()

@@ -1,4 +1,9 @@
-"""Everything a use case needs, built once and passed in (no module-level clients)."""
+"""The composition root: everything a use case needs, built once and passed in.
+
+No module holds state of its own. A Lambda container builds one ``Runtime`` and keeps it (see
+``handlers.entry.make_handler``), so its clients, task-definition cache and in-memory windows
+and ledger stay warm across invocations; a command-line run builds its own, which starts empty.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,10 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.ecs.discovery import (
-    PROCESS_TASK_DEFINITION_CACHE,
-    ConsumerDiscovery,
-    TaskDefinitionCache,
-)
+from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache
 from orchestration.ecs.redeploy import Redeployer
 from orchestration.fanout.queue import JobQueue, SqsJobQueue
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
@@ -28,11 +27,6 @@ from orchestration.state.redeploy_ledger import (
     RedeployLedger,
 )
 from orchestration.tracking.store import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
-
-# What a warm Lambda container remembers between invocations when there is no state table.
-_PROCESS_WINDOWS: dict[timedelta, MemoryNotifyWindow] = {}
-_PROCESS_LEDGER = MemoryRedeployLedger()
-_PROCESS_ROLLOUTS = MemoryRolloutStore()
 
 
 @dataclass(frozen=True)
@@ -69,26 +63,24 @@ class Runtime:
                 else LogOnlyNotifier()
             )
         if notify_window is None:
-            if settings.state_table:
-                notify_window = DynamoDbNotifyWindow(
+            notify_window = (
+                DynamoDbNotifyWindow(
                     clients.dynamodb, settings.state_table, settings.notify_window, retry
                 )
-            else:
-                # One in-memory window per process, so a warm Lambda remembers it.
-                notify_window = _PROCESS_WINDOWS.setdefault(
-                    settings.notify_window, MemoryNotifyWindow(settings.notify_window)
-                )
+                if settings.state_table
+                else MemoryNotifyWindow(settings.notify_window)
+            )
         if ledger is None:
             ledger = (
                 DynamoDbRedeployLedger(clients.dynamodb, settings.state_table, retry)
                 if settings.state_table
-                else _PROCESS_LEDGER
+                else MemoryRedeployLedger()
             )
         if rollouts is None:
             rollouts = (
                 DynamoDbRolloutStore(clients.dynamodb, settings.state_table, retry)
                 if settings.state_table
-                else _PROCESS_ROLLOUTS
+                else MemoryRolloutStore()
             )
         if queue is None and settings.redeploy_queue_url:
             queue = SqsJobQueue(clients.sqs, settings.redeploy_queue_url, retry)
@@ -102,19 +94,9 @@ class Runtime:
             notifier=notifier,
             notify_window=notify_window,
             task_definitions=(
-                task_definitions if task_definitions is not None else PROCESS_TASK_DEFINITION_CACHE
+                task_definitions if task_definitions is not None else TaskDefinitionCache()
             ),
         )
-
-    @classmethod
-    def build_for_one_run(cls, clients: AwsClients, settings: Settings, **kwargs: Any) -> Runtime:
-        """A runtime for one command-line run: without a state table, its window and ledger
-        start empty instead of being the process-wide ones a warm Lambda keeps."""
-        if not settings.state_table:
-            kwargs.setdefault("notify_window", MemoryNotifyWindow(settings.notify_window))
-            kwargs.setdefault("ledger", MemoryRedeployLedger())
-            kwargs.setdefault("rollouts", MemoryRolloutStore())
-        return cls.build(clients, settings, **kwargs)
 
     def with_deadline(self, remaining: Callable[[], float]) -> Runtime:
         """The same runtime whose retries stop when ``remaining()`` reaches zero."""

@@ -86,7 +86,7 @@ def run_demo(events_dir: Path | None, out: TextIO) -> int:
     with EmbeddedWorld(events_dir / "world.json") as clients:
         topic_arn, queue_url = _topic_with_inbox(clients)
         settings = Settings(topic_arn=topic_arn)
-        runtime = Runtime.build_for_one_run(clients, settings, retry=RetryPolicy())
+        runtime = Runtime.build(clients, settings, retry=RetryPolicy())
         before = _deployments(clients)
         print("rotor demo: an embedded AWS account (moto, in-process), us-east-1", file=out)
         print(f"  world: {events_dir / 'world.json'}", file=out)

@@ -3,8 +3,9 @@
 One scan walks every cluster (or those in ``ROTOR_CLUSTERS``): ``ListServices`` 100 per page,
 ``DescribeServices`` ten at a time with tags, ``DescribeTaskDefinition`` once per distinct task
 definition. Task definition revisions are immutable, so they are cached by ARN for the life of
-the process (a warm Lambda container reuses the cache). Calls run on a thread pool; the client's
-rate limiter (``orchestration.aws.ratelimit``) keeps them under ECS's published limits, and every
+the runtime (a warm Lambda container keeps its runtime, and so the cache). Calls run on a
+thread pool; the client's rate limiter (``orchestration.aws.ratelimit``) keeps them under ECS's
+published limits, and every
 call goes through the retry policy.
 """
 
@@ -150,10 +151,6 @@ class TaskDefinitionCache:
         return len(self._entries)
 
 
-#: The process-wide cache a warm Lambda container keeps between invocations.
-PROCESS_TASK_DEFINITION_CACHE = TaskDefinitionCache()
-
-
 class ConsumerDiscovery:
     def __init__(
         self,
@@ -167,7 +164,7 @@ class ConsumerDiscovery:
         self._ecs = ecs
         self._retry = retry
         self._clusters = tuple(clusters)
-        self._cache = cache if cache is not None else PROCESS_TASK_DEFINITION_CACHE
+        self._cache = cache if cache is not None else TaskDefinitionCache()
         self._max_workers = max_workers
 
     def consumers(self, secret: SecretIdentity) -> list[Consumer]:

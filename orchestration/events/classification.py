@@ -50,6 +50,10 @@ class EventKind(StrEnum):
 
 #: Kinds after which consumers of the secret hold a stale value and must be redeployed.
 REDEPLOY_KINDS = frozenset({EventKind.ROTATION, EventKind.SECRET_VALUE_CHANGED})
+#: Kinds that raise an alarm: a read of a secret scheduled for deletion, a deletion, a failure.
+ALARM_KINDS = frozenset(
+    {EventKind.PENDING_DELETION_ACCESS, EventKind.DELETION_SCHEDULED, EventKind.ROTATION_FAILED}
+)
 
 
 class _Envelope(EventBridgeModel):

@@ -24,7 +24,13 @@ import yaml
 from orchestration.errors import ConfigurationError
 
 TEMPLATE_RESOURCE = "template.yaml"
-_MISSING = object()
+
+
+class _Missing:
+    """The sentinel for a key an event does not have (the class itself, never instantiated)."""
+
+
+_MISSING = _Missing
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, computed_field
 
 from orchestration.errors import InvalidEventError
 from orchestration.secrets.references import (
@@ -124,12 +124,15 @@ class PlanJob(Rotation):
 
 
 Job = Annotated[RedeployJob | PlanJob, Field(discriminator="kind")]
-_JOB: TypeAdapter[RedeployJob | PlanJob] = TypeAdapter(Job)
+
+
+class _Message(RootModel[Job]):
+    """A message body: one job of either kind."""
 
 
 def parse_job(body: str) -> RedeployJob | PlanJob:
     try:
-        return _JOB.validate_json(body)
+        return _Message.model_validate_json(body).root
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"

@@ -15,16 +15,19 @@ import importlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-import handlers.entry
+from handlers.entry import make_handler
+from handlers.tracker import TRACKER_KINDS
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
+from orchestration.events.classification import ALARM_KINDS, REDEPLOY_KINDS
 from orchestration.events.routing import route, rules_of
+from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from orchestration.tracking.store import DeploymentRecord
 from tests.aws_fakes import FailFor
@@ -73,9 +76,19 @@ def _emitted(stdout: str) -> set[Metric]:
     return found
 
 
-def _invoke(handler_path: str, event: dict[str, Any]) -> None:
+#: The kinds each function of the template acts on (its handler module's make_handler call).
+KINDS_OF_MODULE = {
+    "handlers.rotation": REDEPLOY_KINDS,
+    "handlers.alarms": ALARM_KINDS,
+    "handlers.tracker": TRACKER_KINDS,
+}
+
+
+def _invoke(handler_path: str, event: dict[str, Any], runtime: Runtime) -> None:
+    """The template's handler for ``event``, as deployed but built on ``runtime``."""
     module_name, function_name = handler_path.rsplit(".", 1)
-    handler: Callable[..., Any] = getattr(importlib.import_module(module_name), function_name)
+    assert callable(getattr(importlib.import_module(module_name), function_name))
+    handler = make_handler(KINDS_OF_MODULE[module_name], lambda: runtime)
     try:
         handler(event, FakeLambdaContext())
     except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
@@ -94,7 +107,6 @@ def emitted(
     """Every metric the handlers print while processing what the deployed rules send them."""
     settings = Settings(topic_arn=inbox.topic_arn)
     runtime = make_runtime(clients, retry, settings)
-    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
     capsys.readouterr()
     # Rollouts: the sample deployments are rotor's (one completes, one rolls back), and prod/api
     # was force-deployed as often as the flap guard allows this hour.
@@ -115,31 +127,30 @@ def emitted(
     # What only failures emit: an event from an untrusted account ...
     foreign = load_event("rotation-failed.json")
     foreign["account"] = "999999999999"
-    _invoke(route(foreign)[0].handler, foreign)
+    _invoke(route(foreign)[0].handler, foreign, runtime)
     # ... a redeploy that failed for good (admin-console holds prod/db-admin's old value) ...
     failing = FailFor("UpdateService", "AccessDeniedException")  # from here on, every one
     failing.attach(clients.ecs)
     rotation = load_event("put-secret-value-awscurrent.json")
-    _invoke(route(rotation)[0].handler, rotation)
+    _invoke(route(rotation)[0].handler, rotation, runtime)
     assert failing.hits == 1
     # ... an event the rules route but rotor cannot read (poison: dropped and counted) ...
     poison = load_event("delete-secret-recovery-window.json")
     poison["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
-    _invoke(route(poison)[0].handler, poison)
+    _invoke(route(poison)[0].handler, poison, runtime)
     # ... then everything the deployed rules route to the handlers ...
     routed = 0
     for path in SAMPLE_EVENTS:
         event = json.loads(path.read_text())
         for r in route(event):
-            _invoke(r.handler, copy.deepcopy(event))
+            _invoke(r.handler, copy.deepcopy(event), runtime)
             routed += 1
     assert routed >= 10
     # ... and last an AWS error that stops an event (a new container: no cached inventory).
     fresh = make_runtime(clients, retry, settings)
-    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: fresh)
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     stopped = load_event("rotation-succeeded.json")
-    _invoke(route(stopped)[0].handler, stopped)
+    _invoke(route(stopped)[0].handler, stopped, fresh)
     return _emitted(capsys.readouterr().out)
 
 

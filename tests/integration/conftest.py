@@ -344,22 +344,36 @@ def redeploy_queue(clients: AwsClients) -> RedeployQueue:
     return RedeployQueue(sqs, url, arn, dlq)
 
 
-@pytest.fixture
-def queued_runtime(
-    clients: AwsClients, retry: Any, redeploy_queue: RedeployQueue, monkeypatch: Any
-) -> Any:
-    """Build the runtime both handlers use: settings as the stack sets them."""
+@dataclass
+class Stack:
+    """The stack's functions, as deployed, on one runtime (settings as the stack sets them)."""
 
-    import handlers.entry
+    runtime: Any
+    rotation: Any
+    worker: Any
+    tracker: Any
+
+
+@pytest.fixture
+def queued_runtime(clients: AwsClients, retry: Any, redeploy_queue: RedeployQueue) -> Any:
+    """Build the stack's handlers on a runtime with the redeploy queue and ``settings``."""
+    from handlers.entry import make_handler
+    from handlers.tracker import TRACKER_KINDS
+    from handlers.worker import make_worker_handler
+    from orchestration.events.classification import REDEPLOY_KINDS
     from orchestration.settings import Settings
     from tests.conftest import make_runtime
 
-    def build(**settings: Any) -> Any:
+    def build(**settings: Any) -> Stack:
         runtime = make_runtime(
             clients, retry, Settings(redeploy_queue_url=redeploy_queue.url, **settings)
         )
-        monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
-        return runtime
+        return Stack(
+            runtime,
+            make_handler(REDEPLOY_KINDS, lambda: runtime),
+            make_worker_handler(lambda: runtime),
+            make_handler(TRACKER_KINDS, lambda: runtime),
+        )
 
     return build
 

@@ -11,8 +11,6 @@ from collections import Counter
 
 import pytest
 
-from handlers.rotation import lambda_handler as rotation_handler
-from handlers.worker import lambda_handler as worker_handler
 from tests.aws_fakes import ErrorInjector
 from tests.integration.conftest import MAX_RECEIVES, rotation_event
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
@@ -24,9 +22,9 @@ def test_rotation_enqueues_batches_of_ten_and_the_worker_redeploys_each_once(
     ecs_world, redeploy_queue, queued_runtime, sqs_calls
 ):
     db = stale_world(ecs_world, {"prod": 23})
-    queued_runtime()
+    stack = queued_runtime()
 
-    result = rotation_handler(rotation_event(db), FakeLambdaContext())
+    result = stack.rotation(rotation_event(db), FakeLambdaContext())
 
     assert result["status"] == "processed"
     assert result["redeployed"] == []
@@ -36,7 +34,7 @@ def test_rotation_enqueues_batches_of_ten_and_the_worker_redeploys_each_once(
     assert redeploy_queue.counts() == 23
     assert ecs_world.updates_reached_moto == Counter()  # nothing deployed by the planner
 
-    answers = drain(redeploy_queue)
+    answers = drain(redeploy_queue, stack.worker)
 
     assert all(a["batchItemFailures"] == [] for a in answers)
     assert ecs_world.updates_reached_moto == Counter(f"prod-stale-{i}" for i in range(23))
@@ -46,13 +44,13 @@ def test_rotation_enqueues_batches_of_ten_and_the_worker_redeploys_each_once(
 
 def test_two_deliveries_of_one_rotation_redeploy_once(ecs_world, redeploy_queue, queued_runtime):
     db = stale_world(ecs_world, {"prod": 3})
-    queued_runtime()
+    stack = queued_runtime()
     event = rotation_event(db)
 
-    first = rotation_handler(event, FakeLambdaContext())
-    second = rotation_handler(event, FakeLambdaContext())  # before any job ran: queued again
-    drain(redeploy_queue)
-    third = rotation_handler(event, FakeLambdaContext())  # after: everyone is fresh
+    first = stack.rotation(event, FakeLambdaContext())
+    second = stack.rotation(event, FakeLambdaContext())  # before any job ran: queued again
+    drain(redeploy_queue, stack.worker)
+    third = stack.rotation(event, FakeLambdaContext())  # after: everyone is fresh
 
     assert len(first["queued"]) == len(second["queued"]) == 3
     assert third["queued"] == []
@@ -64,10 +62,10 @@ def test_a_handler_short_of_time_enqueues_the_rest_of_its_plan(
     ecs_world, redeploy_queue, queued_runtime, ecs_calls
 ):
     db = stale_world(ecs_world, {"blue": 2, "green": 2, "red": 2})
-    queued_runtime(max_workers=1)  # plan one cluster at a time
+    stack = queued_runtime(max_workers=1)  # plan one cluster at a time
 
     # 39 s left, less the handler's 10 s margin: time for one cluster, then the reserve.
-    result = rotation_handler(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
+    result = stack.rotation(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
 
     assert result["status"] == "processed"
     assert len(result["queued"]) == 2  # the first cluster's stale consumers
@@ -81,8 +79,8 @@ def test_a_handler_short_of_time_enqueues_the_rest_of_its_plan(
     assert redeploy_queue.counts() == 0
 
     # Nothing is lost: the same rotation again, cut short the same way, then the worker.
-    rotation_handler(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
-    answers = drain(redeploy_queue)
+    stack.rotation(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
+    answers = drain(redeploy_queue, stack.worker)
 
     assert all(a["batchItemFailures"] == [] for a in answers)
     stale = {f"{c}-stale-{i}" for c in ("blue", "green", "red") for i in range(2)}
@@ -93,14 +91,14 @@ def test_a_job_throttled_past_its_retries_lands_in_the_dead_letter_queue(
     clients, ecs_world, redeploy_queue, queued_runtime, sqs_calls
 ):
     db = stale_world(ecs_world, {"prod": 1}, fresh=0)
-    queued_runtime()
+    stack = queued_runtime()
     throttle = ErrorInjector(1.0, operations={"UpdateService"}).attach(clients.ecs)
-    rotation_handler(rotation_event(db), FakeLambdaContext())
+    stack.rotation(rotation_event(db), FakeLambdaContext())
 
     for receive in range(1, MAX_RECEIVES + 1):
         messages = redeploy_queue.receive()
         assert len(messages) == 1, f"receive {receive}"
-        answer = worker_handler(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+        answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
         assert answer["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
         (hidden,) = sqs_calls.of("ChangeMessageVisibility")[-1:]
         # Comes back later, and later each time: 10-20 s, 20-40 s, 40-80 s.
@@ -122,10 +120,10 @@ def test_a_job_throttled_past_its_retries_lands_in_the_dead_letter_queue(
 
 
 def test_a_message_that_is_not_a_job_is_dropped_not_retried(redeploy_queue, queued_runtime):
-    queued_runtime()
+    stack = queued_runtime()
     redeploy_queue.sqs.send_message(QueueUrl=redeploy_queue.url, MessageBody='{"kind": "nope"}')
     messages = redeploy_queue.receive()
 
-    answer = worker_handler(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+    answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
 
     assert answer["batchItemFailures"] == []

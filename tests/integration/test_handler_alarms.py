@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-import handlers.entry
-from handlers.alarms import lambda_handler
+from handlers.entry import make_handler
 from handlers.observability import metrics
+from orchestration import ALARM_KINDS
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.runtime import Runtime
@@ -96,16 +96,23 @@ def handler_runtime(
     monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
     runtime = make_runtime(clients, retry, Settings.from_env())
     assert runtime.settings.topic_arn == inbox.topic_arn
-    monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
     return runtime
 
 
-def invoke(event: Any) -> dict[str, Any]:
-    result: dict[str, Any] = lambda_handler(event, FakeLambdaContext())
-    return result
+@pytest.fixture
+def invoke(handler_runtime: Runtime):
+    """Invoke the alarms handler as deployed, on the test's runtime."""
+    handler = make_handler(ALARM_KINDS, lambda: handler_runtime)
+
+    def call(event: Any) -> dict[str, Any]:
+        result: dict[str, Any] = handler(event, FakeLambdaContext())
+        return result
+
+    return call
 
 
 def test_storm_of_500_reads_counts_500_and_notifies_once(
+    invoke,
     handler_runtime: Runtime,
     inbox: Inbox,
     capsys: pytest.CaptureFixture[str],
@@ -137,6 +144,7 @@ def test_storm_of_500_reads_counts_500_and_notifies_once(
     ],
 )
 def test_each_alarm_kind_through_the_handler(
+    invoke,
     handler_runtime: Runtime,
     inbox: Inbox,
     capsys: pytest.CaptureFixture[str],
@@ -164,6 +172,7 @@ def test_each_alarm_kind_through_the_handler(
     ],
 )
 def test_rotation_events_are_not_for_this_function(
+    invoke,
     handler_runtime: Runtime,
     inbox: Inbox,
     capsys: pytest.CaptureFixture[str],
@@ -211,6 +220,7 @@ def _delete_with_bad_window() -> dict[str, Any]:
     ],
 )
 def test_poison_event_is_dropped_and_counted_without_raising(
+    invoke,
     handler_runtime: Runtime,
     inbox: Inbox,
     capsys: pytest.CaptureFixture[str],
@@ -249,7 +259,7 @@ class FailFirstPublishes:
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_read_whose_notification_failed_notifies_when_lambda_retries_it(
-    handler_runtime: Runtime, inbox: Inbox, clients: AwsClients
+    invoke, handler_runtime: Runtime, inbox: Inbox, clients: AwsClients
 ) -> None:
     """SNS throttles past the retry budget: the invocation fails and Lambda retries the event.
 
@@ -275,14 +285,10 @@ def test_cold_start_runtime_publishes_to_the_topic_in_rotor_topic_arn(
 ) -> None:
     """The real cold start: settings and clients from the environment (moto is active)."""
     monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
-    handlers.entry.cold_start_runtime.cache_clear()
-    try:
-        result = invoke(load_event("rotation-abandoned.json"))
-        runtime = handlers.entry.cold_start_runtime()
-    finally:
-        handlers.entry.cold_start_runtime.cache_clear()
+    from handlers.alarms import lambda_handler  # as deployed: its runtime from the environment
 
-    assert runtime.settings.topic_arn == inbox.topic_arn
+    result = lambda_handler(load_event("rotation-abandoned.json"), FakeLambdaContext())
+
     assert result["status"] == "processed"
     sent = inbox.drain()
     assert len(sent) == 1

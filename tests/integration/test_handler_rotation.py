@@ -1,8 +1,9 @@
 """The rotation Lambda handler, end to end inside moto with the sample world seeded.
 
-``handlers.entry.cold_start_runtime`` is replaced by a runtime built on the test's clients.
+Each test builds the handler with ``make_handler`` and a runtime built on the test's clients.
 Metrics are read from stdout (Powertools prints one EMF JSON line per flush); Powertools'
-own log lines are read from its handler's stream, rotor's library logs from ``caplog``.
+own log lines and rotor's domain log lines (routed through it) are read from its handler's
+stream.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ from typing import Any
 
 import pytest
 
-import handlers.entry
-from handlers.entry import RetryableFailure
+from handlers.entry import make_handler
 from handlers.observability import logger as powertools_logger
-from handlers.rotation import lambda_handler
+from orchestration import REDEPLOY_KINDS, AwsCallError, RetryableFailure
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.errors import AwsCallError
 from orchestration.runtime import Runtime
 from tests.aws_fakes import ErrorInjector
 from tests.conftest import ACCOUNT, REGION, Sleeps, load_event, make_runtime
@@ -58,14 +57,13 @@ def _powertools_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def use_runtime(monkeypatch: pytest.MonkeyPatch):
-    """Make the handler use ``runtime`` instead of building one from the environment."""
+def use_runtime():
+    """The rotation handler as deployed, but on ``runtime`` instead of one from the environment."""
 
-    def install(runtime: Runtime) -> Runtime:
-        monkeypatch.setattr(handlers.entry, "cold_start_runtime", lambda: runtime)
-        return runtime
+    def build(runtime: Runtime):
+        return make_handler(REDEPLOY_KINDS, lambda: runtime)
 
-    return install
+    return build
 
 
 @pytest.fixture
@@ -117,7 +115,7 @@ def changed_services(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
 def test_rotation_redeploys_and_emits_metrics(
     seeded, ecs_calls, clients, runtime, use_runtime, capsys, powertools_logs
 ):
-    use_runtime(runtime)
+    lambda_handler = use_runtime(runtime)
     before = seeded.primaries(WORLD_SERVICES)
     event = load_event("rotation-succeeded.json")
 
@@ -160,10 +158,9 @@ def test_rotation_redeploys_and_emits_metrics(
 
 
 def test_event_body_is_not_logged_at_info(
-    seeded, clients, runtime, use_runtime, capsys, caplog, powertools_logs
+    seeded, clients, runtime, use_runtime, capsys, powertools_logs
 ):
-    use_runtime(runtime)
-    caplog.set_level(logging.INFO)
+    lambda_handler = use_runtime(runtime)
     before = seeded.primaries(WORLD_SERVICES)
     event = load_event("put-secret-value-awscurrent.json")  # a person's PutSecretValue
     assert USER_AGENT.startswith("aws-cli/")
@@ -178,10 +175,13 @@ def test_event_body_is_not_logged_at_info(
     assert changed_services(before, seeded.primaries(WORLD_SERVICES)) == {"admin-console"}
     assert dropped["status"] == "dropped"
     assert USER_AGENT not in dropped["error"]
-    library = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    # rotor's domain modules log through the Powertools handler: JSON, with the correlation id.
+    records = log_records(powertools_logs)
+    library = [r for r in records if str(r.get("name", "")).startswith("orchestration.")]
     assert library, "rotor logs what it did"
-    assert not any(USER_AGENT in message for message in library)
-    assert not any("alice" in message for message in library)
+    assert {r["correlation_id"] for r in library} == {event["id"]}
+    assert not any(USER_AGENT in r["message"] for r in library)
+    assert not any("alice" in r["message"] for r in library)
     powertools = powertools_logs.getvalue()
     assert '"message":"processed"' in powertools.replace(" ", "")
     assert USER_AGENT not in powertools
@@ -208,7 +208,7 @@ def test_event_body_is_not_logged_at_info(
 def test_poison_event_is_counted_and_dropped(
     seeded, ecs_calls, runtime, use_runtime, capsys, powertools_logs, poison
 ):
-    use_runtime(runtime)
+    lambda_handler = use_runtime(runtime)
     before = seeded.primaries(WORLD_SERVICES)
 
     result = lambda_handler(poison, FakeLambdaContext())
@@ -241,7 +241,7 @@ def test_rotation_naming_an_unparseable_secret_is_poison(
     seeded, ecs_calls, runtime, use_runtime, capsys, secret_id
 ):
     """Retrying cannot make the secret id readable: drop and count it, do not raise."""
-    use_runtime(runtime)
+    lambda_handler = use_runtime(runtime)
     before = seeded.primaries(WORLD_SERVICES)
 
     result = lambda_handler(_rotation_naming(secret_id), FakeLambdaContext())
@@ -265,7 +265,7 @@ def test_rotation_naming_an_unparseable_secret_is_poison(
 def test_alarm_kind_event_is_ignored_by_this_handler(
     seeded, ecs_calls, runtime, use_runtime, capsys, sample
 ):
-    use_runtime(runtime)
+    lambda_handler = use_runtime(runtime)
     before = seeded.primaries(WORLD_SERVICES)
 
     result = lambda_handler(load_event(sample), FakeLambdaContext())
@@ -284,7 +284,7 @@ def test_retryable_redeploy_failure_raises_and_a_retry_redeploys_once(
     seeded, ecs_calls, clients, use_runtime, sleeps: Sleeps, capsys
 ):
     injector = ErrorInjector(1.0, operations={"UpdateService"}).attach(clients.ecs)
-    use_runtime(make_runtime(clients, RetryPolicy(max_attempts=2, sleep=sleeps)))
+    lambda_handler = use_runtime(make_runtime(clients, RetryPolicy(max_attempts=2, sleep=sleeps)))
     before = seeded.primaries(WORLD_SERVICES)
     event = load_event("rotation-succeeded.json")
 
@@ -311,7 +311,7 @@ def test_retries_stop_at_the_lambda_deadline(
 ):
     """Less time left than the wrap-up margin: one attempt per service, no backoff."""
     injector = ErrorInjector(1.0, operations={"UpdateService"}).attach(clients.ecs)
-    use_runtime(make_runtime(clients, RetryPolicy(max_attempts=10, sleep=sleeps)))
+    lambda_handler = use_runtime(make_runtime(clients, RetryPolicy(max_attempts=10, sleep=sleeps)))
     before = seeded.primaries(WORLD_SERVICES)
 
     with pytest.raises(RetryableFailure):
@@ -328,7 +328,7 @@ def test_aws_error_in_discovery_is_logged_and_raised_for_lambda_to_retry(
 ):
     from tests.aws_fakes import FailFor
 
-    use_runtime(runtime)
+    lambda_handler = use_runtime(runtime)
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     before = seeded.primaries(WORLD_SERVICES)
 

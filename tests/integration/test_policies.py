@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from orchestration.secrets.references import ReferenceField, SecretReference, pa
 from orchestration.settings import Settings
 from tests.aws_fakes import ApiCalls
 from tests.conftest import ACCOUNT, REGION, make_runtime
-from tests.integration.conftest import NOW, ROTATED_AT, label_event, rotation_event
+from tests.integration.conftest import ROTATED_AT, label_event, rotation_event
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
 
 pytestmark = pytest.mark.integration
@@ -47,11 +47,9 @@ def test_debounce_delays_every_job_on_the_queue(
 ):
     db = stale_world(ecs_world, {"prod": 3})
     sqs_calls = ApiCalls().attach(clients.sqs)
-    queued_runtime(debounce_seconds=300)
+    stack = queued_runtime(debounce_seconds=300)
 
-    from handlers.rotation import lambda_handler
-
-    result = lambda_handler(rotation_event(db), FakeLambdaContext())
+    result = stack.rotation(rotation_event(db), FakeLambdaContext())
 
     assert len(result["queued"]) == 3
     (batch,) = sqs_calls.of("SendMessageBatch")
@@ -70,7 +68,7 @@ def test_secrets_rotated_together_give_one_rollout_when_the_delayed_jobs_run(
     ecs_world.cluster("prod")
     first, second = ecs_world.secret("prod/db"), ecs_world.secret("prod/api-key")
     ecs_world.service("prod", "api", ecs_world.task_definition(secrets=[first, second]))
-    queued_runtime(debounce_seconds=0)
+    stack = queued_runtime(debounce_seconds=0)
     jobs = [
         RedeployJob(
             secret_arn=secret,
@@ -87,7 +85,7 @@ def test_secrets_rotated_together_give_one_rollout_when_the_delayed_jobs_run(
         Entries=[{"Id": str(i), "MessageBody": j.model_dump_json()} for i, j in enumerate(jobs)],
     )
 
-    drain(redeploy_queue)
+    drain(redeploy_queue, stack.worker)
 
     assert ecs_world.updates_reached_moto == Counter({"api": 1})
 
@@ -107,9 +105,10 @@ def test_flap_guard_skips_past_the_limit_counts_and_notifies(
         Settings(topic_arn=inbox.topic_arn, max_redeploys_per_hour=2, state_table=table),
     )
 
+    now = datetime.now(UTC).replace(microsecond=0)  # moto stamps deployments with the clock
     outcomes = [
         # A secret rewritten in a loop: each value newer than the last deployment.
-        process(classify(versioned_label(db, f"v{i}", NOW + timedelta(minutes=i))), runtime)
+        process(classify(versioned_label(db, f"v{i}", now + timedelta(minutes=i))), runtime)
         for i in range(1, 4)
     ]
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from handlers.rotation import lambda_handler as rotation_handler
-from handlers.tracker import lambda_handler as tracker_handler
-from handlers.worker import lambda_handler as worker_handler
 from orchestration.cli.main import main
 from tests.conftest import load_event
 from tests.integration.conftest import iso, rotation_event
@@ -52,15 +49,16 @@ def test_the_state_table_follows_a_rotation_from_planned_to_fresh_or_rolled_back
     clients, ecs_world, redeploy_queue, queued_runtime, state_table, inbox, capsys
 ):
     db = stale_world(ecs_world, {"prod": 2})
-    queued_runtime(state_table=state_table, topic_arn=inbox.topic_arn)
-    event = rotation_event(db)
+    stack = queued_runtime(state_table=state_table, topic_arn=inbox.topic_arn)
+    rotated_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    event = rotation_event(db, at=rotated_at)
 
-    result = rotation_handler(event, FakeLambdaContext())
+    result = stack.rotation(event, FakeLambdaContext())
     (rotation_id,) = {json.loads(m["Body"])["rotation_id"] for m in redeploy_queue.receive()}
     redeploy_queue.sqs.purge_queue(QueueUrl=redeploy_queue.url)
     queued = rotation_item(clients, state_table, rotation_id)
-    rotation_handler(event, FakeLambdaContext())  # the same rotation again: one item
-    drain(redeploy_queue)
+    stack.rotation(event, FakeLambdaContext())  # the same rotation again: one item
+    drain(redeploy_queue, stack.worker)
     deploying = rotation_item(clients, state_table, rotation_id)
 
     assert len(result["queued"]) == 2
@@ -79,10 +77,9 @@ def test_the_state_table_follows_a_rotation_from_planned_to_fresh_or_rolled_back
 
     # ECS reports the end of each deployment rotor started.
     ids = {name: ecs_world.primary("prod", name)["id"] for name in ("prod-stale-0", "prod-stale-1")}
-    done = tracker_handler(
-        deployment_event(f"{PROD}/prod-stale-0", ids["prod-stale-0"]), FakeLambdaContext()
-    )
-    rolled_back = tracker_handler(
+    done_event = deployment_event(f"{PROD}/prod-stale-0", ids["prod-stale-0"])
+    done = stack.tracker(done_event, FakeLambdaContext())
+    rolled_back = stack.tracker(
         deployment_event(f"{PROD}/prod-stale-1", ids["prod-stale-1"], failed=True),
         FakeLambdaContext(),
     )
@@ -96,8 +93,8 @@ def test_the_state_table_follows_a_rotation_from_planned_to_fresh_or_rolled_back
     }
     records = emf_lines(capsys.readouterr().out)
     assert [sorted(emf_values(r)) for r in records] == [["TimeToFresh"], ["RedeployRolledBack"]]
-    fresh_after = emf_values(records[0])["TimeToFresh"]
-    assert 60 <= fresh_after <= 120  # rotated a minute ago; completed now
+    completed_at = datetime.fromisoformat(done_event["time"].replace("Z", "+00:00"))
+    assert emf_values(records[0])["TimeToFresh"] == (completed_at - rotated_at).total_seconds()
     assert records[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [
         {"Name": "TimeToFresh", "Unit": "Seconds"}
     ]
@@ -113,10 +110,10 @@ def test_deployments_rotor_did_not_start_are_not_tracked(
     clients, ecs_world, queued_runtime, redeploy_queue, state_table, capsys
 ):
     stale_world(ecs_world, {"prod": 1}, fresh=0)
-    queued_runtime(state_table=state_table)
+    stack = queued_runtime(state_table=state_table)
     someone_elses = ecs_world.primary("prod", "prod-stale-0")["id"]
 
-    result = tracker_handler(
+    result = stack.tracker(
         deployment_event(f"{PROD}/prod-stale-0", someone_elses), FakeLambdaContext()
     )
 
@@ -131,17 +128,17 @@ def test_the_end_of_a_deployment_frees_its_place_under_the_cluster_cap(
     clients, ecs_world, queued_runtime, redeploy_queue, state_table
 ):
     db = stale_world(ecs_world, {"prod": 2}, fresh=0)
-    queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
-    rotation_handler(rotation_event(db), FakeLambdaContext())
+    stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
 
     messages = redeploy_queue.receive()
-    answer = worker_handler(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+    answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
     failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
     redeploy_queue.delete(messages, failed)
     (first,) = ecs_world.updates_reached_moto
     assert len(failed) == 1  # the other waits for the cluster
 
-    tracker_handler(
+    stack.tracker(
         deployment_event(f"{PROD}/{first}", ecs_world.primary("prod", first)["id"]),
         FakeLambdaContext(),
     )
@@ -150,7 +147,7 @@ def test_the_end_of_a_deployment_frees_its_place_under_the_cluster_cap(
             redeploy_queue.sqs.change_message_visibility(
                 QueueUrl=redeploy_queue.url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
             )
-    drain(redeploy_queue)
+    drain(redeploy_queue, stack.worker)
 
     assert ecs_world.updates_reached_moto == Counter(["prod-stale-0", "prod-stale-1"])
 
@@ -159,9 +156,9 @@ def test_rotor_status_shows_each_rotation_and_service(
     clients, ecs_world, queued_runtime, redeploy_queue, state_table, monkeypatch, capsys
 ):
     db = stale_world(ecs_world, {"prod": 1})
-    queued_runtime(state_table=state_table)
-    rotation_handler(rotation_event(db), FakeLambdaContext())
-    drain(redeploy_queue)
+    stack = queued_runtime(state_table=state_table)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    drain(redeploy_queue, stack.worker)
     capsys.readouterr()
     monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from handlers.worker import lambda_handler as worker_handler
 from tests.conftest import ACCOUNT, REGION
 from tests.integration.conftest import FRESH, EcsWorld, RedeployQueue
 
@@ -23,14 +22,14 @@ class FakeLambdaContext:
         return self._remaining
 
 
-def drain(queue: RedeployQueue, rounds: int = 20) -> list[dict[str, Any]]:
+def drain(queue: RedeployQueue, worker: Any, rounds: int = 20) -> list[dict[str, Any]]:
     """Run the worker on whatever the queue holds until it is empty; return the answers."""
     answers = []
     for _ in range(rounds):
         messages = queue.receive()
         if not messages:
             return answers
-        answer = worker_handler(queue.sqs_event(messages), FakeLambdaContext())
+        answer = worker(queue.sqs_event(messages), FakeLambdaContext())
         answers.append(answer)
         queue.delete(messages, {f["itemIdentifier"] for f in answer["batchItemFailures"]})
     raise AssertionError("the queue never emptied")

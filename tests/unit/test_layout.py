@@ -89,4 +89,75 @@ def test_public_api_is_listed_and_importable() -> None:
         if not name.startswith("_") and not isinstance(value, type(orchestration))
     }
     assert exported == public
-    assert orchestration.__all__ == sorted(orchestration.__all__)
+    # isort-style, as ruff keeps it: CONSTANTS, then Classes, then functions.
+    kind = lambda n: 0 if n.isupper() else 1 if n[0].isupper() else 2  # noqa: E731
+    assert orchestration.__all__ == sorted(orchestration.__all__, key=lambda n: (kind(n), n))
+
+
+HANDLERS = sorted((ROOT / "handlers").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", HANDLERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_handlers_import_only_the_public_api_of_orchestration(path: Path) -> None:
+    private = sorted(n for n in _imports(path) if n.startswith("orchestration."))
+    assert private == [], f"{path.name} imports {private}; import them from orchestration"
+
+
+# Calls that build immutable values, fine at module level.
+IMMUTABLE_BUILDERS = {
+    "frozenset",
+    "re.compile",
+    "logging.getLogger",
+    "ContextVar",
+    "TypeVar",
+    "Config",
+    "timedelta",
+    "BucketLimit",
+    "Path",
+    "MappingProxyType",
+}
+MUTABLE_LITERALS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+
+
+def _module_state(source: str) -> list[str]:
+    """Module-level names that hold state: instances, empty containers to fill, globals."""
+    found = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            name = ast.unparse(target)
+            if name.startswith("__"):
+                continue  # __all__ and friends
+            value = node.value
+            if isinstance(value, ast.Call) and ast.unparse(value.func) not in IMMUTABLE_BUILDERS:
+                found.append(name)
+            elif isinstance(value, MUTABLE_LITERALS) and not name.isupper():
+                found.append(name)  # constants are UPPER_CASE; anything else is a variable
+            elif isinstance(value, ast.Dict | ast.List | ast.Set) and not (
+                value.keys if isinstance(value, ast.Dict) else value.elts
+            ):
+                found.append(name)  # an empty container exists only to be filled later
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Global):
+            found.extend(node.names)
+    return found
+
+
+@pytest.mark.parametrize("path", ORCHESTRATION, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_level_state_outside_the_composition_root(path: Path) -> None:
+    """State lives in the Runtime a handler (or a command) builds, never in a module."""
+    assert _module_state(path.read_text()) == [], path.name
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "_CACHE = TaskDefinitionCache()",
+        "_PROCESS_WINDOWS: dict[int, str] = {}",
+        "seen = set()",
+        "registry = []",
+        "def f():\n    global counter\n    counter = 1",
+    ],
+)
+def test_the_state_check_catches_every_form(source: str) -> None:
+    assert _module_state(source) != []
