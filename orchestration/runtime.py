@@ -56,6 +56,8 @@ class Runtime:
         queue: JobQueue | None = None,
     ) -> Runtime:
         retry = retry or RetryPolicy()
+        if settings.ecs_containers > 1:
+            clients.ecs_rate_limiter.share_among(settings.ecs_containers)
         if notifier is None:
             notifier = (
                 SnsNotifier(clients.sns, settings.topic_arn, retry)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     debounce_seconds: int = 0  # ROTOR_DEBOUNCE_SECONDS: delay each job (SQS, at most 900)
     max_redeploys_per_hour: int = 6  # ROTOR_MAX_REDEPLOYS_PER_HOUR: flap guard; 0 = no limit
     max_rollouts_per_cluster: int = 0  # ROTOR_MAX_ROLLOUTS_PER_CLUSTER: 0 = no cap
+    # ROTOR_ECS_CONTAINERS: containers sharing ECS's account limits (the function's reserved
+    # concurrency); each meters 1/N of every rate and burst
+    ecs_containers: int = 1
     # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
     # besides their own account's (the accounts that forward their secrets' events)
     trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
@@ -101,7 +104,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected 12-digit account ids, got {', '.join(bad)}")
         return value
 
-    @field_validator("max_workers")
+    @field_validator("max_workers", "ecs_containers")
     @classmethod
     def _positive(cls, value: int) -> int:
         if not 1 <= value <= 64:
