@@ -111,7 +111,6 @@ def handle_event(
         outcome = process(
             classification,
             runtime().with_deadline(lambda_deadline(context.get_remaining_time_in_millis)),
-            accept=accept,
         )
     except AwsCallError as exc:
         # Raise so Lambda retries the event and finally hands it to the on-failure target.

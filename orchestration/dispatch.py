@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from orchestration.alarms.use_cases import (
     handle_deletion_scheduled,
@@ -27,18 +27,9 @@ USE_CASES: dict[EventKind, UseCase] = {
 }
 
 
-def process(
-    event: Classification,
-    runtime: Runtime,
-    *,
-    accept: Collection[EventKind] | None = None,
-) -> EventOutcome:
-    """Run the use case for ``event``; kinds outside ``accept`` (or without one) do nothing."""
+def process(event: Classification, runtime: Runtime) -> EventOutcome:
+    """Run the use case for ``event``; a kind without one does nothing (and says so)."""
     use_case = USE_CASES.get(event.kind)
-    if use_case is None:
-        return EventOutcome(event)
-    if accept is not None and event.kind not in accept:
-        outcome = EventOutcome(event)
-        outcome.notes.append(f"this function does not handle {event.kind.value} events")
-        return outcome
-    return use_case(event, runtime)
+    if use_case is not None:
+        return use_case(event, runtime)
+    return EventOutcome(event)

@@ -72,14 +72,10 @@ class SnsNotifier:
 
 
 class LogOnlyNotifier:
-    """Used when no topic is configured: the notification is logged, and kept for replay."""
-
-    def __init__(self) -> None:
-        self.sent: list[Notification] = []
+    """Used when no topic is configured: the notification is logged, not sent."""
 
     def publish(self, notification: Notification) -> str | None:
         log.warning("no ROTOR_TOPIC_ARN set; notification not sent: %s", notification.subject)
-        self.sent.append(notification)
         return None
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from orchestration.ecs.discovery import Consumer
 from orchestration.errors import AwsCallError
-from orchestration.events.classification import Caller, Classification, EventKind
+from orchestration.events.classification import Caller, Classification
 from orchestration.notifications import Notification, render
 from orchestration.outcome import (
     DELETED_SECRET_STILL_REFERENCED,
@@ -39,7 +39,6 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
 
     A read that the window suppresses costs one DescribeSecret and the claim: no discovery.
     """
-    _require(event, EventKind.PENDING_DELETION_ACCESS)
     outcome = EventOutcome(event)
     outcome.count(PENDING_DELETION_ACCESS)
     lookup = runtime.secret_lookup()
@@ -76,11 +75,9 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
 
 def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventOutcome:
     """DeleteSecret succeeded: warn, naming every service that still references the secret."""
-    _require(event, EventKind.DELETION_SCHEDULED)
-    assert event.secret is not None
     outcome = EventOutcome(event)
     facts = runtime.secret_lookup().describe(
-        event.secret,
+        event.secret_id,
         account=event.account,
         region=event.region,
         written_by_aws=event.secret_written_by_aws,
@@ -152,17 +149,16 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
 
 def handle_rotation_failed(event: Classification, runtime: Runtime) -> EventOutcome:
     """RotationFailed / RotationAbandoned: the old value stays current; someone must look."""
-    _require(event, EventKind.ROTATION_FAILED)
-    assert event.secret is not None
-    outcome = EventOutcome(event, secret=event.secret)
+    arn = event.secret_id
+    outcome = EventOutcome(event, secret=arn)
     outcome.count(ROTATION_FAILURES)
     secret = event.secret_identity()
-    name = secret.name if secret else event.secret
+    name = secret.name if secret else arn
     body = render(
         f"rotor: rotation of {name} did not complete ({event.event_name})",
         [
             ("Secret", name),
-            ("ARN", event.secret),
+            ("ARN", arn),
             ("Event", f"{event.event_name} at {iso_or_none(event.event_time)}"),
             ("Error", event.error_message or "(the event gives none)"),
             ("Account / region", f"{event.account} / {event.region}"),
@@ -179,7 +175,7 @@ def handle_rotation_failed(event: Classification, runtime: Runtime) -> EventOutc
                 "What to do:",
                 [
                     "Read the rotation function's CloudWatch logs for the step that failed, then:",
-                    f"  aws secretsmanager rotate-secret --secret-id '{event.secret}'"
+                    f"  aws secretsmanager rotate-secret --secret-id '{arn}'"
                     f" --region {event.region}",
                 ],
             ),
@@ -191,7 +187,7 @@ def handle_rotation_failed(event: Classification, runtime: Runtime) -> EventOutc
             kind=event.kind.value,
             subject=f"rotor: {event.event_name} for {name}",
             body=body,
-            secret=event.secret,
+            secret=arn,
             data={"event_name": event.event_name, "error": event.error_message},
         ),
         outcome,
@@ -330,11 +326,6 @@ def _send(runtime: Runtime, notification: Notification, outcome: EventOutcome) -
 
 def _restore_command(secret: SecretIdentity) -> str:
     return f"aws secretsmanager restore-secret --secret-id '{secret.arn}' --region {secret.region}"
-
-
-def _require(event: Classification, kind: EventKind) -> None:
-    if event.kind is not kind or not event.secrets:
-        raise ValueError(f"expected a {kind.value} event naming a secret, got {event.kind.value}")
 
 
 def _cloudtrail_date(text: str | None) -> str | None:

@@ -1,6 +1,6 @@
 """A client-side rate limiter that keeps ECS calls under the published API limits.
 
-ECS meters API calls per account and region with token buckets (REFERENCE.md, "ECS"). Rather
+ECS meters API calls per account and region with token buckets (docs/operations.md). Rather
 than hit the limit and retry blindly, rotor takes a token before each call; concurrent workers
 then queue here instead of being throttled by AWS. A caller never queues past its own deadline
 (``CALLER_TIME_LEFT``, set by the retry policy): it gets ``RateLimited`` (retryable) instead, so

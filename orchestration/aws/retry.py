@@ -5,7 +5,7 @@ call goes through ``RetryPolicy.call`` instead, so attempts never multiply (boto
 and one overall deadline, taken from the Lambda's remaining time, bounds them all.
 
 Backoff is exponential with full jitter (tenacity's ``wait_random_exponential``). The list of
-retryable codes is the Secrets Manager user guide's (REFERENCE.md, "Throttling and retries").
+retryable codes is the Secrets Manager user guide's (docs/operations.md, "Retries").
 """
 
 from __future__ import annotations

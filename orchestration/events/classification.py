@@ -57,30 +57,31 @@ ALARM_KINDS = frozenset(
 
 
 class _Envelope(EventBridgeModel):
+    """Any EventBridge event: enough to tell its source and detail-type."""
+
     model_config = ConfigDict(populate_by_name=True, extra="allow")
     detail: dict[str, Any]
 
 
-class _CloudTrailDetail(BaseModel):
+class CloudTrailDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     eventName: str
     eventTime: datetime | None = None
-    eventID: str | None = None
     requestID: str | None = None
     errorCode: str | None = None
     errorMessage: str | None = None
     sourceIPAddress: str | None = None
     userAgent: str | None = None
-    recipientAccountId: str | None = None
     awsRegion: str | None = None
     userIdentity: dict[str, Any] | None = None
     requestParameters: dict[str, Any] | None = None
     responseElements: dict[str, Any] | None = None
     additionalEventData: dict[str, Any] | None = None
+    serviceEventDetails: dict[str, Any] | None = None
 
 
-class _LabelUpdatedDetail(BaseModel):
+class LabelUpdatedDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str | None = None
@@ -88,14 +89,33 @@ class _LabelUpdatedDetail(BaseModel):
     versionId: str | None = None
 
 
-class _EcsDeploymentDetail(BaseModel):
+class EcsDeploymentDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     eventName: str
-    eventType: str | None = None
     deploymentId: str | None = None
     reason: str | None = None
-    updatedAt: datetime | None = None
+
+
+class CloudTrailEvent(EventBridgeModel):
+    """Secrets Manager through CloudTrail: an API call, or a service event (rotation)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    detail: CloudTrailDetail
+
+
+class LabelUpdatedEvent(EventBridgeModel):
+    """Secrets Manager's native "Secret Label Updated" event (no trail needed)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    detail: LabelUpdatedDetail
+
+
+class EcsDeploymentEvent(EventBridgeModel):
+    """ECS's "ECS Deployment State Change" event."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    detail: EcsDeploymentDetail
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +182,13 @@ class Classification:
     service_arn: str | None = None
     deployment_id: str | None = None
 
+    @property
+    def secret_id(self) -> str:
+        """The secret of an event kind that names one (``classify`` makes sure it does)."""
+        if self.secret is None:
+            raise InvalidEventError(f"a {self.kind.value} event that names no secret")
+        return self.secret
+
     def secret_identity(self) -> SecretIdentity | None:
         """The secret as an identity, from the event alone (no AWS call)."""
         if not self.secret:
@@ -214,11 +241,11 @@ def classify(event: Any) -> Classification:
     }
     if envelope.source == SECRETS_MANAGER:
         if envelope.detail_type == LABEL_UPDATED:
-            return _classify_label_updated(envelope, base)
+            return _classify_label_updated(_validate(LabelUpdatedEvent, event, "detail"), base)
         if envelope.detail_type in (CLOUDTRAIL_API_CALL, CLOUDTRAIL_SERVICE_EVENT):
-            return _classify_cloudtrail(envelope, base)
+            return _classify_cloudtrail(_validate(CloudTrailEvent, event, "detail"), base)
     if envelope.source == ECS and envelope.detail_type == ECS_DEPLOYMENT_STATE_CHANGE:
-        return _classify_deployment(envelope, base)
+        return _classify_deployment(_validate(EcsDeploymentEvent, event, "detail"), base)
     return Classification(
         kind=EventKind.IGNORE,
         reason=f"rotor does not act on {envelope.source} {envelope.detail_type!r} events",
@@ -226,8 +253,8 @@ def classify(event: Any) -> Classification:
     )
 
 
-def _classify_label_updated(envelope: _Envelope, base: dict[str, Any]) -> Classification:
-    detail = _validate(_LabelUpdatedDetail, envelope.detail, "detail")
+def _classify_label_updated(envelope: LabelUpdatedEvent, base: dict[str, Any]) -> Classification:
+    detail = envelope.detail
     arns = [r for r in envelope.resources if ":secretsmanager:" in r]
     secret = arns[0] if arns else detail.name
     if secret is None:
@@ -255,8 +282,8 @@ def _classify_label_updated(envelope: _Envelope, base: dict[str, Any]) -> Classi
     )
 
 
-def _classify_cloudtrail(envelope: _Envelope, base: dict[str, Any]) -> Classification:
-    detail = _validate(_CloudTrailDetail, envelope.detail, "detail")
+def _classify_cloudtrail(envelope: CloudTrailEvent, base: dict[str, Any]) -> Classification:
+    detail = envelope.detail
     name = detail.eventName
     request = detail.requestParameters or {}
     response = detail.responseElements or {}
@@ -354,8 +381,8 @@ def _classify_cloudtrail(envelope: _Envelope, base: dict[str, Any]) -> Classific
     return verdict(EventKind.IGNORE, f"{name} does not change the value consumers read")
 
 
-def _classify_deployment(envelope: _Envelope, base: dict[str, Any]) -> Classification:
-    detail = _validate(_EcsDeploymentDetail, envelope.detail, "detail")
+def _classify_deployment(envelope: EcsDeploymentEvent, base: dict[str, Any]) -> Classification:
+    detail = envelope.detail
     services = [r for r in envelope.resources if ":ecs:" in r and ":service/" in r]
     return Classification(
         kind=EventKind.DEPLOYMENT_STATE,
@@ -367,17 +394,21 @@ def _classify_deployment(envelope: _Envelope, base: dict[str, Any]) -> Classific
     )
 
 
-def _secret_ids(envelope: _Envelope, detail: _CloudTrailDetail) -> tuple[tuple[str, ...], bool]:
+def _secret_ids(
+    envelope: CloudTrailEvent, detail: CloudTrailDetail
+) -> tuple[tuple[str, ...], bool]:
     """Every secret the event names, best (a full ARN AWS wrote) first, no duplicates.
 
     Order of trust: ``additionalEventData.SecretId`` (documented for rotation events),
-    ``responseElements.arn``/``aRN``, the ARN inside a rotation ``requestID``, ``resources``,
-    then the caller's own ``requestParameters.secretId`` / ``secretIdList``. The flag says
-    whether the first one is an ARN AWS wrote.
+    ``responseElements.arn``/``aRN``, the ARN inside a rotation ``requestID``, a
+    ``serviceEventDetails`` block (where some service events and forwarding rules put it),
+    ``resources``, then the caller's own ``requestParameters.secretId`` / ``secretIdList``.
+    The flag says whether the first one is an ARN AWS wrote.
     """
     request = detail.requestParameters or {}
     response = detail.responseElements or {}
     additional = detail.additionalEventData or {}
+    service = detail.serviceEventDetails or {}
     found: list[str] = []
     for candidate in (
         _text(additional, "SecretId"),
@@ -385,6 +416,9 @@ def _secret_ids(envelope: _Envelope, detail: _CloudTrailDetail) -> tuple[tuple[s
         _text(response, "arn"),
         _text(response, "aRN"),
         _rotation_request_arn(detail.requestID),
+        _text(service, "SecretId"),
+        _text(service, "secretId"),
+        _text(service, "arn"),
     ):
         if candidate:
             found.append(candidate)
@@ -431,7 +465,7 @@ def _rotation_request_arn(request_id: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _caller(detail: _CloudTrailDetail) -> Caller | None:
+def _caller(detail: CloudTrailDetail) -> Caller | None:
     identity = detail.userIdentity
     if identity is None:
         return None

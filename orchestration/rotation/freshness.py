@@ -1,8 +1,9 @@
 """The freshness rule, and the verdict for each consumer of a rotated secret.
 
 A service needs a redeploy for a rotation completed at time T if and only if it references the
-secret unpinned and its PRIMARY deployment was created before T (DESIGN.md). Duplicate events
-then find the service fresh, and secrets rotated together coalesce into one deployment.
+secret unpinned and its PRIMARY deployment was created before T (docs/freshness.md).
+Duplicate events then find the service fresh, and secrets rotated together coalesce into one
+deployment.
 """
 
 from __future__ import annotations

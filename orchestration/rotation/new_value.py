@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestration.ecs.discovery import Inventory, ServiceSnapshot
 from orchestration.errors import RetryableAwsError
-from orchestration.events.classification import REDEPLOY_KINDS, Classification, EventKind
+from orchestration.events.classification import Classification, EventKind
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
 from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker, decide_with_policies
@@ -47,11 +47,9 @@ PLAN_RESERVE_SECONDS = 30.0
 
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
     """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
-    if event.kind not in REDEPLOY_KINDS or event.secret is None:
-        raise ValueError(f"not a new-value event: {event.kind}")
     outcome = EventOutcome(event)
     secret = runtime.secret_lookup().resolve(
-        event.secret,
+        event.secret_id,
         account=event.account,
         region=event.region,
         written_by_aws=event.secret_written_by_aws,

@@ -1,6 +1,6 @@
 """Secret references in ECS task definitions, and whether one points at a given secret.
 
-ECS accepts these forms (DESIGN.md, "Secret references"):
+ECS accepts these forms (docs/references.md has the whole grammar, with examples):
 
 * ``arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX[:JSON_KEY[:STAGE[:VERSION_ID]]]``
   (trailing colons are part of it; ``-XXXXXX`` may be absent: a partial ARN);

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from orchestration.events.classification import Classification, EventKind
+from orchestration.events.classification import Classification
 from orchestration.fanout import notices
 from orchestration.outcome import REDEPLOY_ROLLED_BACK, TIME_TO_FRESH, EventOutcome
 from orchestration.runtime import Runtime
@@ -31,8 +31,6 @@ IN_PROGRESS = "SERVICE_DEPLOYMENT_IN_PROGRESS"
 
 
 def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOutcome:
-    if event.kind is not EventKind.DEPLOYMENT_STATE:
-        raise ValueError(f"not a deployment state event: {event.kind}")
     outcome = EventOutcome(event)
     if not event.deployment_id:
         outcome.notes.append("the event names no deployment")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import ACCOUNT, REGION
-from tests.integration.conftest import FRESH, EcsWorld, RedeployQueue
+from tests.integration.conftest import EcsWorld, RedeployQueue
 
 
 class FakeLambdaContext:
@@ -38,11 +39,15 @@ def drain(queue: RedeployQueue, worker: Any, rounds: int = 20) -> list[dict[str,
 def stale_world(ecs_world: EcsWorld, clusters: dict[str, int], fresh: int = 1) -> str:
     """``clusters``: name -> stale consumers; each cluster also has ``fresh`` fresh ones."""
     db = ecs_world.secret("prod/db")
+    fresh_at = datetime.now(UTC) - timedelta(seconds=5)
     task_definition = ecs_world.task_definition(secrets=[db])
     for cluster, stale in clusters.items():
         ecs_world.cluster(cluster)
         for i in range(stale):
             ecs_world.service(cluster, f"{cluster}-stale-{i}", task_definition)
         for i in range(fresh):
-            ecs_world.service(cluster, f"{cluster}-fresh-{i}", task_definition, deployed_at=FRESH)
+            # Deployed just now: after any rotation a test makes (at collection or later).
+            ecs_world.service(
+                cluster, f"{cluster}-fresh-{i}", task_definition, deployed_at=fresh_at
+            )
     return db

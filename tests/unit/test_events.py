@@ -189,6 +189,24 @@ def test_rotation_secret_read_from_resources() -> None:
     assert result.secret == f"{SM}prod/other-Zz11Yy"
 
 
+@pytest.mark.parametrize("key", ["SecretId", "secretId", "arn"])
+@pytest.mark.parametrize(
+    "sample", ["rotation-succeeded.json", "rotation-succeeded-api-call-detail-type.json"]
+)
+def test_rotation_secret_read_from_service_event_details(sample: str, key: str) -> None:
+    """Some service events, and some forwarding rules, carry the ARN in serviceEventDetails."""
+    event = load(sample)
+    secret = event["detail"]["additionalEventData"]["SecretId"]
+    del event["detail"]["additionalEventData"]
+    del event["detail"]["requestID"]
+    event["resources"] = []
+    event["detail"]["serviceEventDetails"] = {key: secret}
+    result = classify(event)
+    assert result.kind is EventKind.ROTATION
+    assert result.secret == secret
+    assert result.secret_written_by_aws is True
+
+
 def test_rotation_secret_documented_place_first() -> None:
     event = load("rotation-succeeded.json")
     event["resources"] = [f"{SM}prod/other-Zz11Yy"]

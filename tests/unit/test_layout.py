@@ -161,3 +161,21 @@ def test_no_module_level_state_outside_the_composition_root(path: Path) -> None:
 )
 def test_the_state_check_catches_every_form(source: str) -> None:
     assert _module_state(source) != []
+
+
+def test_the_repository_stands_alone() -> None:
+    """A clone has no design notes beside it: nothing may send a reader there."""
+    texts = [
+        p
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and p.suffix in {".py", ".md", ".yaml", ".yml", ".toml", ".json"}
+        and not {".venv", ".git", "node_modules", "build", "dist"} & set(p.parts)
+    ]
+    pattern = re.compile(r"DESIGN\.md|REFERENCE\.md|STYLE\.md|\.\./shared")
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in texts
+        if p.name != "test_layout.py" and pattern.search(p.read_text(errors="replace"))
+    ]
+    assert offenders == []
