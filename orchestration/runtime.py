@@ -26,6 +26,7 @@ from orchestration.state.redeploy_ledger import (
     MemoryRedeployLedger,
     RedeployLedger,
 )
+from orchestration.state.task_definitions import StoredTaskDefinitionCache
 from orchestration.tracking.store import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
 
 
@@ -96,7 +97,11 @@ class Runtime:
             notifier=notifier,
             notify_window=notify_window,
             task_definitions=(
-                task_definitions if task_definitions is not None else TaskDefinitionCache()
+                task_definitions
+                if task_definitions is not None
+                else StoredTaskDefinitionCache(clients.dynamodb, settings.state_table, retry)
+                if settings.state_table
+                else TaskDefinitionCache()
             ),
         )
 
