@@ -7,9 +7,12 @@ warm); tests hand in a factory of their own instead of patching a module.
 
 EventBridge invokes these functions asynchronously, so the return value is only for logs and
 tests. Poison input (not an event rotor can read) is logged, counted and dropped: retrying it
-cannot help. An AWS error that stops the event, and a redeploy that failed with a retryable
-error, raise: Lambda's async retries and then the function's on-failure destination keep the
-event (nothing is lost), and the redeploy ledger and freshness rule make a retry safe.
+cannot help. An error that stops the event (an AWS error, or any exception rotor does not
+expect), and a failure a retry may fix (a redeploy or a cluster scan that failed with a
+retryable error), raise: Lambda's async retries and then the function's on-failure destination
+keep the event (nothing is lost), and the redeploy ledger and freshness rule make a retry safe.
+Every error that stops an event is logged with the event's correlation id and counted in
+``ProcessingErrors``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,29 @@ def handle_event(
     accept: Collection[EventKind],
     runtime: Callable[[], Runtime],
 ) -> dict[str, Any]:
+    if isinstance(event, dict) and isinstance(event.get("id"), str):
+        logger.set_correlation_id(event["id"])
+    try:
+        return _handle_event(event, context, accept, runtime)
+    except (AwsCallError, RetryableFailure):
+        raise  # logged and counted where they were raised
+    except Exception as exc:
+        # Nothing rotor expects: count it (the ProcessingErrors alarm watches it), log it with
+        # the correlation id, and raise so Lambda retries the event and then keeps it.
+        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.exception(
+            "unexpected error; the event will be retried",
+            extra={"error_type": type(exc).__name__, "error": str(exc)},
+        )
+        raise
+
+
+def _handle_event(
+    event: Any,
+    context: LambdaContext,
+    accept: Collection[EventKind],
+    runtime: Callable[[], Runtime],
+) -> dict[str, Any]:
     try:
         classification = classify(event)
     except (InvalidEventError, InvalidReferenceError) as exc:
@@ -132,10 +158,11 @@ def handle_event(
         "processed",
         extra={key: result[key] for key in ("redeployed", "skipped", "failed", "notes")},
     )
-    retryable = [f for f in outcome.failed if f.get("retryable") is True]
+    retryable = outcome.retryable_failures
     if retryable:
         raise RetryableFailure(
-            f"{len(retryable)} redeploy(s) failed with retryable errors; retry the event"
+            f"{len(retryable)} redeploy(s) or scan(s) failed with retryable errors "
+            f"({', '.join(f.subject for f in retryable[:3])}); retry the event"
         )
     return {"status": "processed", **result}
 

@@ -1,12 +1,18 @@
-"""What processing one event did: the same shape for the Lambda, ``rotor replay`` and tests."""
+"""What processing one event did: the same shape for the Lambda, ``rotor replay`` and tests.
+
+Typed records all the way; ``to_dict`` is the edge (the JSON output and the handler's logs).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration.events.classification import Classification
 from orchestration.notifications import Notification
+
+if TYPE_CHECKING:
+    from orchestration.ecs.discovery import Inventory
 
 # Metric names (CloudWatch, embedded metric format). Handlers emit them; alarms watch them.
 CONSUMERS_FOUND = "ConsumersFound"
@@ -21,7 +27,9 @@ NOTIFICATIONS_SUPPRESSED = "NotificationsSuppressed"
 SECRETS_RESTORED = "SecretsRestored"
 INVALID_EVENTS = "InvalidEvents"
 UNREADABLE_REFERENCES = "UnreadableReferences"  # valueFrom rotor cannot parse: may miss a consumer
-PROCESSING_ERRORS = "ProcessingErrors"  # an AWS error stopped an event; Lambda retries it
+PROCESSING_ERRORS = "ProcessingErrors"  # an error stopped an event; Lambda retries it
+MANUAL_REDEPLOYS = "ManualRedeploysNeeded"  # stale CODE_DEPLOY/EXTERNAL services: people must act
+DISCOVERY_FAILURES = "DiscoveryFailures"  # a cluster or task definition rotor could not read
 REDEPLOYS_QUEUED = "RedeploysQueued"  # jobs sent to the redeploy queue
 REDEPLOYS_DEFERRED = "RedeploysDeferred"  # a job put back: throttled or its cluster at its cap
 REDEPLOY_FLAPPING = "RedeployFlapping"  # skipped: too many forced deployments in the last hour
@@ -33,14 +41,58 @@ METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}
 UNTRUSTED_EVENTS = "UntrustedEvents"  # from an account neither ours nor ROTOR_TRUSTED_ACCOUNTS
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A consumer rotor did not redeploy, and why (pinned, fresh, opted out...)."""
+
+    service: str  # service ARN
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Something that failed while processing the event: a redeploy, or a part of the scan."""
+
+    subject: str  # the service ARN, cluster or task definition ARN (see ``scope``)
+    error: str
+    retryable: bool  # a later retry of the event may succeed
+    scope: str = "service"  # "service", "cluster" or "task_definition"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.scope: self.subject, "error": self.error, "retryable": self.retryable}
+
+
+@dataclass(frozen=True, slots=True)
+class ManualRedeploy:
+    """A stale consumer rotor cannot redeploy (its deployment controller refuses): people must."""
+
+    service: str  # service ARN
+    controller: str  # CODE_DEPLOY or EXTERNAL
+    reason: str
+    command: str  # what to run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "deployment_controller": self.controller,
+            "reason": self.reason,
+            "command": self.command,
+        }
+
+
 @dataclass
 class EventOutcome:
     classification: Classification
     secret: str | None = None
     consumers: list[dict[str, Any]] = field(default_factory=list)
     redeployed: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)  # service, error, retryable
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    manual: list[ManualRedeploy] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # services that vanished mid-scan
     queued: list[str] = field(default_factory=list)  # services with a job on the redeploy queue
     notifications: list[Notification] = field(default_factory=list)
     notifications_suppressed: int = 0
@@ -51,9 +103,38 @@ class EventOutcome:
     def count(self, metric: str, value: float = 1) -> None:
         self.metrics[metric] = self.metrics.get(metric, 0) + value
 
+    def report_scan(self, inventory: Inventory) -> None:
+        """What the scan could not see: parts it could not read (failures, retryable or not),
+        references it could not parse, services of a shape it does not expect, and services
+        that vanished while it ran."""
+        for failure in inventory.failures:
+            self.failed.append(
+                Failure(failure.subject, failure.error, failure.retryable, failure.scope)
+            )
+            self.notes.append(failure.describe())
+        if inventory.failures:
+            self.count(DISCOVERY_FAILURES, len(inventory.failures))
+        for bad in inventory.unreadable:
+            self.notes.append(
+                f"unreadable reference in {bad.task_definition} container {bad.container}: "
+                f"{bad.error}"
+            )
+        if inventory.unreadable:
+            self.count(UNREADABLE_REFERENCES, len(inventory.unreadable))
+        for skipped in inventory.skipped:
+            self.notes.append(f"service {skipped.arn} not scanned: {skipped.reason}")
+        self.missing.extend(inventory.missing)
+        for arn in inventory.missing:
+            self.notes.append(f"service {arn} vanished during the scan (DescribeServices: MISSING)")
+
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def retryable_failures(self) -> list[Failure]:
+        """Failures a later retry of the event may fix: the event should be retried."""
+        return [f for f in self.failed if f.retryable]
 
     def to_dict(self) -> dict[str, Any]:
         c = self.classification
@@ -63,9 +144,11 @@ class EventOutcome:
             "event_id": c.event_id,
             "reason": c.reason,
             "redeployed": self.redeployed,
-            "skipped": self.skipped,
-            "failed": self.failed,
+            "skipped": [s.to_dict() for s in self.skipped],
+            "failed": [f.to_dict() for f in self.failed],
             "queued": self.queued,
+            "manual": [m.to_dict() for m in self.manual],
+            "missing": self.missing,
             "consumers": self.consumers,
             "notifications": [n.to_dict() for n in self.notifications],
             "notifications_suppressed": self.notifications_suppressed,

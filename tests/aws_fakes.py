@@ -1,11 +1,13 @@
 """Make moto behave like AWS where rotor depends on it, and record what rotor asked.
 
-moto does not paginate ECS ListServices/ListClusters and does not enforce DescribeServices'
-limit of ten services; ``enforce_ecs_limits`` adds both through botocore's event hooks, so
-tests prove rotor against AWS's behaviour, not moto's. ``ErrorInjector`` answers a share of
-calls with an error (ThrottlingException by default) before they reach moto;
-``LoseFirstAnswer`` lets a call land and then loses its answer. ``ApiCalls``
-counts every call a client makes, by operation.
+moto does not paginate ECS ListServices/ListClusters, does not enforce DescribeServices'
+limit of ten services, and accepts ``UpdateService(forceNewDeployment)`` for services on the
+CODE_DEPLOY and EXTERNAL deployment controllers, which AWS refuses (InvalidParameterException,
+"... Use AWS CodeDeploy to trigger a new deployment."); ``enforce_ecs_limits`` adds all three
+through botocore's event hooks, so tests prove rotor against AWS's behaviour, not moto's.
+``ErrorInjector`` answers a share of calls with an error (ThrottlingException by default)
+before they reach moto; ``LoseFirstAnswer`` lets a call land and then loses its answer.
+``ApiCalls`` counts every call a client makes, by operation.
 """
 
 from __future__ import annotations
@@ -54,15 +56,40 @@ class ApiCalls:
         return [params for name, params in self.calls if name == operation]
 
 
+def _deployment_controller(region: str, cluster: str, service: str) -> str | None:
+    """The deployment controller moto holds for a service (None when moto has no such service)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[DEFAULT_ACCOUNT_ID][region]
+    found = backend.services.get(f"{cluster.rsplit('/', 1)[-1]}:{service.rsplit('/', 1)[-1]}")
+    return None if found is None else str(found.deployment_controller.get("type", "ECS"))
+
+
 def enforce_ecs_limits(client: Any) -> None:
-    """Page ECS list calls as AWS does (default 10, max 100, nextToken) and refuse
-    DescribeServices with more than ten services."""
+    """Page ECS list calls as AWS does (default 10, max 100, nextToken), refuse
+    DescribeServices with more than ten services, and refuse a forced deployment of a service
+    on the CODE_DEPLOY or EXTERNAL deployment controller."""
+    region = client.meta.region_name
 
     def inspect(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         # API parameters are only visible here (before-call sees the serialised request).
         name = model.name
         if name == "DescribeServices" and len(params.get("services", [])) > 10:
             context["fake_error"] = "services can have at most 10 items."
+        if name == "UpdateService" and params.get("forceNewDeployment"):
+            cluster = str(params.get("cluster", "default"))
+            controller = _deployment_controller(region, cluster, str(params["service"]))
+            if controller == "CODE_DEPLOY":
+                context["fake_error"] = (
+                    "Unable to update network parameters on services with a CODE_DEPLOY "
+                    "deployment controller. Use AWS CodeDeploy to trigger a new deployment."
+                )
+            elif controller == "EXTERNAL":
+                context["fake_error"] = (
+                    "Unable to force a new deployment on services with an EXTERNAL deployment "
+                    "controller. Create a new task set instead."
+                )
         if name in LIST_KEYS:
             size = params.get("maxResults", DEFAULT_PAGE[name])
             if not 1 <= size <= MAX_PAGE[name]:

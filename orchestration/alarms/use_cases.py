@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from orchestration.ecs.discovery import Consumer
-from orchestration.errors import AwsCallError
+from orchestration.ecs.discovery import Inventory
+from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.events.classification import Caller, Classification
+from orchestration.models import Consumer
 from orchestration.notifications import Notification, render
 from orchestration.outcome import (
     DELETED_SECRET_STILL_REFERENCED,
@@ -23,6 +24,7 @@ from orchestration.outcome import (
     ROTATION_FAILURES,
     SECRETS_RESTORED,
     EventOutcome,
+    Failure,
 )
 from orchestration.runtime import Runtime
 from orchestration.secrets.lookup import SecretFacts
@@ -83,15 +85,17 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
         written_by_aws=event.secret_written_by_aws,
     )
     outcome.secret = facts.identity.arn
-    consumers, discovery_note = _consumers(runtime, facts.identity)
+    name = facts.identity.name
+    consumers, not_checked = _consumers_for_warning(runtime, facts.identity, outcome)
     outcome.consumers = [c.to_dict() for c in consumers]
-    if discovery_note:
-        outcome.notes.append(discovery_note)
-    if not consumers:
+    if not consumers and not not_checked:
         outcome.notes.append("no ECS service references this secret; nothing will break")
         return outcome
+    if not consumers:
+        # Never a false all-clear: say what rotor could not check, and how to check it.
+        _send(runtime, _could_not_check_notification(event, facts, not_checked), outcome)
+        return outcome
     outcome.count(DELETED_SECRET_STILL_REFERENCED)
-    name = facts.identity.name
     if event.force_delete:
         when = "deleted immediately, without recovery (forceDeleteWithoutRecovery)"
         todo = [
@@ -124,6 +128,11 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
                 "Still referenced by (new tasks of these services will fail to start):",
                 _consumer_lines(consumers, event.caller),
             ),
+            *(
+                [("Could not check (more services may reference it):", not_checked)]
+                if not_checked
+                else []
+            ),
             ("What to do:", todo),
         ],
     )
@@ -140,6 +149,7 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
             data={
                 "services": [c.service.arn for c in consumers],
                 "recoverable": not event.force_delete,
+                "could_not_check": not_checked,
             },
         ),
         outcome,
@@ -273,10 +283,88 @@ def _pending_access_notification(
 
 def _consumers(runtime: Runtime, secret: SecretIdentity) -> tuple[list[Consumer], str | None]:
     try:
-        return runtime.discovery().consumers(secret), None
+        inventory = runtime.discovery().scan()
     except AwsCallError as exc:
         log.warning("could not list the consumers of %s: %s", secret.arn, exc)
         return [], f"(could not list ECS services: {exc})"
+    note = "; ".join(f.describe() for f in inventory.failures)
+    return inventory.consumers_of(secret), f"(could not check all: {note})" if note else None
+
+
+def _consumers_for_warning(
+    runtime: Runtime, secret: SecretIdentity, outcome: EventOutcome
+) -> tuple[list[Consumer], list[str]]:
+    """The consumers of a secret being deleted, and what rotor could not check.
+
+    A scan that failed for a reason a retry may fix (throttled, timed out) raises
+    ``RetryableAwsError``: the event is retried (Lambda's retries, then its on-failure
+    destination), and the warning that then goes out is complete. A scan that failed for a
+    reason a retry cannot fix (access denied, a cluster that does not exist) gives its
+    consumers so far and says what it could not check: the warning goes out now, saying so.
+    """
+    try:
+        inventory: Inventory = runtime.discovery().scan()
+    except RetryableAwsError:
+        raise
+    except AwsCallError as exc:
+        log.warning("could not list the consumers of %s: %s", secret.arn, exc)
+        outcome.failed.append(Failure("(all)", str(exc), retryable=False, scope="cluster"))
+        return [], [f"could not list ECS clusters: {exc}"]
+    retryable = [f for f in inventory.failures if f.retryable]
+    if retryable:
+        first = retryable[0]
+        raise RetryableAwsError(
+            "DiscoverConsumers",
+            "Incomplete",
+            f"{len(retryable)} part(s) of the ECS scan could not be read ({first.describe()});"
+            " retry the event for a complete warning",
+        )
+    outcome.report_scan(inventory)
+    return inventory.consumers_of(secret), [f.describe() for f in inventory.failures]
+
+
+def _could_not_check_notification(
+    event: Classification, facts: SecretFacts, not_checked: list[str]
+) -> Notification:
+    name = facts.identity.name
+    state = "was deleted" if event.force_delete else "is scheduled for deletion"
+    body = render(
+        f"rotor: secret {name} {state}; rotor could not check every ECS service for it",
+        [
+            ("Secret", name),
+            ("ARN", facts.identity.arn),
+            ("Deleted by", (event.caller or Caller()).describe()),
+            ("At", iso_or_none(event.event_time) or "?"),
+            ("Account / region", f"{event.account} / {event.region}"),
+        ],
+        [
+            ("No reference found in what rotor could read, but it could not check:", not_checked),
+            (
+                "What to do:",
+                [
+                    "Give rotor read access to what it could not check (or fix ROTOR_CLUSTERS),",
+                    "or check those services by hand before the secret is gone:",
+                    f"  rotor discover {facts.identity.arn}",
+                    *(
+                        []
+                        if event.force_delete
+                        else ["To cancel the deletion:", f"  {_restore_command(facts.identity)}"]
+                    ),
+                ],
+            ),
+        ],
+    )
+    return Notification(
+        kind=event.kind.value,
+        subject=f"rotor: {name} deleted; could not check every ECS service for it",
+        body=body,
+        secret=facts.identity.arn,
+        data={
+            "services": [],
+            "recoverable": not event.force_delete,
+            "could_not_check": not_checked,
+        },
+    )
 
 
 def _maybe_restore(runtime: Runtime, facts: SecretFacts, outcome: EventOutcome) -> bool:
@@ -304,7 +392,7 @@ def _consumer_lines(consumers: list[Consumer], caller: Caller | None) -> list[st
         where = ", ".join(sorted({f"{c} ({ref.field.value})" for c, ref in consumer.references}))
         line = (
             f"{service.cluster_name}/{service.name}: task definition "
-            f"{service.task_definition.rsplit('/', 1)[-1]}, container {where}"
+            f"{consumer.task_definition.arn.rsplit('/', 1)[-1]}, container {where}"
         )
         if caller and _runs_as(consumer, caller):
             line += " - runs as the caller's role"

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any, TextIO
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.cli.world import EVENTS_DIR, WORLD_FILE, load_world, seed_world
+from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import RotorError
 from orchestration.events.classification import classify, parse_event_text
 from orchestration.events.routing import route, unrouted_note
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
+from orchestration.times import iso_or_none
 
 
 @dataclass(frozen=True)
@@ -144,12 +145,13 @@ def _show(path: Path, outcomes: list[EventOutcome], out: TextIO) -> None:
     for arn in first.redeployed:
         print(f"    redeployed  {arn.split(':service/', 1)[-1]}", file=out)
     for item in first.skipped:
+        print(f"    skipped     {item.service.split(':service/', 1)[-1]}: {item.reason}", file=out)
+    for manual in first.manual:
         print(
-            f"    skipped     {item['service'].split(':service/', 1)[-1]}: {item['reason']}",
-            file=out,
+            f"    by hand     {manual.service.split(':service/', 1)[-1]}: {manual.reason}", file=out
         )
-    for item in first.failed:
-        print(f"    FAILED      {item['service']}: {item['error']}", file=out)
+    for failure in first.failed:
+        print(f"    FAILED      {failure.subject}: {failure.error}", file=out)
     for note in first.notes:
         print(f"    note: {note}", file=out)
     sent = sum(len(o.notifications) for o in outcomes)
@@ -200,8 +202,7 @@ def _deployments(clients: AwsClients) -> dict[str, str]:
             for service in ecs.describe_services(
                 cluster=cluster, services=arns[start : start + 10]
             )["services"]:
-                primary = next(d for d in service["deployments"] if d["status"] == "PRIMARY")
+                created = primary_created_at(service)
                 name = f"{cluster.rsplit('/', 1)[-1]}/{service['serviceName']}"
-                created = primary["createdAt"].astimezone(UTC)
-                result[name] = created.isoformat(timespec="seconds").replace("+00:00", "Z")
+                result[name] = iso_or_none(created) or "?"
     return result

@@ -181,16 +181,31 @@ def _discover(args: argparse.Namespace) -> int:
         {"task_definition": bad.task_definition, "container": bad.container, "error": bad.error}
         for bad in inventory.unreadable
     ]
+    # What the scan could not read: the list above may be incomplete (exit 1).
+    not_read = [f.describe() for f in inventory.failures]
+    exit_code = EXIT_FAILED if not_read else EXIT_OK
     if args.json:
+        problems = {
+            "could_not_check": not_read,
+            "skipped_services": [{"service": s.arn, "reason": s.reason} for s in inventory.skipped],
+            "missing": inventory.missing,
+        }
         _print_json(
             {
                 "secret": secret.arn,
                 "rotated_at": iso(rotated_at),
                 "consumers": rows,
                 "unreadable_references": unreadable,
+                **{key: value for key, value in problems.items() if value},  # only when any
             }
         )
-        return EXIT_OK
+        return exit_code
+    for problem in not_read:
+        print(f"rotor: warning: {problem}", file=sys.stderr)
+    for skipped in inventory.skipped:
+        print(
+            f"rotor: warning: service {skipped.arn} not scanned: {skipped.reason}", file=sys.stderr
+        )
     for bad in unreadable:
         print(
             f"rotor: warning: unreadable reference in {bad['task_definition']} container "
@@ -212,7 +227,7 @@ def _discover(args: argparse.Namespace) -> int:
             for r in rows
         ],
     )
-    return EXIT_OK
+    return exit_code
 
 
 def _resolve_cli_secret(runtime: Runtime, secret_id: str) -> SecretIdentity:
@@ -351,9 +366,12 @@ def _print_outcome(label: str, outcome: EventOutcome, out: TextIO) -> None:
     if outcome.skipped:
         print("  skipped:", file=out)
         for item in outcome.skipped:
-            print(f"    {_service_name(item['service'])}: {item['reason']}", file=out)
-    for item in outcome.failed:
-        print(f"  FAILED {_service_name(item['service'])}: {item['error']}", file=out)
+            print(f"    {_service_name(item.service)}: {item.reason}", file=out)
+    for manual in outcome.manual:
+        print(f"  REDEPLOY BY HAND {_service_name(manual.service)}: {manual.reason}", file=out)
+        print(f"    {manual.command}", file=out)
+    for failure in outcome.failed:
+        print(f"  FAILED {_service_name(failure.subject)}: {failure.error}", file=out)
     for notification in outcome.notifications:
         print(f"  notification: {notification.subject}", file=out)
     if outcome.notifications_suppressed:

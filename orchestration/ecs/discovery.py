@@ -1,32 +1,44 @@
 """Find the ECS services whose task definitions reference a secret.
 
-One scan walks every cluster (or those in ``ROTOR_CLUSTERS``): ``ListServices`` 100 per page,
-``DescribeServices`` ten at a time with tags, ``DescribeTaskDefinition`` once per distinct task
-definition. Task definition revisions are immutable, so they are cached by ARN for the life of
-the runtime (a warm Lambda container keeps its runtime, and so the cache). Calls run on a
-thread pool; the client's rate limiter (``orchestration.aws.ratelimit``) keeps them under ECS's
-published limits, and every
-call goes through the retry policy.
+One scan walks every cluster (or those in ``ROTOR_CLUSTERS``, each once however it is named):
+``ListServices`` 100 per page, ``DescribeServices`` ten at a time with tags,
+``DescribeTaskDefinition`` once per distinct task definition. Task definition revisions are
+immutable, so they are cached by ARN for the life of the runtime (a warm Lambda container keeps
+its runtime, and so the cache). Calls run on a thread pool; the client's rate limiter
+(``orchestration.aws.ratelimit``) keeps them under ECS's published limits, and every call goes
+through the retry policy.
+
+Nothing one cluster or one service holds stops the scan. A cluster that does not exist or cannot
+be read, and a task definition that cannot be described, are recorded in
+``Inventory.failures`` (with whether a retry may help); a service of a shape rotor does not
+expect is recorded in ``Inventory.skipped`` with the reason; the others are scanned. Services on
+the EXTERNAL deployment controller have no ``taskDefinition``: their task sets carry them, and
+a reference in any task set's task definition makes the service a consumer.
+
+``orchestration.ecs.shapes`` maps AWS's answers onto ``orchestration.models``, reading every
+field that the ECS API reference marks optional as optional.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestration.aws.retry import RetryPolicy
-from orchestration.errors import InvalidReferenceError
-from orchestration.secrets.references import (
-    ReferenceField,
-    SecretIdentity,
-    SecretReference,
-    parse_reference,
+from orchestration.ecs.shapes import snapshot_of, summarize_task_definition
+from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.models import (
+    Consumer,
+    ServiceSnapshot,
+    SkippedService,
+    TaskDefinitionSummary,
+    UnreadableReference,
 )
+from orchestration.secrets.references import SecretIdentity
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -38,93 +50,54 @@ DESCRIBE_BATCH = 10  # DescribeServices maximum
 
 
 @dataclass(frozen=True, slots=True)
-class UnreadableReference:
-    """A reference rotor could not parse: reported, never fatal."""
+class ScanFailure:
+    """Part of the account rotor could not read: a cluster, or a task definition."""
 
-    task_definition: str
-    container: str
-    value: str
+    scope: str  # "cluster" or "task_definition"
+    subject: str  # the cluster (as configured or listed) or the task definition ARN
     error: str
+    retryable: bool  # a later retry of the event may read it
 
+    @classmethod
+    def of(cls, scope: str, subject: str, exc: AwsCallError) -> ScanFailure:
+        log.warning("could not read %s %s: %s", scope.replace("_", " "), subject, exc)
+        return cls(scope, subject, str(exc), isinstance(exc, RetryableAwsError))
 
-@dataclass(frozen=True, slots=True)
-class TaskDefinitionSummary:
-    """What rotor needs from one task definition revision."""
-
-    arn: str
-    references: tuple[tuple[str, SecretReference], ...]  # (container name, reference)
-    unreadable: tuple[UnreadableReference, ...] = ()
-    task_role_arn: str | None = None
-    execution_role_arn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSnapshot:
-    """One ECS service as DescribeServices shows it."""
-
-    arn: str
-    name: str
-    cluster_arn: str
-    status: str
-    desired_count: int
-    task_definition: str
-    tags: dict[str, str]
-    primary_created_at: datetime | None
-
-    @property
-    def cluster_name(self) -> str:
-        return self.cluster_arn.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Consumer:
-    """A service whose current task definition references the secret."""
-
-    service: ServiceSnapshot
-    task_definition: TaskDefinitionSummary
-    references: tuple[tuple[str, SecretReference], ...]  # only those pointing at the secret
-
-    @property
-    def pinned(self) -> bool:
-        return all(ref.pinned for _, ref in self.references)
-
-    def to_dict(self) -> dict[str, Any]:
-        service = self.service
-        return {
-            "cluster": service.cluster_name,
-            "service": service.name,
-            "service_arn": service.arn,
-            "task_definition": service.task_definition,
-            "references": [
-                {
-                    "container": container,
-                    "field": ref.field.value,
-                    "value_from": ref.raw,
-                    "pinned": ref.pinned,
-                }
-                for container, ref in self.references
-            ],
-        }
+    def describe(self) -> str:
+        return f"could not read {self.scope.replace('_', ' ')} {self.subject}: {self.error}"
 
 
 @dataclass
 class Inventory:
-    """Every service scanned, with its task definition."""
+    """Every service scanned, with its task definitions: one entry per service and task
+    definition it runs (an EXTERNAL or CODE_DEPLOY service may run several, one per task set).
+    """
 
     services: list[tuple[ServiceSnapshot, TaskDefinitionSummary]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # services that vanished mid-scan
+    skipped: list[SkippedService] = field(default_factory=list)  # shapes rotor does not expect
+    failures: list[ScanFailure] = field(default_factory=list)  # what could not be read
+
+    @property
+    def complete(self) -> bool:
+        """Every cluster and task definition was read: no consumer can have been missed."""
+        return not self.failures
 
     def consumers_of(self, secret: SecretIdentity) -> list[Consumer]:
-        found = []
+        by_service: dict[str, tuple[ServiceSnapshot, list[TaskDefinitionSummary], list[Any]]] = {}
         for service, task_definition in self.services:
-            refs = tuple(
+            refs = [
                 (container, ref)
                 for container, ref in task_definition.references
                 if ref.points_at(secret)
-            )
+            ]
             if refs:
-                found.append(Consumer(service, task_definition, refs))
-        return found
+                _, tds, found = by_service.setdefault(service.arn, (service, [], []))
+                tds.append(task_definition)
+                found.extend(refs)
+        return [
+            Consumer(service, tuple(tds), tuple(refs)) for service, tds, refs in by_service.values()
+        ]
 
     @property
     def unreadable(self) -> list[UnreadableReference]:
@@ -151,6 +124,9 @@ class TaskDefinitionCache:
         return len(self._entries)
 
 
+Described = tuple[list[ServiceSnapshot], list[str], list[SkippedService]]
+
+
 class ConsumerDiscovery:
     def __init__(
         self,
@@ -163,7 +139,7 @@ class ConsumerDiscovery:
     ) -> None:
         self._ecs = ecs
         self._retry = retry
-        self._clusters = tuple(clusters)
+        self._clusters = distinct_clusters(clusters)
         self._cache = cache if cache is not None else TaskDefinitionCache()
         self._max_workers = max_workers
 
@@ -173,33 +149,57 @@ class ConsumerDiscovery:
     def scan(self) -> Inventory:
         inventory = Inventory()
         with ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-scan") as pool:
-            pages = [pool.submit(self._service_arns, c) for c in self._cluster_arns()]
-            describes: list[Future[tuple[list[ServiceSnapshot], list[str]]]] = []
-            for page in pages:
-                cluster, arns = page.result()
+            pages = [(c, pool.submit(self._service_arns, c)) for c in self._cluster_arns()]
+            describes: list[tuple[str, Future[Described]]] = []
+            listed: set[str] = set()
+            for cluster, page in pages:
+                try:
+                    arns = page.result()
+                except AwsCallError as exc:
+                    inventory.failures.append(ScanFailure.of("cluster", cluster, exc))
+                    continue
+                arns = [arn for arn in dict.fromkeys(arns) if arn not in listed]
+                listed.update(arns)
                 for start in range(0, len(arns), DESCRIBE_BATCH):
                     batch = arns[start : start + DESCRIBE_BATCH]
-                    describes.append(pool.submit(self._describe_services, cluster, batch))
+                    describes.append(
+                        (cluster, pool.submit(self._describe_services, cluster, batch))
+                    )
             snapshots: list[ServiceSnapshot] = []
-            for described in describes:
-                found, missing = described.result()
+            for cluster, described in describes:
+                try:
+                    found, missing, skipped = described.result()
+                except AwsCallError as exc:
+                    if all(f.subject != cluster for f in inventory.failures):  # once a cluster
+                        inventory.failures.append(ScanFailure.of("cluster", cluster, exc))
+                    continue
                 snapshots.extend(found)
                 inventory.missing.extend(missing)
-            wanted = sorted({s.task_definition for s in snapshots})
-            fetched = dict(zip(wanted, pool.map(self._task_definition, wanted), strict=True))
-        inventory.services = [(s, fetched[s.task_definition]) for s in snapshots]
+                inventory.skipped.extend(skipped)
+            wanted = sorted({arn for s in snapshots for arn in s.task_definitions})
+            fetches = [(arn, pool.submit(self._task_definition, arn)) for arn in wanted]
+            fetched: dict[str, TaskDefinitionSummary] = {}
+            for arn, fetch in fetches:
+                try:
+                    fetched[arn] = fetch.result()
+                except AwsCallError as exc:
+                    inventory.failures.append(ScanFailure.of("task_definition", arn, exc))
+        inventory.services = [
+            (s, fetched[arn]) for s in snapshots for arn in s.task_definitions if arn in fetched
+        ]
         return inventory
 
     def _cluster_arns(self) -> list[str]:
         if self._clusters:
             return list(self._clusters)
-        return self._all_pages("ListClusters", self._ecs.list_clusters, "clusterArns")
+        return distinct_clusters(
+            self._all_pages("ListClusters", self._ecs.list_clusters, "clusterArns")
+        )
 
-    def _service_arns(self, cluster: str) -> tuple[str, list[str]]:
-        arns = self._all_pages(
+    def _service_arns(self, cluster: str) -> list[str]:
+        return self._all_pages(
             "ListServices", self._ecs.list_services, "serviceArns", cluster=cluster
         )
-        return cluster, arns
 
     def _all_pages(
         self, operation: str, call: Callable[..., Any], key: str, **params: Any
@@ -215,14 +215,12 @@ class ConsumerDiscovery:
                 **params,
                 **({"nextToken": token} if token else {}),
             )
-            items.extend(page.get(key, []))
+            items.extend(item for item in page.get(key) or [] if isinstance(item, str))
             token = page.get("nextToken")
             if not token:
                 return items
 
-    def _describe_services(
-        self, cluster: str, arns: list[str]
-    ) -> tuple[list[ServiceSnapshot], list[str]]:
+    def _describe_services(self, cluster: str, arns: list[str]) -> Described:
         answer = self._retry.call(
             "DescribeServices",
             self._ecs.describe_services,
@@ -230,8 +228,21 @@ class ConsumerDiscovery:
             services=arns,
             include=["TAGS"],
         )
-        missing = [f.get("arn", "?") for f in answer.get("failures", [])]
-        return [snapshot_of(s) for s in answer.get("services", [])], missing
+        missing = [str(f.get("arn") or "?") for f in answer.get("failures") or []]
+        found: list[ServiceSnapshot] = []
+        skipped: list[SkippedService] = []
+        for service in answer.get("services") or []:
+            try:
+                snapshot = snapshot_of(service)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                arn = service.get("serviceArn") if isinstance(service, Mapping) else None
+                snapshot = SkippedService(str(arn or "?"), f"unexpected shape: {exc!r}")
+            if isinstance(snapshot, SkippedService):
+                log.warning("skipped service %s: %s", snapshot.arn, snapshot.reason)
+                skipped.append(snapshot)
+            else:
+                found.append(snapshot)
+        return found, missing, skipped
 
     def _task_definition(self, arn: str) -> TaskDefinitionSummary:
         cached = self._cache.get(arn)
@@ -240,61 +251,24 @@ class ConsumerDiscovery:
         answer = self._retry.call(
             "DescribeTaskDefinition", self._ecs.describe_task_definition, taskDefinition=arn
         )
-        summary = summarize_task_definition(answer["taskDefinition"])
+        try:
+            summary = summarize_task_definition(answer.get("taskDefinition") or {}, arn)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # Reported like a reference rotor cannot read: a consumer it may miss.
+            problem = UnreadableReference(arn, "?", "", f"unexpected task definition: {exc!r}")
+            summary = TaskDefinitionSummary(arn, (), (problem,))
         self._cache.put(summary)
         return summary
 
 
-def snapshot_of(service: Any) -> ServiceSnapshot:
-    """A ``ServiceSnapshot`` from one DescribeServices ``services[]`` entry."""
-    primary = next(
-        (d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), None
-    )
-    return ServiceSnapshot(
-        arn=service["serviceArn"],
-        name=service["serviceName"],
-        cluster_arn=service["clusterArn"],
-        status=service.get("status", "UNKNOWN"),
-        desired_count=int(service.get("desiredCount", 0)),
-        task_definition=service["taskDefinition"],
-        tags={t["key"]: t.get("value", "") for t in service.get("tags", []) if "key" in t},
-        primary_created_at=primary.get("createdAt") if primary else None,
-    )
+def distinct_clusters(clusters: Sequence[str]) -> list[str]:
+    """Each cluster once, in the order given, whether named by name or by ARN."""
+    seen: dict[str, str] = {}
+    for cluster in clusters:
+        seen.setdefault(cluster_name(cluster), cluster)
+    return list(seen.values())
 
 
-def summarize_task_definition(task_definition: Any) -> TaskDefinitionSummary:
-    """Every secret reference in every container of a task definition."""
-    arn = task_definition["taskDefinitionArn"]
-    _, partition, _, region, account, _ = arn.split(":", 5)
-    references: list[tuple[str, SecretReference]] = []
-    unreadable: list[UnreadableReference] = []
-    for container in task_definition.get("containerDefinitions", []):
-        name = container.get("name", "?")
-        for ref_field, value in _reference_values(container):
-            try:
-                ref = parse_reference(
-                    value, ref_field, partition=partition, region=region, account=account
-                )
-            except InvalidReferenceError as exc:
-                log.warning("unreadable reference in %s container %s: %s", arn, name, exc)
-                unreadable.append(UnreadableReference(arn, name, str(value), str(exc)))
-                continue
-            references.append((name, ref))
-    return TaskDefinitionSummary(
-        arn=arn,
-        references=tuple(references),
-        unreadable=tuple(unreadable),
-        task_role_arn=task_definition.get("taskRoleArn"),
-        execution_role_arn=task_definition.get("executionRoleArn"),
-    )
-
-
-def _reference_values(container: Any) -> Iterator[tuple[ReferenceField, Any]]:
-    for secret in container.get("secrets") or []:
-        yield ReferenceField.SECRETS, secret.get("valueFrom")
-    credentials = (container.get("repositoryCredentials") or {}).get("credentialsParameter")
-    if credentials:
-        yield ReferenceField.REPOSITORY_CREDENTIALS, credentials
-    log_config = container.get("logConfiguration") or {}
-    for option in log_config.get("secretOptions") or []:
-        yield ReferenceField.SECRET_OPTIONS, option.get("valueFrom")
+def cluster_name(cluster: str) -> str:
+    """``prod`` for ``prod`` and for ``arn:aws:ecs:us-east-1:123456789012:cluster/prod``."""
+    return cluster.rsplit("/", 1)[-1] if cluster.startswith("arn:") else cluster

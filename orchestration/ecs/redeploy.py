@@ -7,22 +7,25 @@ later with another event time, does not deploy again; a failed redeploy gives th
 after a last attempt that timed out, rotor looks at the service again: if an earlier attempt
 did land, the PRIMARY deployment is fresh and rotor stops, so a retry never deploys twice.
 A permanent error (access denied, service gone) fails that service only; the others go on.
+
+Only services on the ECS deployment controller are sent ``UpdateService(forceNewDeployment)``:
+AWS refuses it for CODE_DEPLOY and EXTERNAL services (the freshness rule gives those
+``Action.MANUAL``, and rotor tells people what to run instead).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orchestration.aws.retry import THROTTLING_CODES, RetryPolicy
-from orchestration.ecs.discovery import snapshot_of
+from orchestration.ecs.shapes import primary_created_at, primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
-from orchestration.rotation.freshness import Action, Verdict, value_current_by
+from orchestration.models import Action, Outcome, RedeployResult, Verdict
+from orchestration.rotation.freshness import value_current_by
 from orchestration.state.redeploy_ledger import Claim, RedeployLedger, Refusal
 from orchestration.times import utc
 
@@ -30,24 +33,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    REDEPLOYED = "redeployed"
-    ALREADY_FRESH = "already_fresh"  # the ledger or a retry found a deployment made for it
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class RedeployResult:
-    service_arn: str
-    cluster_arn: str
-    outcome: Outcome
-    deployment_id: str | None = None
-    error: str | None = None
-    retryable: bool = False  # for FAILED: a later retry of the event may succeed
-    reason: str | None = None  # for ALREADY_FRESH: why
-    created_at: datetime | None = None  # when the deployment that makes it fresh was created
 
 
 class Redeployer:
@@ -73,7 +58,12 @@ class Redeployer:
     def redeploy(
         self, verdicts: Sequence[Verdict], rotated_at: datetime, change: str | None = None
     ) -> list[RedeployResult]:
-        stale = [v for v in verdicts if v.action is Action.REDEPLOY]
+        # Action.MANUAL (CODE_DEPLOY, EXTERNAL) never gets here: AWS refuses a forced deployment.
+        stale = [
+            v
+            for v in verdicts
+            if v.action is Action.REDEPLOY and v.consumer.service.rotor_can_redeploy
+        ]
         if not stale:
             return []
         with ThreadPoolExecutor(min(self._max_workers, len(stale))) as pool:
@@ -148,10 +138,7 @@ class Redeployer:
             answer = self._ecs.update_service(
                 cluster=service.cluster_arn, service=service.arn, forceNewDeployment=True
             )
-            deployments = answer.get("service", {}).get("deployments", [])
-            primary: Mapping[str, Any] = next(
-                (d for d in deployments if d.get("status") == "PRIMARY"), {}
-            )
+            primary = primary_deployment(answer.get("service") or {}) or {}
             return RedeployResult(
                 service.arn,
                 service.cluster_arn,
@@ -179,5 +166,5 @@ class Redeployer:
         """When the service's current PRIMARY deployment was made, as ECS says now."""
         # A botocore error here propagates to the retry loop, which maps and judges it.
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
-        services = answer.get("services", [])
-        return snapshot_of(services[0]).primary_created_at if services else None
+        services = answer.get("services") or []
+        return primary_created_at(services[0]) if services else None

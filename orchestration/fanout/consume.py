@@ -85,7 +85,7 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
         run_inline(plan_inventory(inventory, job.secret, job, runtime, outcome), runtime, outcome)
     return JobReport(
         "planned",
-        retryable=any(f.get("retryable") for f in outcome.failed),
+        retryable=bool(outcome.retryable_failures),
         metrics=dict(outcome.metrics),
         detail={
             "rotation": job.rotation_id,

@@ -23,22 +23,24 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from orchestration.ecs.discovery import (
-    Consumer,
-    ServiceSnapshot,
-    TaskDefinitionSummary,
-    snapshot_of,
-)
-from orchestration.ecs.redeploy import Outcome
+from orchestration.ecs.shapes import snapshot_of
 from orchestration.fanout import notices
 from orchestration.fanout.jobs import RedeployJob
+from orchestration.models import (
+    Action,
+    Consumer,
+    Outcome,
+    ServiceSnapshot,
+    TaskDefinitionSummary,
+    Verdict,
+)
 from orchestration.notifications import Notification
 from orchestration.outcome import (
     REDEPLOY_FLAPPING,
     REDEPLOYS_DEFERRED,
     STALE_SERVICES_NOTIFIED,
 )
-from orchestration.rotation.freshness import OPT_TAG, Action, Verdict, decide
+from orchestration.rotation.freshness import OPT_TAG, decide
 from orchestration.tracking.store import DeploymentRecord, ServiceStatus, Status
 
 if TYPE_CHECKING:
@@ -98,10 +100,15 @@ class RedeployWorker:
             if snapshot is None:
                 return self._finish(job, JobStatus.SKIPPED, "the service no longer exists")
         refs = tuple(r.reference() for r in job.references)
-        consumer = Consumer(snapshot, TaskDefinitionSummary(snapshot.task_definition, refs), refs)
+        task_definitions = tuple(
+            TaskDefinitionSummary(arn, refs) for arn in snapshot.task_definitions
+        )
+        consumer = Consumer(snapshot, task_definitions, refs)
         verdict = decide_with_policies(consumer, job.rotated_at, opt_in=self._settings.opt_in)
         if verdict.action is Action.SKIP:
             return self._finish(job, JobStatus.SKIPPED, verdict.reason)
+        if verdict.action is Action.MANUAL:  # its controller changed since the plan
+            return self._finish(job, JobStatus.SKIPPED, f"by hand: {verdict.reason}")
         if notify_only(snapshot):
             return self._notify_only(job, verdict)
         now = datetime.now(UTC)
@@ -167,8 +174,9 @@ class RedeployWorker:
             services=[job.service_arn],
             include=["TAGS"],
         )
-        services = answer.get("services", [])
-        return snapshot_of(services[0]) if services else None
+        services = answer.get("services") or []
+        found = snapshot_of(services[0]) if services else None
+        return found if isinstance(found, ServiceSnapshot) else None
 
     def _notify_only(self, job: RedeployJob, verdict: Verdict) -> JobResult:
         notification = notices.stale_service(

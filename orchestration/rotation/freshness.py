@@ -4,35 +4,20 @@ A service needs a redeploy for a rotation completed at time T if and only if it 
 secret unpinned and its PRIMARY deployment was created before T (docs/freshness.md).
 Duplicate events then find the service fresh, and secrets rotated together coalesce into one
 deployment.
+
+A stale service on the CODE_DEPLOY or EXTERNAL deployment controller gets ``Action.MANUAL``:
+AWS refuses ``UpdateService(forceNewDeployment)`` for it, so rotor says what to run instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from orchestration.ecs.discovery import Consumer
+from orchestration.models import Action, Consumer, DeploymentController, Verdict
 from orchestration.secrets.references import SecretReference
 from orchestration.times import iso, utc
 
 OPT_TAG = "rotor:redeploy"
-
-
-class Action(StrEnum):
-    REDEPLOY = "redeploy"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    consumer: Consumer
-    action: Action
-    reason: str
-
-    @property
-    def service_arn(self) -> str:
-        return self.consumer.service.arn
 
 
 def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) -> Verdict:
@@ -61,11 +46,21 @@ def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) ->
             f"at or after the new value ({iso(rotated_at)})"
         )
     when = f"created {iso(created)}" if created else "of unknown age"
-    return Verdict(
-        consumer,
-        Action.REDEPLOY,
-        f"PRIMARY deployment {when}, before the new value ({iso(rotated_at)})",
-    )
+    stale = f"PRIMARY deployment {when}, before the new value ({iso(rotated_at)})"
+    if not service.rotor_can_redeploy:
+        how = MANUAL_HOW[service.controller]
+        return Verdict(consumer, Action.MANUAL, f"{stale}; {how}")
+    return Verdict(consumer, Action.REDEPLOY, stale)
+
+
+MANUAL_HOW = {
+    DeploymentController.CODE_DEPLOY: (
+        "the CODE_DEPLOY controller refuses a forced deployment: start a CodeDeploy deployment"
+    ),
+    DeploymentController.EXTERNAL: (
+        "the EXTERNAL controller refuses a forced deployment: create a new task set"
+    ),
+}
 
 
 def value_current_by(rotated_at: datetime) -> datetime:

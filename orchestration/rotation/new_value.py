@@ -19,24 +19,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestration.ecs.discovery import Inventory, ServiceSnapshot
-from orchestration.errors import RetryableAwsError
+from orchestration.ecs.discovery import Inventory
+from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.events.classification import Classification, EventKind
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
 from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker, decide_with_policies
+from orchestration.models import Action, ServiceSnapshot, Verdict
 from orchestration.outcome import (
     CONSUMERS_FOUND,
+    MANUAL_REDEPLOYS,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_SUPPRESSED,
     REDEPLOY_FAILURES,
     REDEPLOYS_QUEUED,
     REDEPLOYS_SKIPPED,
     REDEPLOYS_STARTED,
-    UNREADABLE_REFERENCES,
     EventOutcome,
+    Failure,
+    Skipped,
 )
-from orchestration.rotation.freshness import Action, Verdict
+from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.runtime import Runtime
 from orchestration.secrets.references import SecretIdentity
+from orchestration.times import iso
 from orchestration.tracking.store import ServiceStatus, Status
 
 log = logging.getLogger(__name__)
@@ -76,21 +82,55 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         run_inline(planned, runtime, outcome)
     else:
         plan_to_queue(secret, rotation, None, runtime, runtime.queue, outcome)
-    outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
-    outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
-    outcome.count(REDEPLOY_FAILURES, len(outcome.failed))
-    if outcome.queued:
-        outcome.count(REDEPLOYS_QUEUED, len(outcome.queued))
+    finish(event, rotation, runtime, outcome)
     log.info(
-        "secret %s: %d consumers, %d queued, %d redeployed, %d skipped, %d failed",
+        "secret %s: %d consumers, %d queued, %d redeployed, %d skipped, %d by hand, %d failed",
         secret.arn,
         len(outcome.consumers),
         len(outcome.queued),
         len(outcome.redeployed),
         len(outcome.skipped),
+        len(outcome.manual),
         len(outcome.failed),
     )
     return outcome
+
+
+def finish(
+    event: Classification, rotation: Rotation, runtime: Runtime, outcome: EventOutcome
+) -> None:
+    """Counts, and the one notification about services people must redeploy."""
+    if outcome.manual:
+        outcome.count(MANUAL_REDEPLOYS, len(outcome.manual))
+        _notify_manual(event, runtime, rotation, outcome)
+    outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
+    outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
+    outcome.count(REDEPLOY_FAILURES, sum(1 for f in outcome.failed if f.scope == "service"))
+    if outcome.queued:
+        outcome.count(REDEPLOYS_QUEUED, len(outcome.queued))
+
+
+def _notify_manual(
+    event: Classification, runtime: Runtime, rotation: Rotation, outcome: EventOutcome
+) -> None:
+    """One notification per change (deliveries of one rotation share the notify window)."""
+    key = f"manual-redeploy|{rotation.change or f'{rotation.secret_arn}@{iso(event.event_time)}'}"
+    if not runtime.notify_window.claim(key, event.event_time):
+        outcome.notifications_suppressed += 1
+        outcome.count(NOTIFICATIONS_SUPPRESSED)
+        return
+    notification = manual_notification(event, rotation.secret_arn, outcome.manual)
+    try:
+        runtime.notifier.publish(notification)
+    except Exception:
+        # Not sent: give the window back so the retried event notifies.
+        try:
+            runtime.notify_window.release(key)
+        except AwsCallError as exc:  # keep the original error; say this one too
+            log.error("could not release the notify window for %s: %s", key, exc)
+        raise
+    outcome.notifications.append(notification)
+    outcome.count(NOTIFICATIONS_SENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +148,7 @@ def plan_inventory(
 ) -> list[Planned]:
     """Decide for each consumer in ``inventory``; record skips; return the jobs to do."""
     consumers = inventory.consumers_of(secret)
-    report_unreadable(inventory, outcome)
+    outcome.report_scan(inventory)
     verdicts = [
         decide_with_policies(c, rotation.rotated_at, opt_in=runtime.settings.opt_in)
         for c in consumers
@@ -120,8 +160,13 @@ def plan_inventory(
     for verdict in verdicts:
         service = verdict.consumer.service
         if verdict.action is Action.SKIP:
-            outcome.skipped.append({"service": verdict.service_arn, "reason": verdict.reason})
+            outcome.skipped.append(Skipped(verdict.service_arn, verdict.reason))
             status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
+        elif verdict.action is Action.MANUAL:
+            outcome.manual.append(manual_redeploy(verdict))
+            status = ServiceStatus(
+                Status.SKIPPED, f"by hand: {verdict.reason}", now, service.cluster_arn
+            )
         else:
             job = RedeployJob(
                 **rotation.rotation_fields(),
@@ -155,11 +200,9 @@ def add_result(result: JobResult, outcome: EventOutcome) -> None:
     if result.status is JobStatus.REDEPLOYED:
         outcome.redeployed.append(result.service_arn)
     elif result.status in (JobStatus.SKIPPED, JobStatus.NOTIFIED):
-        outcome.skipped.append({"service": result.service_arn, "reason": result.reason})
+        outcome.skipped.append(Skipped(result.service_arn, result.reason))
     else:
-        outcome.failed.append(
-            {"service": result.service_arn, "error": result.reason, "retryable": result.retryable}
-        )
+        outcome.failed.append(Failure(result.service_arn, result.reason, result.retryable))
 
 
 def plan_to_queue(
@@ -229,16 +272,6 @@ def enqueue(
 
 class OutOfTime(Exception):
     """Less than ``PLAN_RESERVE_SECONDS`` left: hand the rest of the plan to the worker."""
-
-
-def report_unreadable(inventory: Inventory, outcome: EventOutcome) -> None:
-    """References ECS may accept but rotor cannot parse: a consumer rotor might miss."""
-    for bad in inventory.unreadable:
-        outcome.notes.append(
-            f"unreadable reference in {bad.task_definition} container {bad.container}: {bad.error}"
-        )
-    if inventory.unreadable:
-        outcome.count(UNREADABLE_REFERENCES, len(inventory.unreadable))
 
 
 def describe_verdict(verdict: Verdict) -> dict[str, Any]:

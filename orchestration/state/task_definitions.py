@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestration.aws.retry import RetryPolicy
-from orchestration.ecs.discovery import TaskDefinitionCache, TaskDefinitionSummary
+from orchestration.ecs.discovery import TaskDefinitionCache
 from orchestration.errors import AwsCallError
+from orchestration.models import TaskDefinitionSummary, UnreadableReference
 from orchestration.secrets.references import ReferenceField, ReferenceKind, SecretReference
 
 if TYPE_CHECKING:
@@ -67,8 +68,6 @@ def summary_to_json(summary: TaskDefinitionSummary) -> str:
 
 def summary_from_json(text: str) -> TaskDefinitionSummary | None:
     """The summary, or None for an item of another format (or not one at all)."""
-    from orchestration.ecs.discovery import UnreadableReference
-
     try:
         data: dict[str, Any] = json.loads(text)
         if data.get("format") != FORMAT:

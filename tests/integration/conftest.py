@@ -152,18 +152,50 @@ class EcsWorld:
         deployed_at: datetime = STALE,
         desired_count: int = 1,
         tags: Mapping[str, str] | None = None,
+        controller: str = "ECS",
+        load_balancers: Iterable[tuple[str, int]] = (),
     ) -> str:
+        """A service; ``task_definition`` "" for an EXTERNAL one (its task sets carry them)."""
         kwargs: dict[str, Any] = {}
         if tags:
             kwargs["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        if task_definition:
+            kwargs["taskDefinition"] = task_definition
+        if controller != "ECS":
+            kwargs["deploymentController"] = {"type": controller}
+        targets = [
+            {
+                "targetGroupArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:"
+                f"targetgroup/{name}-{i}/0123456789abcdef",
+                "containerName": container,
+                "containerPort": port,
+            }
+            for i, (container, port) in enumerate(load_balancers)
+        ]
+        if targets:
+            kwargs["loadBalancers"] = targets
         arn: str = self.ecs.create_service(
             cluster=cluster,
             serviceName=name,
-            taskDefinition=task_definition,
             desiredCount=desired_count,
             **kwargs,
         )["service"]["serviceArn"]
         backdate_deployment(self.backend, cluster, name, deployed_at)
+        return arn
+
+    def task_set(
+        self, cluster: str, service: str, task_definition: str, *, created_at: datetime = STALE
+    ) -> str:
+        """A task set of a CODE_DEPLOY/EXTERNAL service, made PRIMARY, created at ``created_at``."""
+        arn: str = self.ecs.create_task_set(
+            cluster=cluster, service=service, taskDefinition=task_definition
+        )["taskSet"]["taskSetArn"]
+        self.ecs.update_service_primary_task_set(
+            cluster=cluster, service=service, primaryTaskSet=arn
+        )
+        for task_set in self.backend.services[f"{cluster}:{service}"].task_sets:
+            if task_set.task_set_arn == arn:
+                task_set.createdAt = created_at
         return arn
 
     def primary(self, cluster: str, service: str) -> dict[str, Any]:

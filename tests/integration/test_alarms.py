@@ -18,12 +18,13 @@ import pytest
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.dispatch import process
+from orchestration.errors import RetryableAwsError
 from orchestration.events.classification import classify
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from orchestration.state.notify_window import MemoryNotifyWindow
-from tests.aws_fakes import ApiCalls, FailFor
+from tests.aws_fakes import ApiCalls, ErrorInjector, FailFor
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
 from tests.integration.conftest import Inbox
 
@@ -561,6 +562,77 @@ def test_deletion_of_a_secret_nobody_references_is_quiet(
     assert "DeletedSecretStillReferenced" not in outcome.metrics
     assert outcome.notifications == []
     assert inbox.drain() == []
+
+
+def _unused_secret_deletion(clients: AwsClients) -> dict[str, Any]:
+    sm = clients.secretsmanager
+    arn = sm.create_secret(Name="prod/unused-token", SecretString="placeholder")["ARN"]
+    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+    event = load_event("delete-secret-recovery-window.json")
+    event["detail"]["requestParameters"]["secretId"] = "prod/unused-token"
+    event["detail"]["responseElements"].update(arn=arn, name="prod/unused-token")
+    return event
+
+
+@pytest.mark.parametrize("operation", ["ListClusters", "ListServices", "DescribeTaskDefinition"])
+def test_a_deletion_warning_whose_scan_was_throttled_is_retried_never_an_all_clear(
+    clients: AwsClients, alarm_runtime: Runtime, inbox: Inbox, operation: str
+) -> None:
+    """Throttled to the end of the retry budget: the event fails as retryable (Lambda retries
+    it), and the retry sends the complete warning."""
+    injector = ErrorInjector(1.0, operations={operation}).attach(clients.ecs)
+    event = load_event("delete-secret-recovery-window.json")
+
+    with pytest.raises(RetryableAwsError):
+        run(event, alarm_runtime)
+
+    assert injector.injected[operation] > 0
+    assert inbox.drain() == []
+
+    injector.rate = 0.0
+    outcome = run(event, alarm_runtime)
+    assert outcome.metrics["DeletedSecretStillReferenced"] == 1
+    body = only_message(inbox)["Message"]
+    assert [s.split(":")[0] for s in section(body, "Still referenced by")] == ["prod/api"]
+    assert "Could not check" not in body
+    assert "nothing will break" not in " ".join(outcome.notes)
+
+
+def test_a_deletion_warning_whose_scan_was_denied_is_sent_saying_what_was_not_checked(
+    clients: AwsClients, alarm_runtime: Runtime, inbox: Inbox
+) -> None:
+    """Access denied on one cluster: a retry cannot help, so the warning goes out now, naming
+    the consumers found elsewhere and the cluster rotor could not check."""
+    batch = clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"]
+    FailFor("ListServices", "AccessDeniedException", cluster=batch).attach(clients.ecs)
+
+    outcome = run(load_event("delete-secret-recovery-window.json"), alarm_runtime)
+
+    body = only_message(inbox)["Message"]
+    assert [s.split(":")[0] for s in section(body, "Still referenced by")] == ["prod/api"]
+    (not_checked,) = section(body, "Could not check")
+    assert not_checked.startswith(f"could not read cluster {batch}")
+    assert "AccessDeniedException" in not_checked
+    assert [(f.scope, f.subject, f.retryable) for f in outcome.failed] == [
+        ("cluster", batch, False)
+    ]
+
+
+@pytest.mark.parametrize("operation", ["ListClusters", "ListServices"])
+def test_a_deletion_nobody_seems_to_reference_says_could_not_check_when_the_scan_was_denied(
+    clients: AwsClients, alarm_runtime: Runtime, inbox: Inbox, operation: str
+) -> None:
+    FailFor(operation, "AccessDeniedException").attach(clients.ecs)
+
+    outcome = run(_unused_secret_deletion(clients), alarm_runtime)
+
+    assert not any("nothing will break" in note for note in outcome.notes)
+    message = only_message(inbox)
+    assert "could not check" in message["Subject"]
+    not_checked = section(message["Message"], "No reference found in what rotor could read")
+    assert not_checked and all("AccessDeniedException" in line for line in not_checked)
+    assert "restore-secret" in message["Message"]
+    assert outcome.failed and not outcome.retryable_failures
 
 
 # ---------------------------------------------------------------------------- rotation_failed

@@ -342,3 +342,25 @@ def test_discover_api_signer_by_name_partial_or_full_arn(world_probe, capsys, se
         "repositoryCredentials",
     ]
     assert world_probe.changed() == set()
+
+
+def test_discover_says_which_cluster_it_could_not_read_and_fails(world_probe, capsys, monkeypatch):
+    """A cluster in ROTOR_CLUSTERS that does not exist: the others are listed, the missing one
+    is named, and the run fails (exit 1), for the list may be incomplete."""
+    monkeypatch.setenv("ROTOR_CLUSTERS", "prod,ghost")
+
+    status = main(["discover", "prod/db", "--world", "--json"])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    data = one_json_object(captured.out)
+    assert {f"{r['cluster']}/{r['service']}" for r in data["consumers"]} == {
+        "prod/api",
+        "prod/worker",
+        "prod/reporting",
+        "prod/billing",
+        "prod/search",
+    }
+    (problem,) = data["could_not_check"]
+    assert problem.startswith("could not read cluster ghost")
+    assert "ClusterNotFoundException" in problem

@@ -343,3 +343,70 @@ def test_aws_error_in_discovery_is_logged_and_raised_for_lambda_to_retry(
     ]
     (record,) = emf_lines(capsys.readouterr().out)
     assert emf_values(record) == {"ProcessingErrors": 1}
+
+
+class NotAnAwsError(Exception):
+    """Something rotor does not expect, raised from inside a use case."""
+
+
+@pytest.mark.parametrize(
+    ("operation", "error"),
+    [
+        ("ListClusters", NotAnAwsError("a bug in a hook")),
+        ("DescribeServices", KeyError("serviceArn")),
+        ("UpdateService", TypeError("unexpected answer")),
+    ],
+)
+def test_every_unexpected_error_is_logged_with_the_correlation_id_counted_and_raised(
+    seeded, clients, runtime, use_runtime, capsys, powertools_logs, operation, error
+):
+    lambda_handler = use_runtime(runtime)
+
+    def explode(**_: Any) -> None:
+        raise error
+
+    clients.ecs.meta.events.register(f"before-call.ecs.{operation}", explode)
+    event = load_event("rotation-succeeded.json")
+
+    with pytest.raises(type(error)):
+        lambda_handler(event, FakeLambdaContext())
+
+    errors = [r for r in log_records(powertools_logs) if r["level"] == "ERROR"]
+    unexpected = [r for r in errors if r["message"].startswith("unexpected error")]
+    assert len(unexpected) == 1
+    assert unexpected[0]["correlation_id"] == event["id"]
+    assert unexpected[0]["error_type"] == type(error).__name__
+    assert "exception" in unexpected[0]  # the traceback, for whoever reads the log
+    (record,) = emf_lines(capsys.readouterr().out)
+    assert emf_values(record)["ProcessingErrors"] == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "raises"), [("ThrottlingException", True), ("AccessDeniedException", False)]
+)
+def test_an_unreadable_cluster_fails_the_event_as_retryable_only_when_a_retry_may_help(
+    seeded, clients, use_runtime, sleeps: Sleeps, capsys, code, raises
+):
+    """batch cannot be read; prod's consumers are redeployed either way."""
+    lambda_handler = use_runtime(make_runtime(clients, RetryPolicy(max_attempts=2, sleep=sleeps)))
+    batch = clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"]
+    from tests.aws_fakes import FailFor
+
+    FailFor("ListServices", code, cluster=batch).attach(clients.ecs)
+    before = seeded.primaries(WORLD_SERVICES)
+    event = load_event("rotation-succeeded.json")
+
+    if raises:
+        with pytest.raises(RetryableFailure, match="batch"):
+            lambda_handler(event, FakeLambdaContext())
+    else:
+        result = lambda_handler(event, FakeLambdaContext())
+        assert result["status"] == "processed"
+        assert result["failed"] == [
+            {"cluster": batch, "error": result["failed"][0]["error"], "retryable": False}
+        ]
+
+    assert changed_services(before, seeded.primaries(WORLD_SERVICES)) == DB_CONSUMERS
+    (record,) = emf_lines(capsys.readouterr().out)
+    assert emf_values(record)["DiscoveryFailures"] == 1
+    assert emf_values(record)["RedeploysStarted"] == 2

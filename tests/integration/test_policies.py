@@ -115,7 +115,7 @@ def test_flap_guard_skips_past_the_limit_counts_and_notifies(
     assert [len(o.redeployed) for o in outcomes] == [1, 1, 0]
     assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 2})
     (skip,) = outcomes[2].skipped
-    assert skip["reason"].startswith("flapping: 2 forced deployments in the last hour")
+    assert skip.reason.startswith("flapping: 2 forced deployments in the last hour")
     assert outcomes[2].metrics["RedeployFlapping"] == 1
     (envelope,) = inbox.drain()
     assert envelope["Subject"].startswith("rotor: prod-stale-0 redeployed 2 times in an hour")
@@ -137,8 +137,8 @@ def test_the_cluster_cap_defers_services_past_it_and_leaves_other_clusters_alone
     assert sum(n for s, n in deployed.items() if s.startswith("prod-")) == 2
     assert deployed["batch-stale-0"] == 1
     assert len(outcome.failed) == 3
-    assert all(f["retryable"] for f in outcome.failed)  # the event (or job) comes back later
-    assert all("rollouts under way" in f["error"] for f in outcome.failed)
+    assert all(f.retryable for f in outcome.failed)  # the event (or job) comes back later
+    assert all("rollouts under way" in f.error for f in outcome.failed)
     assert outcome.metrics["RedeploysDeferred"] == 3
 
 
@@ -158,8 +158,8 @@ def test_a_notify_only_service_is_reported_not_redeployed(clients, retry, ecs_wo
 
     assert ecs_world.updates_reached_moto == Counter({"api": 1})
     (skip,) = outcome.skipped
-    assert skip["service"] == f"{PROD}/ledger"
-    assert skip["reason"].startswith("notify-only")
+    assert skip.service == f"{PROD}/ledger"
+    assert skip.reason.startswith("notify-only")
     assert outcome.metrics["StaleServicesNotified"] == 1
     (envelope,) = inbox.drain()
     assert envelope["Subject"] == "rotor: ledger holds the old value of prod/db"

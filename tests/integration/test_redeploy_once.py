@@ -61,7 +61,7 @@ def test_label_event_then_a_later_rotation_succeeded_redeploy_once(
         f"arn:aws:ecs:us-east-1:123456789012:service/prod/{n}" for n in ("api", "worker")
     )
     assert second.redeployed == []
-    assert {s["reason"].split(" (")[0] for s in second.skipped} == {
+    assert {s.reason.split(" (")[0] for s in second.skipped} == {
         "already redeployed by rotor for this value"
     }
     assert update_calls_per_service(ecs_calls.of("UpdateService")) == Counter(
@@ -180,12 +180,12 @@ def test_two_deliveries_handled_at_once_redeploy_once(
     assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
     # The other delivery either saw the claim confirmed (skipped), or gave up waiting on it
     # and asks Lambda to retry the event (retryable failure): never a second deployment.
-    skipped = [s["reason"] for outcome in outcomes for s in outcome.skipped]
+    skipped = [s.reason for outcome in outcomes for s in outcome.skipped]
     waited_out = [
-        f for outcome in outcomes for f in outcome.failed if "ClaimHeldElsewhere" in f["error"]
+        f for outcome in outcomes for f in outcome.failed if "ClaimHeldElsewhere" in f.error
     ]
     assert len(skipped) + len(waited_out) == 2
-    assert all(f["retryable"] is True for f in waited_out)
+    assert all(f.retryable is True for f in waited_out)
 
 
 def _label(clients, secret_arn: str, version: str, at) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def test_a_failed_redeploy_gives_its_claim_back_so_the_retried_event_redeploys(
     clients.ecs.meta.events.unregister("before-call.ecs", throttled._maybe_fail)
     retried = process(classify(event), runtime)  # Lambda's retry of the same event
 
-    assert [f["retryable"] for f in first.failed] == [True, True]
+    assert [f.retryable for f in first.failed] == [True, True]
     assert len(retried.redeployed) == 2
     assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
 
@@ -254,7 +254,7 @@ def test_an_update_that_landed_but_whose_answer_was_lost_counts_and_is_not_repea
     later = process(classify(rotation_event(db, at=NOW + timedelta(minutes=5))), runtime)
 
     assert first.failed == []
-    assert {s["reason"] for s in first.skipped} == {
+    assert {s.reason for s in first.skipped} == {
         "already fresh: an earlier attempt's deployment landed"
     }
     assert later.redeployed == [] and later.failed == []
@@ -294,8 +294,8 @@ def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers,
     assert ecs_world.updates_reached_moto == Counter()  # never a second deployment
     if other_finishes:
         assert outcome.failed == []
-        assert all(s["reason"].startswith("already redeployed by rotor") for s in outcome.skipped)
+        assert all(s.reason.startswith("already redeployed by rotor") for s in outcome.skipped)
     else:
-        assert sorted(f["retryable"] for f in outcome.failed) == [True, True]
-        assert all("ClaimHeldElsewhere" in f["error"] for f in outcome.failed)
+        assert sorted(f.retryable for f in outcome.failed) == [True, True]
+        assert all("ClaimHeldElsewhere" in f.error for f in outcome.failed)
     assert waits  # it waited rather than giving up at once

@@ -51,7 +51,7 @@ def partial(arn: str) -> str:
 
 
 def skipped_reasons(outcome: EventOutcome) -> dict[str, str]:
-    return {s["service"].rsplit("/", 1)[-1]: s["reason"] for s in outcome.skipped}
+    return {s.service.rsplit("/", 1)[-1]: s.reason for s in outcome.skipped}
 
 
 def names(arns: list[str]) -> set[str]:
@@ -402,7 +402,7 @@ def test_every_consumer_redeployed_exactly_once_despite_errors_on_30_percent_of_
     assert sleeps, "retries back off (recorded, not slept)"
     expected = {f"{c}/{s}" for c, s in consumers}
     redeployed_or_found = set(outcome.redeployed) | {
-        s["service"] for s in outcome.skipped if s["reason"] == "already fresh (found on retry)"
+        s.service for s in outcome.skipped if s.reason == "already fresh (found on retry)"
     }
     assert names(list(redeployed_or_found)) == {s for _, s in consumers}
     after = ecs_world.primaries(everyone)
@@ -437,7 +437,7 @@ def test_update_that_landed_before_a_timeout_is_not_repeated(ecs_world, ecs_call
     assert outcome.failed == []
     assert ecs_world.updates_reached_moto == Counter({s: 1 for _, s in consumers})
     assert changed(before, ecs_world.primaries(consumers)) == {f"{c}/{s}" for c, s in consumers}
-    found_on_retry = {s["service"] for s in outcome.skipped}
+    found_on_retry = {s.service for s in outcome.skipped}
     assert names(outcome.redeployed) | names(list(found_on_retry)) == {s for _, s in consumers}
 
 
@@ -459,9 +459,9 @@ def test_one_service_failing_permanently_does_not_stop_the_others(
 
     assert len(outcome.failed) == 1
     failure = outcome.failed[0]
-    assert failure["service"] == victim_arn
-    assert failure["retryable"] is False
-    assert "AccessDeniedException" in failure["error"]
+    assert failure.subject == victim_arn
+    assert failure.retryable is False
+    assert "AccessDeniedException" in failure.error
     assert denied.hits == 1, "a permanent error is not retried"
     assert outcome.metrics["RedeployFailures"] == 1
     others = {f"{c}/{s}" for c, s in consumers if s != victim}
