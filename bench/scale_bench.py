@@ -24,6 +24,8 @@ Progress goes to stderr; the table to stdout; ``--json`` writes the figures to a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -353,7 +355,8 @@ def bench_fanout(consumers: int, latency: float) -> FanoutFigures:
 
         progress(f"fan-out, {consumers} consumers: planning")
         standin.refill()
-        result = rotation(event, _Context())
+        with contextlib.redirect_stdout(io.StringIO()):  # the handlers' metrics (EMF lines)
+            result = rotation(event, _Context())
         assert len(result["queued"]) == consumers, result
         standin.reset_counts()
         progress(f"fan-out, {consumers} consumers: worker")
@@ -364,30 +367,27 @@ def bench_fanout(consumers: int, latency: float) -> FanoutFigures:
             ).get("Messages", [])
             if not messages:
                 break
-            answer = worker(
-                {
-                    "Records": [
-                        {
-                            "messageId": m["MessageId"],
-                            "receiptHandle": m["ReceiptHandle"],
-                            "body": m["Body"],
-                            "attributes": {
-                                "ApproximateReceiveCount": m["Attributes"][
-                                    "ApproximateReceiveCount"
-                                ],
-                                "SentTimestamp": m["Attributes"]["SentTimestamp"],
-                            },
-                            "messageAttributes": {},
-                            "md5OfBody": m["MD5OfBody"],
-                            "eventSource": "aws:sqs",
-                            "eventSourceARN": queue_arn,
-                            "awsRegion": REGION,
-                        }
-                        for m in messages
-                    ]
-                },
-                _Context(),
-            )
+            batch = {
+                "Records": [
+                    {
+                        "messageId": m["MessageId"],
+                        "receiptHandle": m["ReceiptHandle"],
+                        "body": m["Body"],
+                        "attributes": {
+                            "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                            "SentTimestamp": m["Attributes"]["SentTimestamp"],
+                        },
+                        "messageAttributes": {},
+                        "md5OfBody": m["MD5OfBody"],
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": queue_arn,
+                        "awsRegion": REGION,
+                    }
+                    for m in messages
+                ]
+            }
+            with contextlib.redirect_stdout(io.StringIO()):  # the worker's metrics (EMF)
+                answer = worker(batch, _Context())
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
             for m in messages:
                 if m["MessageId"] not in failed:
