@@ -83,6 +83,8 @@ def build(out: Path, runtime: str, architecture: str) -> None:
     with tempfile.TemporaryDirectory() as wheels:
         subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, str(ROOT)], check=True)
         (wheel,) = Path(wheels).glob("rotor-*.whl")
+        constraints = Path(wheels) / "constraints.txt"
+        constraints.write_text(tested_versions(pip))
         platforms = [f"--platform={p}" for p in PLATFORMS[architecture]]
         subprocess.run(
             [
@@ -95,6 +97,7 @@ def build(out: Path, runtime: str, architecture: str) -> None:
                 "--implementation=cp",
                 "--only-binary=:all:",
                 "--upgrade",
+                f"--constraint={constraints}",
                 "--no-warn-conflicts",  # the build venv's own tools are not the artifact's
                 str(wheel),
             ],
@@ -105,6 +108,15 @@ def build(out: Path, runtime: str, architecture: str) -> None:
         shutil.rmtree(stubs)
     for cache in out.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def tested_versions(pip: list[str]) -> str:
+    """The versions installed where this runs (the ones the tests ran against), as pip
+    constraints: the artifact holds the same dependency versions, not whatever is newest."""
+    frozen = subprocess.run(
+        [*pip, "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
+    ).stdout
+    return "\n".join(line for line in frozen.splitlines() if "==" in line) + "\n"
 
 
 def check(out: Path, runtime: str, architecture: str) -> list[str]:

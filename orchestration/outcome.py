@@ -28,6 +28,7 @@ SECRETS_RESTORED = "SecretsRestored"
 INVALID_EVENTS = "InvalidEvents"
 UNREADABLE_REFERENCES = "UnreadableReferences"  # valueFrom rotor cannot parse: may miss a consumer
 PROCESSING_ERRORS = "ProcessingErrors"  # an error stopped an event; Lambda retries it
+UNTRUSTED_EVENTS = "UntrustedEvents"  # from an account neither ours nor ROTOR_TRUSTED_ACCOUNTS
 MANUAL_REDEPLOYS = "ManualRedeploysNeeded"  # stale CODE_DEPLOY/EXTERNAL services: people must act
 DISCOVERY_FAILURES = "DiscoveryFailures"  # a cluster or task definition rotor could not read
 REDEPLOYS_QUEUED = "RedeploysQueued"  # jobs sent to the redeploy queue

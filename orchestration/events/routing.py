@@ -15,6 +15,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum, auto
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -26,11 +27,13 @@ from orchestration.errors import ConfigurationError
 TEMPLATE_RESOURCE = "template.yaml"
 
 
-class _Missing:
-    """The sentinel for a key an event does not have (the class itself, never instantiated)."""
+class _Absent(Enum):
+    """A field the event does not have (unlike a field whose value is null)."""
+
+    MISSING = auto()
 
 
-_MISSING = _Missing
+_MISSING = _Absent.MISSING
 
 
 @dataclass(frozen=True, slots=True)

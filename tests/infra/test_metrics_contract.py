@@ -15,24 +15,21 @@ import importlib
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from handlers.entry import make_handler
-from handlers.tracker import TRACKER_KINDS
+import handlers.entry
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.events.classification import ALARM_KINDS, REDEPLOY_KINDS
 from orchestration.events.routing import route, rules_of
-from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from orchestration.tracking.store import DeploymentRecord
+from orchestration.tracking.store import DeploymentRecord, DynamoDbRolloutStore
 from tests.aws_fakes import FailFor
-from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event, make_runtime
-from tests.integration.conftest import inbox  # noqa: F401 - fixture
+from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
+from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -76,43 +73,52 @@ def _emitted(stdout: str) -> set[Metric]:
     return found
 
 
-#: The kinds each function of the template acts on (its handler module's make_handler call).
-KINDS_OF_MODULE = {
-    "handlers.rotation": REDEPLOY_KINDS,
-    "handlers.alarms": ALARM_KINDS,
-    "handlers.tracker": TRACKER_KINDS,
-}
+class Containers:
+    """The deployed handlers (the template's ``Handler`` strings), each time in a new container.
 
+    A handler module is reloaded so that ``make_handler`` builds a new container runtime, from
+    the environment as in Lambda (``ROTOR_*``), on the test's moto clients.
+    """
 
-def _invoke(handler_path: str, event: dict[str, Any], runtime: Runtime) -> None:
-    """The template's handler for ``event``, as deployed but built on ``runtime``."""
-    module_name, function_name = handler_path.rsplit(".", 1)
-    assert callable(getattr(importlib.import_module(module_name), function_name))
-    handler = make_handler(KINDS_OF_MODULE[module_name], lambda: runtime)
-    try:
-        handler(event, FakeLambdaContext())
-    except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
-        assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, clients: AwsClients) -> None:
+        monkeypatch.setattr(handlers.entry, "AwsClients", lambda: clients)
+        self.loaded: dict[str, Callable[..., Any]] = {}
+
+    def fresh(self) -> None:
+        self.loaded.clear()
+
+    def invoke(self, handler_path: str, event: dict[str, Any]) -> None:
+        if handler_path not in self.loaded:
+            module_name, function_name = handler_path.rsplit(".", 1)
+            module = importlib.reload(importlib.import_module(module_name))
+            self.loaded[handler_path] = getattr(module, function_name)
+        try:
+            self.loaded[handler_path](event, FakeLambdaContext())
+        except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
+            assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
 
 
 @pytest.fixture
 def emitted(
     world: Any,
     clients: AwsClients,
-    retry: RetryPolicy,
     inbox: Any,  # noqa: F811
+    state_table: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> set[Metric]:
+) -> Iterator[set[Metric]]:
     """Every metric the handlers print while processing what the deployed rules send them."""
-    settings = Settings(topic_arn=inbox.topic_arn)
-    runtime = make_runtime(clients, retry, settings)
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
+    containers = Containers(monkeypatch, clients)
     capsys.readouterr()
-    # Rollouts: the sample deployments are rotor's (one completes, one rolls back), and prod/api
-    # was force-deployed as often as the flap guard allows this hour.
+    # Rollouts, in the state table every container shares: the sample deployments are rotor's
+    # (one completes, one rolls back), and prod/api was force-deployed as often as the flap
+    # guard allows this hour.
+    rollouts = DynamoDbRolloutStore(clients.dynamodb, state_table, RetryPolicy())
     for sample in ("ecs-deployment-completed.json", "ecs-deployment-failed.json"):
         deployment = load_event(sample)
-        runtime.rollouts.record_deployment(
+        rollouts.record_deployment(
             DeploymentRecord(
                 deployment["detail"]["deploymentId"],
                 f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd@v1",
@@ -122,36 +128,50 @@ def emitted(
             )
         )
     api = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/prod/api"
-    for _ in range(settings.max_redeploys_per_hour):
-        runtime.rollouts.take_redeploy_slot(api, datetime.now(UTC), 100, timedelta(hours=1))
+    for _ in range(Settings().max_redeploys_per_hour):
+        rollouts.take_redeploy_slot(api, datetime.now(UTC), 100, timedelta(hours=1))
     # What only failures emit: an event from an untrusted account ...
     foreign = load_event("rotation-failed.json")
     foreign["account"] = "999999999999"
-    _invoke(route(foreign)[0].handler, foreign, runtime)
+    containers.invoke(route(foreign)[0].handler, foreign)
     # ... a redeploy that failed for good (admin-console holds prod/db-admin's old value) ...
     failing = FailFor("UpdateService", "AccessDeniedException")  # from here on, every one
     failing.attach(clients.ecs)
     rotation = load_event("put-secret-value-awscurrent.json")
-    _invoke(route(rotation)[0].handler, rotation, runtime)
+    containers.invoke(route(rotation)[0].handler, rotation)
     assert failing.hits == 1
     # ... an event the rules route but rotor cannot read (poison: dropped and counted) ...
     poison = load_event("delete-secret-recovery-window.json")
     poison["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
-    _invoke(route(poison)[0].handler, poison, runtime)
+    containers.invoke(route(poison)[0].handler, poison)
     # ... then everything the deployed rules route to the handlers ...
     routed = 0
     for path in SAMPLE_EVENTS:
         event = json.loads(path.read_text())
         for r in route(event):
-            _invoke(r.handler, copy.deepcopy(event), runtime)
+            containers.invoke(r.handler, copy.deepcopy(event))
             routed += 1
     assert routed >= 10
-    # ... and last an AWS error that stops an event (a new container: no cached inventory).
-    fresh = make_runtime(clients, retry, settings)
+    # ... a cluster rotor cannot read (a new container: no cached inventory) ...
+    containers.fresh()
+    batch = clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"]
+    FailFor("ListServices", "AccessDeniedException", cluster=batch).attach(clients.ecs)
+    partial = load_event("rotation-succeeded.json")
+    containers.invoke(route(partial)[0].handler, partial)
+    # ... and last an AWS error that stops an event.
+    containers.fresh()
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     stopped = load_event("rotation-succeeded.json")
-    _invoke(route(stopped)[0].handler, stopped, fresh)
-    return _emitted(capsys.readouterr().out)
+    containers.invoke(route(stopped)[0].handler, stopped)
+    yield _emitted(capsys.readouterr().out)
+    # Leave the handler modules as a new process would have them: no runtime on dead clients.
+    monkeypatch.undo()
+    for module in {h.rsplit(".", 1)[0] for h in containers.loaded} | {
+        "handlers.rotation",
+        "handlers.alarms",
+        "handlers.tracker",
+    }:
+        importlib.reload(importlib.import_module(module))
 
 
 def _globals_env(stack: dict[str, Any]) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def _survives(handler: Any, event: Any) -> None:
         result = handler(event, Context())
     except (RetryableFailure, AwsCallError):
         return
-    # "rejected": an event from an account that is neither ours nor trusted (a fuzzed account).
+    # "rejected": the mutation changed the event's account to one that is not trusted
     assert result["status"] in {"processed", "ignored", "dropped", "rejected"}, result
 
 
