@@ -106,8 +106,15 @@ class Runtime:
         )
 
     def with_deadline(self, remaining: Callable[[], float]) -> Runtime:
-        """The same runtime whose retries stop when ``remaining()`` reaches zero."""
-        return dataclasses.replace(self, retry=self.retry.with_deadline(remaining))
+        """The same runtime whose retries stop when ``remaining()`` reaches zero: the state it
+        keeps (windows, ledger) is the same, reached through the bounded policy."""
+        retry = self.retry.with_deadline(remaining)
+        return dataclasses.replace(
+            self,
+            retry=retry,
+            notify_window=self.notify_window.with_retry(retry),
+            ledger=self.ledger.with_retry(retry),
+        )
 
     def discovery(self) -> ConsumerDiscovery:
         return ConsumerDiscovery(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from orchestration.aws.ratelimit import ApiRateLimiter
+from orchestration.aws.ratelimit import CALLER_TIME_LEFT, ApiRateLimiter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -23,15 +23,37 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+#: Per attempt. AWS endpoints answer a connection in milliseconds; a short connect timeout leaves
+#: the time to the read. The read timeout is cut, attempt by attempt, to the caller's time left.
+CONNECT_TIMEOUT_SECONDS = 2.0
+READ_TIMEOUT_SECONDS = 20.0
+MIN_READ_TIMEOUT_SECONDS = 1.0
+
 # botocore retries are off: every call goes through orchestration.retry.RetryPolicy, which owns
 # backoff, jitter and the deadline, so attempts never multiply (botocore x tenacity).
 BOTOCORE_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 1},
-    connect_timeout=5,
-    read_timeout=20,
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
     max_pool_connections=32,
     user_agent_extra="rotor/0.1",
 )
+
+
+def fit_attempt_in_time_left(context: dict[str, Any], **_: Any) -> None:
+    """``before-call`` hook, registered last (after the rate limiter's wait): cut the attempt's
+    read timeout so that its connect and read fit in the time its caller has left (the retry
+    policy's deadline, which keeps the Lambda's margin to report and flush metrics). An attempt
+    made with less than ``connect + MIN_READ`` left (a first attempt: the policy starts no
+    retry past its deadline) may run that long, well inside the margin."""
+    time_left = CALLER_TIME_LEFT.get()
+    if time_left is None:
+        return
+    config = context.get("client_config")
+    connect = float(getattr(config, "connect_timeout", None) or CONNECT_TIMEOUT_SECONDS)
+    read = float(getattr(config, "read_timeout", None) or READ_TIMEOUT_SECONDS)
+    # botocore >= 1.43.72 reads a per-request read timeout from the request context.
+    context["read_timeout"] = max(MIN_READ_TIMEOUT_SECONDS, min(read, time_left() - connect))
 
 
 class AwsClients:
@@ -66,12 +88,15 @@ class AwsClients:
         return cls(session, region=region or session.region_name, endpoint_url=endpoint_url)
 
     def _client(self, service: str) -> Any:
-        return self.session.client(
+        client = self.session.client(
             service,  # type: ignore[call-overload]
             region_name=self.region,
             endpoint_url=self.endpoint_url,
             config=self.config,
         )
+        prefix = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register_last(f"before-call.{prefix}", fit_attempt_in_time_left)
+        return client
 
     @cached_property
     def ecs(self) -> ECSClient:

@@ -4,6 +4,12 @@ botocore's own retries are switched off on rotor's clients (``orchestration.aws.
 call goes through ``RetryPolicy.call`` instead, so attempts never multiply (botocore x tenacity)
 and one overall deadline, taken from the Lambda's remaining time, bounds them all.
 
+A piece of work that makes several calls (claim, redeploy and confirm one service) runs them
+under one ``RetryPolicy.budget()``: its calls share one budget of retries and one deadline, and a
+call made inside another call's attempt is a single attempt that the outer call retries as a
+whole, so nested retries never multiply either. The first attempt of each call is free: the
+budget is spent on what fails.
+
 Backoff is exponential with full jitter (tenacity's ``wait_random_exponential``). The list of
 retryable codes is the Secrets Manager user guide's (docs/operations.md, "Retries").
 """
@@ -11,8 +17,11 @@ retryable codes is the Secrets Manager user guide's (docs/operations.md, "Retrie
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,7 +37,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
@@ -92,12 +100,39 @@ def to_rotor_error(operation: str, exc: BaseException) -> AwsCallError:
     raise TypeError(f"not an AWS error: {exc!r}")
 
 
+class Budget:
+    """Retries and a deadline shared by every call made under one ``RetryPolicy.budget()``."""
+
+    def __init__(self, retries: int, remaining: Callable[[], float]) -> None:
+        self.remaining = remaining  # the deadline of the policy that opened the budget
+        self._left = retries
+        self._lock = threading.Lock()
+        self.depth = 0  # > 0 while an attempt of a call under this budget runs
+
+    @property
+    def left(self) -> int:
+        return self._left
+
+    def spend(self) -> bool:
+        """Take one retry; False when none is left."""
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("rotor_retry_budget", default=None)
+
+
 @dataclass
 class RetryPolicy:
     """Exponential backoff with full jitter, bounded by attempts and by a deadline.
 
     ``remaining`` returns the seconds left before the caller must stop (the Lambda's remaining
-    time less a margin); ``sleep`` is injectable so tests retry without sleeping.
+    time less a margin); ``sleep`` is injectable so tests retry without sleeping. A call on its
+    own makes at most ``max_attempts`` attempts; calls under one ``budget()`` share
+    ``max_attempts - 1`` retries between them.
     """
 
     max_attempts: int = 10
@@ -105,38 +140,65 @@ class RetryPolicy:
     max_wait_seconds: float = 5.0
     remaining: Callable[[], float] = field(default=lambda: float("inf"))
     sleep: Callable[[float], None] = time.sleep
-    on_retry: Callable[[str, AwsCallError, int], None] | None = None
+
+    @contextmanager
+    def budget(self) -> Iterator[Budget]:
+        """One budget of retries and one deadline (``remaining``) for every call made inside,
+        in this thread. Inside an active budget, this joins it."""
+        active = _BUDGET.get()
+        if active is not None:
+            yield active
+            return
+        budget = Budget(max(self.max_attempts - 1, 0), self.remaining)
+        token = _BUDGET.set(budget)
+        try:
+            yield budget
+        finally:
+            _BUDGET.reset(token)
 
     def call(self, operation: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Call ``fn(**kwargs)``; retry retryable failures; raise ``AwsCallError`` otherwise."""
+        with self.budget() as budget:
+            if budget.depth > 0:
+                # Called from inside another call's attempt: that call retries, not this one.
+                return self._attempt(operation, budget, fn, kwargs)
+            retrying = Retrying(
+                stop=_OutOfTime(budget.remaining) | _BudgetSpent(budget),
+                wait=wait_random_exponential(
+                    multiplier=self.base_seconds, max=self.max_wait_seconds
+                ),
+                retry=retry_if_exception_type(RetryableAwsError),
+                sleep=self.sleep,
+                reraise=True,
+            )
+            result: T = retrying(self._attempt, operation, budget, fn, kwargs)
+            return result
 
-        def attempt() -> T:
-            token = CALLER_TIME_LEFT.set(self.remaining)
-            try:
-                return fn(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise to_rotor_error(operation, exc) from exc
-            finally:
-                CALLER_TIME_LEFT.reset(token)
-
-        def before_sleep(state: RetryCallState) -> None:
-            if self.on_retry and state.outcome is not None:
-                error = state.outcome.exception()
-                if isinstance(error, AwsCallError):
-                    self.on_retry(operation, error, state.attempt_number)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts) | _OutOfTime(self.remaining),
-            wait=wait_random_exponential(multiplier=self.base_seconds, max=self.max_wait_seconds),
-            retry=retry_if_exception_type(RetryableAwsError),
-            sleep=self.sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        return retrying(attempt)
+    def _attempt(
+        self, operation: str, budget: Budget, fn: Callable[..., T], kwargs: dict[str, Any]
+    ) -> T:
+        token = CALLER_TIME_LEFT.set(budget.remaining)
+        budget.depth += 1
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise to_rotor_error(operation, exc) from exc
+        finally:
+            budget.depth -= 1
+            CALLER_TIME_LEFT.reset(token)
 
     def with_deadline(self, remaining: Callable[[], float]) -> RetryPolicy:
         return dataclasses.replace(self, remaining=remaining)
+
+
+class _BudgetSpent(stop_base):
+    """Stop when the budget has no retry left (taking one otherwise)."""
+
+    def __init__(self, budget: Budget) -> None:
+        self._budget = budget
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return not self._budget.spend()
 
 
 class _OutOfTime(stop_base):

@@ -1,12 +1,16 @@
 """Force a new deployment of each service that the plan says is stale, once.
 
 Each redeploy is first claimed in the redeploy ledger (``orchestration.state.redeploy_ledger``) for
-the change at hand, so that another delivery of the same new value, handled at the same time or
-later with another event time, does not deploy again; a failed redeploy gives the claim back.
-``UpdateService(forceNewDeployment=True)`` goes through the retry policy. Before any retry, and
-after a last attempt that timed out, rotor looks at the service again: if an earlier attempt
-did land, the PRIMARY deployment is fresh and rotor stops, so a retry never deploys twice.
-A permanent error (access denied, service gone) fails that service only; the others go on.
+the new value at hand, so that another delivery of the same new value, handled at the same time
+or later with another event time, does not deploy again; a failed redeploy gives the claim back.
+``UpdateService(forceNewDeployment=True)`` goes through the retry policy. After an attempt that
+may have landed (a timeout, a server error: not a throttled call, which AWS refused), and after
+a last attempt like that, rotor looks at the service again: if the attempt did land, the
+PRIMARY deployment is fresh and rotor stops, so a retry never deploys twice. A throttled attempt
+costs one call, not two: under heavy throttling the budget goes to what can fail.
+The claim, the redeploy and the confirmation of one service share one budget of retries and
+one deadline (``RetryPolicy.budget``). A permanent error (access denied, service gone) fails
+that service only; the others go on.
 
 Only services on the ECS deployment controller are sent ``UpdateService(forceNewDeployment)``:
 AWS refuses it for CODE_DEPLOY and EXTERNAL services (the freshness rule gives those
@@ -16,17 +20,25 @@ AWS refuses it for CODE_DEPLOY and EXTERNAL services (the freshness rule gives t
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from orchestration.aws.retry import THROTTLING_CODES, RetryPolicy
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
+from orchestration.aws.retry import RETRYABLE_CODES, THROTTLING_CODES, RetryPolicy
 from orchestration.ecs.shapes import primary_created_at, primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.models import Action, Outcome, RedeployResult, Verdict
 from orchestration.rotation.freshness import value_current_by
-from orchestration.state.redeploy_ledger import Claim, RedeployLedger, Refusal
+from orchestration.state.redeploy_ledger import Claim, NewValue, RedeployLedger, Refusal
 from orchestration.times import utc
 
 if TYPE_CHECKING:
@@ -38,8 +50,8 @@ log = logging.getLogger(__name__)
 class Redeployer:
     """Claims each stale service in the ledger, then forces a new deployment of it.
 
-    ``change`` names the new value (``secret ARN@version id``) when known, so that two
-    deliveries of one rotation carrying different times still redeploy once.
+    ``change`` names the new value (``NewValue``: the secret and its current version), so that
+    two deliveries of one rotation carrying different times still redeploy once.
     """
 
     def __init__(
@@ -56,7 +68,7 @@ class Redeployer:
         self._max_workers = max_workers
 
     def redeploy(
-        self, verdicts: Sequence[Verdict], rotated_at: datetime, change: str | None = None
+        self, verdicts: Sequence[Verdict], rotated_at: datetime, change: NewValue | None = None
     ) -> list[RedeployResult]:
         # Action.MANUAL (CODE_DEPLOY, EXTERNAL) never gets here: AWS refuses a forced deployment.
         stale = [
@@ -70,17 +82,29 @@ class Redeployer:
             return list(pool.map(lambda v: self._claim_and_redeploy(v, rotated_at, change), stale))
 
     def _claim_and_redeploy(
-        self, verdict: Verdict, rotated_at: datetime, change: str | None
+        self, verdict: Verdict, rotated_at: datetime, change: NewValue | None
+    ) -> RedeployResult:
+        with self._retry.budget():  # claim, redeploy and confirm: one budget, one deadline
+            return self._claim_and_redeploy_in_budget(verdict, rotated_at, change)
+
+    def _claim_and_redeploy_in_budget(
+        self, verdict: Verdict, rotated_at: datetime, change: NewValue | None
     ) -> RedeployResult:
         service = verdict.consumer.service
-        if change is None:  # version unknown: the freshness rule alone decides
+        if change is None:  # no value to name: the freshness rule alone decides
             return self._redeploy_one(verdict, rotated_at)
+        owner = uuid.uuid4().hex  # one claim, the same across its retries
 
         def claim_or_wait() -> Claim | Refusal:
             # While another invocation holds the claim, wait (with backoff) for its outcome.
-            lease = timedelta(seconds=min(self._retry.remaining(), 86400.0))
+            lease = timedelta(seconds=min(max(self._retry.remaining(), 0.0), 86400.0))
             answer = self._ledger.claim(
-                service.arn, change, service.primary_created_at, datetime.now(UTC), lease
+                service.arn,
+                change,
+                service.primary_created_at,
+                datetime.now(UTC),
+                lease,
+                owner=owner,
             )
             if isinstance(answer, Refusal) and answer.held_elsewhere:
                 raise RetryableAwsError("ClaimRedeploy", "ClaimHeldElsewhere", answer.reason)
@@ -100,7 +124,9 @@ class Redeployer:
                 self._ledger.release(claim)
             else:
                 self._ledger.confirm(claim, result.created_at or claim.claimed_at)
-        except AwsCallError as exc:  # keep the redeploy's own result; say this one too
+        except AwsCallError as exc:
+            # Keep the redeploy's own result. An unconfirmed claim does not block the next
+            # delivery: it sees a deployment newer than the claim, and stops there.
             log.error("could not record the redeploy of %s in the ledger: %s", service.arn, exc)
         return result
 
@@ -116,7 +142,7 @@ class Redeployer:
 
     def _redeploy_one(self, verdict: Verdict, rotated_at: datetime) -> RedeployResult:
         service = verdict.consumer.service
-        attempts = 0
+        may_have_landed = False  # the last attempt failed in a way that may hide a deployment
 
         def landed() -> RedeployResult | None:
             created = self._primary_created_at(service.cluster_arn, service.arn)
@@ -131,13 +157,18 @@ class Redeployer:
             )
 
         def update() -> RedeployResult:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and (found := landed()):
-                return found
-            answer = self._ecs.update_service(
-                cluster=service.cluster_arn, service=service.arn, forceNewDeployment=True
-            )
+            nonlocal may_have_landed
+            if may_have_landed:
+                if found := landed():
+                    return found
+                may_have_landed = False
+            try:
+                answer = self._ecs.update_service(
+                    cluster=service.cluster_arn, service=service.arn, forceNewDeployment=True
+                )
+            except (ClientError, BotoCoreError) as exc:
+                may_have_landed = not _refused_before_acting(exc)
+                raise
             primary = primary_deployment(answer.get("service") or {}) or {}
             return RedeployResult(
                 service.arn,
@@ -151,7 +182,7 @@ class Redeployer:
             result = self._retry.call("UpdateService", update)
         except AwsCallError as exc:
             # A timeout or server error on the last attempt may hide a call that did land.
-            if isinstance(exc, RetryableAwsError) and exc.code not in THROTTLING_CODES:
+            if may_have_landed:
                 try:
                     found = landed()
                 except Exception:  # best effort: the original error is what to report
@@ -168,3 +199,16 @@ class Redeployer:
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
         services = answer.get("services") or []
         return primary_created_at(services[0]) if services else None
+
+
+def _refused_before_acting(exc: ClientError | BotoCoreError) -> bool:
+    """AWS surely did not act on the call: it was throttled, or never reached AWS."""
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in THROTTLING_CODES or status == 429:
+            return True
+        return status < 500 and code not in RETRYABLE_CODES  # refused for good: no retry
+    return False

@@ -60,6 +60,8 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
     from orchestration.events.classification import Classification, EventKind
     from orchestration.outcome import EventOutcome
     from orchestration.rotation.new_value import (
+        RotationRecord,
+        finish,
         plan_inventory,
         plan_to_queue,
         run_inline,
@@ -78,11 +80,14 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
             secret=job.secret_arn,
         )
     )
+    rotation = RotationRecord.of(runtime, job)
     if runtime.queue is not None:
-        plan_to_queue(job.secret, job, job.clusters, runtime, runtime.queue, outcome)
+        plan_to_queue(job.secret, rotation, job.clusters, runtime, runtime.queue, outcome)
     else:
         inventory = runtime.discovery().scan()
-        run_inline(plan_inventory(inventory, job.secret, job, runtime, outcome), runtime, outcome)
+        planned = plan_inventory(inventory, job.secret, rotation, runtime, outcome)
+        run_inline(planned, runtime, outcome)
+    finish(outcome.classification, job, runtime, outcome)
     return JobReport(
         "planned",
         retryable=bool(outcome.retryable_failures),

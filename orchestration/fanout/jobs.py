@@ -18,12 +18,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, computed_field
 
 from orchestration.errors import InvalidEventError
+from orchestration.events.classification import Classification
 from orchestration.secrets.references import (
     ReferenceField,
     ReferenceKind,
     SecretIdentity,
     SecretReference,
 )
+from orchestration.state.redeploy_ledger import NewValue
 from orchestration.times import iso
 
 
@@ -82,23 +84,55 @@ class Rotation(BaseModel):
 
     secret_arn: str
     version: str | None = None  # the version that became AWSCURRENT, when known
+    #: True: ``version`` is what rotor found AWSCURRENT when it described the secret. False:
+    #: rotor could not describe it; ``rotated_at`` pairs the deliveries of one rotation.
+    described: bool = True
     rotated_at: datetime
     event_id: str = ""
 
-    @property
-    def change(self) -> str | None:
-        """The ledger's name for the new value, when the version is known."""
-        return f"{self.secret_arn}@{self.version}" if self.version else None
+    @classmethod
+    def of(cls, value: NewValue, event: Classification) -> Rotation:
+        return cls(
+            secret_arn=value.secret_arn,
+            version=value.version_id,
+            described=value.described,
+            rotated_at=event.event_time,
+            event_id=event.event_id,
+        )
+
+    @classmethod
+    def unresolved(cls, secret_arn: str, event: Classification) -> Rotation:
+        """Named by the event alone (nothing to deploy, so the secret was not described)."""
+        return cls(
+            secret_arn=secret_arn,
+            version=event.version_id,
+            described=False,
+            rotated_at=event.event_time,
+            event_id=event.event_id,
+        )
+
+    def new_value(self) -> NewValue:
+        """The ledger's name for the new value."""
+        return NewValue(
+            self.secret_arn,
+            self.version,
+            described=self.described,
+            became_current_at=None if self.described else self.rotated_at,
+        )
 
     def rotation_fields(self) -> dict[str, Any]:
         """This rotation's own fields, to make a job about it."""
-        return self.model_dump(include={"secret_arn", "version", "rotated_at", "event_id"})
+        return self.model_dump(
+            include={"secret_arn", "version", "described", "rotated_at", "event_id"}
+        )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rotation_id(self) -> str:
         """One id per new value: deliveries of one rotation share it."""
-        return self.change or f"{self.secret_arn}@{iso(self.rotated_at)}"
+        if self.described and self.version:
+            return f"{self.secret_arn}@{self.version}"
+        return f"{self.secret_arn}@{iso(self.rotated_at)}"
 
 
 class RedeployJob(Rotation):

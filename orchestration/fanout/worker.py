@@ -131,7 +131,7 @@ class RedeployWorker:
             )
             result.count(REDEPLOYS_DEFERRED)
             return result
-        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, job.change)
+        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, job.new_value())
         if done.outcome is not Outcome.REDEPLOYED:
             if flap_limit:
                 self._store.give_back_redeploy_slot(job.service_arn, now)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, RetryableAwsError
-from orchestration.events.classification import Classification, EventKind
+from orchestration.events.classification import Classification
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
 from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker, decide_with_policies
@@ -41,8 +41,9 @@ from orchestration.outcome import (
 )
 from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.runtime import Runtime
+from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import SecretIdentity
-from orchestration.times import iso
+from orchestration.state.redeploy_ledger import NewValue, value_key
 from orchestration.tracking.store import ServiceStatus, Status
 
 log = logging.getLogger(__name__)
@@ -54,35 +55,29 @@ PLAN_RESERVE_SECONDS = 30.0
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
     """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
     outcome = EventOutcome(event)
-    secret = runtime.secret_lookup().resolve(
-        event.secret_id,
-        account=event.account,
-        region=event.region,
-        written_by_aws=event.secret_written_by_aws,
-    )
-    outcome.secret = secret.arn
-    # The version that became AWSCURRENT names this change: deliveries of one rotation share it.
-    version = event.version_id
-    if version is None and event.kind is EventKind.ROTATION:
-        version = (
-            runtime.secret_lookup()
-            .describe(secret.arn, account=secret.account, region=secret.region, written_by_aws=True)
-            .current_version
+    lookup = runtime.secret_lookup()
+    described: SecretFacts | None = None  # when resolving already described it
+    if event.secret_written_by_aws:
+        secret = lookup.resolve(
+            event.secret_id, account=event.account, region=event.region, written_by_aws=True
         )
-    rotation = Rotation(
-        secret_arn=secret.arn,
-        version=version,
-        rotated_at=event.event_time,
-        event_id=event.event_id,
+    else:
+        described = lookup.describe(event.secret_id, account=event.account, region=event.region)
+        secret = described.identity
+    outcome.secret = secret.arn
+    # The new value is described only when there is something to deploy for it.
+    rotation = RotationRecord(
+        runtime,
+        lambda: Rotation.of(new_value(event, secret, lookup, described), event),
+        Rotation.unresolved(secret.arn, event),
     )
-    runtime.rollouts.record_rotation(rotation.rotation_id, secret.arn, version, rotation.rotated_at)
     if runtime.queue is None:
         inventory = runtime.discovery().scan()
         planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
         run_inline(planned, runtime, outcome)
     else:
         plan_to_queue(secret, rotation, None, runtime, runtime.queue, outcome)
-    finish(event, rotation, runtime, outcome)
+    finish(event, rotation.close(), runtime, outcome)
     log.info(
         "secret %s: %d consumers, %d queued, %d redeployed, %d skipped, %d by hand, %d failed",
         secret.arn,
@@ -94,6 +89,63 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         len(outcome.failed),
     )
     return outcome
+
+
+class RotationRecord:
+    """The rotation in the rollout store, recorded once its new value is known: described
+    when the first consumer needs a deployment (or by hand), else named by the event alone.
+    Statuses found before that wait here."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        resolve: Callable[[], Rotation],
+        fallback: Rotation,
+        known: Rotation | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._resolve = resolve
+        self._fallback = fallback
+        self._pending: list[tuple[str, ServiceStatus]] = []
+        self.rotation: Rotation | None = None
+        if known is not None:
+            self._fix(known)
+
+    @classmethod
+    def of(cls, runtime: Runtime, rotation: Rotation) -> RotationRecord:
+        return cls(runtime, lambda: rotation, rotation, rotation)
+
+    @property
+    def rotated_at(self) -> datetime:
+        """When the new value became current (the event's time): known without describing."""
+        return (self.rotation or self._fallback).rotated_at
+
+    def need(self) -> Rotation:
+        """The rotation, its new value described if it was not yet."""
+        return self.rotation or self._fix(self._resolve())
+
+    def status(self, service_arn: str, status: ServiceStatus, *, only_if_new: bool) -> None:
+        if self.rotation is None:
+            self._pending.append((service_arn, status))
+            return
+        self._runtime.rollouts.set_status(
+            self.rotation.rotation_id, service_arn, status, only_if_new=only_if_new
+        )
+
+    def close(self) -> Rotation:
+        return self.rotation or self._fix(self._fallback)
+
+    def _fix(self, rotation: Rotation) -> Rotation:
+        self.rotation = rotation
+        self._runtime.rollouts.record_rotation(
+            rotation.rotation_id, rotation.secret_arn, rotation.version, rotation.rotated_at
+        )
+        for service_arn, status in self._pending:
+            self._runtime.rollouts.set_status(
+                rotation.rotation_id, service_arn, status, only_if_new=True
+            )
+        self._pending.clear()
+        return rotation
 
 
 def finish(
@@ -114,7 +166,7 @@ def _notify_manual(
     event: Classification, runtime: Runtime, rotation: Rotation, outcome: EventOutcome
 ) -> None:
     """One notification per change (deliveries of one rotation share the notify window)."""
-    key = f"manual-redeploy|{rotation.change or f'{rotation.secret_arn}@{iso(event.event_time)}'}"
+    key = f"manual-redeploy|{value_key(rotation.new_value())}"
     if not runtime.notify_window.claim(key, event.event_time):
         outcome.notifications_suppressed += 1
         outcome.count(NOTIFICATIONS_SUPPRESSED)
@@ -142,7 +194,7 @@ class Planned:
 def plan_inventory(
     inventory: Inventory,
     secret: SecretIdentity,
-    rotation: Rotation,
+    rotation: RotationRecord,
     runtime: Runtime,
     outcome: EventOutcome,
 ) -> list[Planned]:
@@ -163,20 +215,21 @@ def plan_inventory(
             outcome.skipped.append(Skipped(verdict.service_arn, verdict.reason))
             status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
         elif verdict.action is Action.MANUAL:
+            rotation.need()
             outcome.manual.append(manual_redeploy(verdict))
             status = ServiceStatus(
                 Status.SKIPPED, f"by hand: {verdict.reason}", now, service.cluster_arn
             )
         else:
             job = RedeployJob(
-                **rotation.rotation_fields(),
+                **rotation.need().rotation_fields(),
                 service_arn=service.arn,
                 cluster_arn=service.cluster_arn,
                 references=tuple(JobReference.of(c, r) for c, r in verdict.consumer.references),
             )
             planned.append(Planned(job, service))
             status = ServiceStatus(Status.PLANNED, verdict.reason, now, service.cluster_arn)
-        runtime.rollouts.set_status(rotation.rotation_id, service.arn, status, only_if_new=True)
+        rotation.status(service.arn, status, only_if_new=True)
     return planned
 
 
@@ -207,7 +260,7 @@ def add_result(result: JobResult, outcome: EventOutcome) -> None:
 
 def plan_to_queue(
     secret: SecretIdentity,
-    rotation: Rotation,
+    rotation: RotationRecord,
     clusters: Sequence[str] | None,
     runtime: Runtime,
     queue: JobQueue,
@@ -239,7 +292,7 @@ def plan_to_queue(
             left = left[step:]
     except (OutOfTime, RetryableAwsError) as exc:
         rest = PlanJob(
-            **rotation.rotation_fields(),
+            **rotation.need().rotation_fields(),
             secret=secret,
             clusters=None if left is None else tuple(left),
         )
@@ -252,7 +305,7 @@ def plan_to_queue(
 
 def enqueue(
     planned: list[Planned],
-    rotation: Rotation,
+    rotation: RotationRecord,
     runtime: Runtime,
     queue: JobQueue,
     outcome: EventOutcome,
@@ -263,15 +316,38 @@ def enqueue(
     now = datetime.now(UTC)
     for p in planned:
         outcome.queued.append(p.job.service_arn)
-        runtime.rollouts.set_status(
-            rotation.rotation_id,
+        rotation.status(
             p.job.service_arn,
             ServiceStatus(Status.QUEUED, "job on the redeploy queue", now, p.job.cluster_arn),
+            only_if_new=False,
         )
 
 
 class OutOfTime(Exception):
     """Less than ``PLAN_RESERVE_SECONDS`` left: hand the rest of the plan to the worker."""
+
+
+def new_value(
+    event: Classification,
+    secret: SecretIdentity,
+    lookup: SecretLookup,
+    described: SecretFacts | None = None,
+) -> NewValue:
+    """The value the redeploys will hold, as the redeploy ledger names it.
+
+    The version that is AWSCURRENT as rotor describes the secret (once per event, reusing the
+    description made to resolve it), whatever version the event names: a late event for v1,
+    handled after v2 became current, deploys v2. A secret rotor cannot describe keeps the
+    event's version, if any, and its time, which pairs the deliveries of one rotation.
+    """
+    facts = described or lookup.describe(
+        secret.arn, account=secret.account, region=secret.region, written_by_aws=True
+    )
+    if facts.described and facts.current_version:
+        return NewValue(secret.arn, facts.current_version)
+    return NewValue(
+        secret.arn, event.version_id, described=False, became_current_at=event.event_time
+    )
 
 
 def describe_verdict(verdict: Verdict) -> dict[str, Any]:

@@ -15,10 +15,17 @@ container. Items:
   lease (a deployment whose end rotor never hears of frees its slot when the lease ends).
 
 Counters are read, changed and written back under a version condition, retried on conflict.
+
+In DynamoDB, what only informs (rotations, statuses) and the pacing counters are best effort:
+one attempt each, and a failure is logged, never raised. A table that cannot answer right away
+must not hold up a redeploy, which the redeploy ledger already makes happen once; the pacing
+policies then let the job through (they fail open). The record of a deployment rotor started,
+which the tracker needs, goes through the retry policy and is logged if it still fails.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,13 +34,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestration.aws.retry import RetryPolicy
-from orchestration.errors import PermanentAwsError, RetryableAwsError
+from orchestration.aws.retry import RetryPolicy, to_rotor_error
+from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.times import iso, utc
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
 
 ROTATION_KEEP = timedelta(days=14)
 DEPLOYMENT_KEEP = timedelta(days=2)
@@ -283,7 +293,8 @@ class DynamoDbRolloutStore:
         self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
     ) -> None:
         now = datetime.now(UTC)
-        self._retry.call(
+        self._best_effort(
+            f"record rotation {rotation_id}",
             "UpdateItem",
             self._client.update_item,
             TableName=self._table,
@@ -317,7 +328,7 @@ class DynamoDbRolloutStore:
     ) -> None:
         value = "if_not_exists(services.#svc, :status)" if only_if_new else ":status"
         try:
-            self._retry.call(
+            self._once(
                 "UpdateItem",
                 self._client.update_item,
                 TableName=self._table,
@@ -327,15 +338,17 @@ class DynamoDbRolloutStore:
                 ExpressionAttributeNames={"#svc": service_arn},
                 ExpressionAttributeValues=_to_item({":status": status.to_item()}),
             )
-        except PermanentAwsError as exc:  # the rotation was never recorded (or has expired)
-            if exc.code != CONDITION_FAILED:
-                raise
+        except AwsCallError as exc:
+            if exc.code != CONDITION_FAILED:  # else: the rotation was not recorded (or expired)
+                log.warning("could not record the status of %s: %s", service_arn, exc)
 
     def record_deployment(self, record: DeploymentRecord) -> None:
         now = datetime.now(UTC)
-        self._retry.call(
+        self._best_effort(
+            f"record deployment {record.deployment_id}",
             "PutItem",
             self._client.put_item,
+            retried=True,
             TableName=self._table,
             Item=_to_item(
                 {
@@ -351,7 +364,7 @@ class DynamoDbRolloutStore:
         )
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None:
-        item = self._get(f"deployment#{deployment_id}")
+        item = self._get(f"deployment#{deployment_id}", retried=True)
         if item is None:
             return None
         return DeploymentRecord(
@@ -405,7 +418,7 @@ class DynamoDbRolloutStore:
                 return None, False
             return {"times": [*recent, _ms(now)], "expires_at": _epoch(now + window)}, True
 
-        return self._update(f"flap#{service_arn}", change)
+        return self._counter(f"flap#{service_arn}", change, fail_open=True)
 
     def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
         def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
@@ -415,7 +428,7 @@ class DynamoDbRolloutStore:
             times.remove(_ms(at))
             return {"times": times, "expires_at": item.get("expires_at", 0)}, True
 
-        self._update(f"flap#{service_arn}", change)
+        self._counter(f"flap#{service_arn}", change, fail_open=True)
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
@@ -427,7 +440,7 @@ class DynamoDbRolloutStore:
             held[service_arn] = _ms(now + ROLLOUT_LEASE)
             return {"held": held, "expires_at": _epoch(now + ROLLOUT_LEASE)}, True
 
-        return self._update(f"rollouts#{cluster_arn}", change)
+        return self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
         def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
@@ -436,10 +449,51 @@ class DynamoDbRolloutStore:
                 return None, True
             return {"held": held, "expires_at": item.get("expires_at", 0)}, True
 
-        self._update(f"rollouts#{cluster_arn}", change)
+        self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
 
-    def _get(self, pk: str) -> dict[str, Any] | None:
-        answer = self._retry.call(
+    def _once(self, operation: str, call: Callable[..., Any], **params: Any) -> Any:
+        """One attempt, no retry: for what is best effort."""
+        try:
+            return call(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise to_rotor_error(operation, exc) from exc
+
+    def _best_effort(
+        self,
+        what: str,
+        operation: str,
+        call: Callable[..., Any],
+        *,
+        retried: bool = False,
+        **params: Any,
+    ) -> None:
+        """The call, logged instead of raised when it fails: once, or under the retry policy."""
+        try:
+            if retried:
+                self._retry.call(operation, call, **params)
+            else:
+                self._once(operation, call, **params)
+        except AwsCallError as exc:
+            log.warning("could not %s: %s", what, exc)
+
+    def _counter(
+        self,
+        pk: str,
+        change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, bool]],
+        *,
+        fail_open: bool,
+    ) -> bool:
+        try:
+            return self._update(pk, change)
+        except AwsCallError as exc:
+            log.warning(
+                "could not read or update %s (the policy lets the job through): %s", pk, exc
+            )
+            return fail_open
+
+    def _get(self, pk: str, *, retried: bool = False) -> dict[str, Any] | None:
+        call = self._retry.call if retried else self._once
+        answer = call(
             "GetItem",
             self._client.get_item,
             TableName=self._table,
@@ -461,7 +515,7 @@ class DynamoDbRolloutStore:
             if attributes is None:
                 return answer
             try:
-                self._retry.call(
+                self._once(
                     "PutItem",
                     self._client.put_item,
                     TableName=self._table,
@@ -469,7 +523,7 @@ class DynamoDbRolloutStore:
                     ConditionExpression="attribute_not_exists(pk) OR version = :version",
                     ExpressionAttributeValues=_to_item({":version": version}),
                 )
-            except PermanentAwsError as exc:
+            except AwsCallError as exc:
                 if exc.code == CONDITION_FAILED:
                     continue  # written in between: read again
                 raise

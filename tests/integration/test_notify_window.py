@@ -180,3 +180,57 @@ def test_dynamodb_claim_whose_answer_was_lost_is_still_won(
     assert window.claim("secret|caller", now) is True
     assert lost.lost
     assert window.claim("secret|caller", now + timedelta(minutes=1)) is False
+
+
+def test_release_gives_back_only_the_window_this_claim_opened(
+    clients: AwsClients, table: str, retry: RetryPolicy
+) -> None:
+    first, second, third = (
+        DynamoDbNotifyWindow(clients.dynamodb, table, WINDOW, retry) for _ in range(3)
+    )
+    assert first.claim(KEY, T0) is True
+    # The first container's window has passed; the second opens a new one...
+    assert second.claim(KEY, T0 + WINDOW) is True
+    # ...and the first, whose notification failed late, gives its own (long gone) window back.
+    first.release(KEY)
+
+    assert third.claim(KEY, T0 + WINDOW + timedelta(seconds=1)) is False
+
+
+def test_a_released_window_lets_the_next_read_notify(new_window: WindowFactory) -> None:
+    window = new_window()
+    assert window.claim(KEY, T0) is True
+
+    window.release(KEY)
+
+    assert window.claim(KEY, T0 + timedelta(seconds=1)) is True
+
+
+def test_a_runtime_with_a_deadline_bounds_the_windows_and_the_ledgers_table_calls(
+    clients: AwsClients, table: str, sleeps: Any
+) -> None:
+    from orchestration.errors import RetryableAwsError
+    from orchestration.state.redeploy_ledger import NewValue
+    from tests.aws_fakes import ApiCalls, ErrorInjector
+
+    base = Runtime.build(clients, Settings(state_table=table), retry=RetryPolicy(sleep=sleeps))
+    invocation = base.with_deadline(lambda: 0.0)  # the Lambda's time is up
+    calls = ApiCalls().attach(clients.dynamodb)
+    ErrorInjector(1.0, code="ProvisionedThroughputExceededException").attach(clients.dynamodb)
+
+    with pytest.raises(RetryableAwsError):
+        invocation.notify_window.claim(KEY, T0)
+    with pytest.raises(RetryableAwsError):
+        invocation.ledger.claim("arn:svc", NewValue("arn:secret", "v1"), None, T0)
+
+    assert calls.counts["PutItem"] == 2  # one attempt each, no retry past the deadline
+    assert sleeps == []
+
+
+def test_a_runtime_with_a_deadline_keeps_the_same_memory_state(clients: AwsClients) -> None:
+    base = Runtime.build(clients, Settings())
+    invocation = base.with_deadline(lambda: 60.0)
+
+    assert invocation.notify_window.claim(KEY, T0) is True
+
+    assert base.notify_window.claim(KEY, T0 + timedelta(seconds=1)) is False

@@ -106,11 +106,12 @@ def test_flap_guard_skips_past_the_limit_counts_and_notifies(
     )
 
     now = datetime.now(UTC).replace(microsecond=0)  # moto stamps deployments with the clock
-    outcomes = [
+    outcomes = []
+    for i in range(1, 4):
         # A secret rewritten in a loop: each value newer than the last deployment.
-        process(classify(versioned_label(db, f"v{i}", now + timedelta(minutes=i))), runtime)
-        for i in range(1, 4)
-    ]
+        version = clients.secretsmanager.put_secret_value(SecretId=db, SecretString=f"v{i}")
+        event = versioned_label(db, version["VersionId"], now + timedelta(minutes=i))
+        outcomes.append(process(classify(event), runtime))
 
     assert [len(o.redeployed) for o in outcomes] == [1, 1, 0]
     assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 2})

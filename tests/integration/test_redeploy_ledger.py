@@ -10,9 +10,11 @@ import pytest
 from orchestration.state.redeploy_ledger import (
     LEASE_MARGIN,
     MAX_LEASE,
+    PAIR_WINDOW,
     Claim,
     DynamoDbRedeployLedger,
     MemoryRedeployLedger,
+    NewValue,
     Refusal,
 )
 from tests.aws_fakes import LoseFirstAnswer
@@ -21,8 +23,9 @@ from tests.integration.conftest import NOW
 pytestmark = pytest.mark.integration
 
 SERVICE = "arn:aws:ecs:us-east-1:123456789012:service/prod/api"
-V1 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v1"
-V2 = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd@v2"
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd"
+V1 = NewValue(SECRET, "v1")
+V2 = NewValue(SECRET, "v2")
 OLD_PRIMARY = NOW - timedelta(days=3)
 
 
@@ -128,7 +131,55 @@ def test_dynamodb_claim_whose_answer_was_lost_is_still_ours(clients, retry, stat
 
     assert lost.lost
     item = clients.dynamodb.get_item(
-        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{V1}"}}
+        TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{SECRET}@v1"}}
     )["Item"]
     assert item["owner"]["S"] == claim.token
     assert item["state"]["S"] == "pending"
+
+
+def test_times_keep_microseconds_so_a_deployment_made_just_after_rotors_is_seen(ledger):
+    # rotor's deployment at X; another one half a millisecond later (a newer one): the ledger
+    # must not take it for rotor's own (milliseconds would make them equal).
+    claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+    deployed = NOW + timedelta(milliseconds=250, microseconds=100)
+    ledger.confirm(claim, deployed)
+
+    granted(ledger.claim(SERVICE, V1, deployed + timedelta(microseconds=500), NOW + timedelta(1)))
+
+
+def test_a_pending_claim_does_not_block_once_the_service_was_deployed_since(ledger):
+    # The holder deployed but could not record it (its confirm was throttled away): a later
+    # delivery, which sees a deployment newer than the claim, does not wait out the lease.
+    granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+
+    later = ledger.claim(SERVICE, V1, NOW + timedelta(seconds=2), NOW + timedelta(minutes=1))
+
+    assert isinstance(later, Refusal) and not later.held_elsewhere
+    assert later.reason.startswith("already redeployed for this value (v1)")
+
+
+UNDESCRIBED = "arn:aws:secretsmanager:us-east-1:210987654321:secret:shared/db-Sh4r3d"
+
+
+@pytest.mark.parametrize(
+    ("later", "refused"),
+    [
+        pytest.param(NewValue(UNDESCRIBED, None, False, NOW + PAIR_WINDOW), True, id="paired"),
+        pytest.param(NewValue(UNDESCRIBED, "v1", False, NOW), True, id="same-version"),
+        pytest.param(NewValue(UNDESCRIBED, None, False, NOW + 2 * PAIR_WINDOW), False, id="later"),
+        pytest.param(NewValue(UNDESCRIBED, "v2", False, NOW), False, id="other-version"),
+    ],
+)
+def test_deliveries_of_one_rotation_of_an_undescribable_secret_are_paired(ledger, later, refused):
+    # The label event (with a version) was handled first; rotor deployed at NOW + 2 s.
+    label = NewValue(UNDESCRIBED, "v1", described=False, became_current_at=NOW)
+    claim = granted(ledger.claim(SERVICE, label, OLD_PRIMARY, NOW + timedelta(seconds=1)))
+    ledger.confirm(claim, NOW + timedelta(seconds=2))
+
+    answer = ledger.claim(SERVICE, later, NOW + timedelta(seconds=2), NOW + timedelta(minutes=3))
+
+    if refused:
+        assert isinstance(answer, Refusal) and not answer.held_elsewhere
+        assert answer.reason.startswith("already redeployed by rotor for this value")
+    else:
+        granted(answer)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,10 +17,15 @@ import pytest
 from orchestration.dispatch import process
 from orchestration.events.classification import classify
 from orchestration.settings import Settings
-from orchestration.state.redeploy_ledger import DynamoDbRedeployLedger, MemoryRedeployLedger
+from orchestration.state.redeploy_ledger import (
+    DynamoDbRedeployLedger,
+    MemoryRedeployLedger,
+    NewValue,
+)
 from tests.conftest import ACCOUNT, REGION, make_runtime
 from tests.integration.conftest import (
     NOW,
+    OTHER_ACCOUNT,
     label_event,
     rotation_event,
     update_calls_per_service,
@@ -268,7 +273,7 @@ def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers,
     db = two_consumers
     ledger = MemoryRedeployLedger()
     version = current_version(clients, db)
-    change = f"{db}@{version}"
+    change = NewValue(db, version)
     services = {
         name: f"arn:aws:ecs:us-east-1:123456789012:service/prod/{name}"
         for name in ("api", "worker")
@@ -299,3 +304,119 @@ def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers,
         assert sorted(f.retryable for f in outcome.failed) == [True, True]
         assert all("ClaimHeldElsewhere" in f.error for f in outcome.failed)
     assert waits  # it waited rather than giving up at once
+
+
+# --------------------------------------------------------- once per rotation, in messy accounts
+
+
+def started() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def test_a_rollback_after_two_quick_values_redeploys_though_v1s_event_came_late(
+    clients, retry, ecs_world, two_consumers
+):
+    now = started()  # not collection time: this test may start late
+    db = two_consumers
+    sm = clients.secretsmanager
+    runtime = make_runtime(clients, retry)
+    v1 = current_version(clients, db)
+    v2 = sm.put_secret_value(SecretId=db, SecretString="placeholder-2")["VersionId"]
+    # v1 became current, then v2, and rotor handles v1's event only now: its deployment holds v2.
+    late = process(classify(_label(clients, db, v1, now - timedelta(seconds=2))), runtime)
+    on_time = process(classify(_label(clients, db, v2, now - timedelta(seconds=1))), runtime)
+    # v2 was bad: AWSCURRENT moved back to v1, which no task holds.
+    sm.update_secret_version_stage(
+        SecretId=db, VersionStage="AWSCURRENT", MoveToVersionId=v1, RemoveFromVersionId=v2
+    )
+    rollback = process(classify(_label(clients, db, v1, now + timedelta(minutes=2))), runtime)
+
+    assert len(late.redeployed) == 2 and on_time.redeployed == []
+    assert len(rollback.redeployed) == 2, rollback.skipped
+    assert ecs_world.updates_reached_moto == Counter({"api": 2, "worker": 2})
+
+
+@pytest.fixture
+def cross_account_consumers(ecs_world):
+    """Two services using another account's secret, which rotor cannot describe."""
+    shared = f"arn:aws:secretsmanager:{REGION}:{OTHER_ACCOUNT}:secret:shared/db-Sh4r3d"
+    ecs_world.cluster("prod")
+    for name in ("api", "worker"):
+        ecs_world.service("prod", name, ecs_world.task_definition(secrets=[shared]))
+    return shared
+
+
+@pytest.mark.parametrize("ledger_kind", ["memory", "dynamodb"])
+def test_label_event_and_rotation_succeeded_of_an_undescribable_secret_redeploy_once(
+    clients, retry, ecs_world, cross_account_consumers, state_table, ledger_kind
+):
+    now = started()  # not collection time: this test may start late
+    shared = cross_account_consumers
+    settings = Settings(state_table=state_table) if ledger_kind == "dynamodb" else None
+    runtime = make_runtime(clients, retry, settings)
+    label = label_event(shared, "shared/db", at=now - timedelta(seconds=2))
+    label["account"] = OTHER_ACCOUNT
+    label["detail"]["versionId"] = "88ce1149-cf2c-4804-b1d9-2d213dd5ba3b"
+    # RotationSucceeded (no version) logged after rotor already redeployed for the label event.
+    succeeded = rotation_event(shared, at=now + timedelta(minutes=1), account=OTHER_ACCOUNT)
+
+    first = process(classify(label), runtime)
+    second = process(classify(succeeded), runtime)
+
+    assert len(first.redeployed) == 2
+    assert second.redeployed == [] and second.failed == []
+    assert {s.reason.split(" (")[0] for s in second.skipped} == {
+        "already redeployed by rotor for this value"
+    }
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})
+
+
+def test_with_dynamodb_throttled_the_ledger_retries_inside_one_budget_per_service(
+    clients, sleeps, ecs_world, two_consumers, state_table
+):
+    from orchestration.aws.retry import RetryPolicy
+    from tests.aws_fakes import ApiCalls, ErrorInjector
+
+    db = two_consumers
+    retry = RetryPolicy(max_attempts=10, sleep=sleeps)
+    runtime = make_runtime(clients, retry, Settings(state_table=state_table))
+    table_calls = ApiCalls().attach(clients.dynamodb)
+    ErrorInjector(1.0, code="ProvisionedThroughputExceededException").attach(clients.dynamodb)
+
+    outcome = process(classify(_label(clients, db, current_version(clients, db), NOW)), runtime)
+
+    assert sorted(f.retryable for f in outcome.failed) == [True, True]
+    assert ecs_world.updates_reached_moto == Counter()
+    # One budget per service: ten attempts each, not ten ledger attempts per redeploy attempt.
+    assert table_calls.counts["PutItem"] == 2 * 10
+    assert len(sleeps) == 2 * 9
+    assert sum(sleeps) <= 2 * 9 * retry.max_wait_seconds
+
+
+def test_a_confirm_lost_to_throttling_does_not_hold_up_the_next_delivery(
+    clients, sleeps, ecs_world, two_consumers, state_table
+):
+    now = started()  # not collection time: this test may start late
+    from orchestration.aws.retry import RetryPolicy
+    from tests.aws_fakes import ErrorInjector
+
+    db = two_consumers
+    runtime = make_runtime(
+        clients, RetryPolicy(max_attempts=3, sleep=sleeps), Settings(state_table=state_table)
+    )
+    throttled = ErrorInjector(
+        1.0, code="ProvisionedThroughputExceededException", operations={"UpdateItem"}
+    ).attach(clients.dynamodb)
+    label = _label(clients, db, current_version(clients, db), now - timedelta(seconds=2))
+
+    first = process(classify(label), runtime)
+    throttled.rate = 0.0
+    # RotationSucceeded of the same rotation, logged after rotor's deployments: the claims are
+    # still pending (never confirmed), but the services were deployed since they were made.
+    later = process(classify(rotation_event(db, at=now + timedelta(minutes=5))), runtime)
+
+    assert len(first.redeployed) == 2
+    assert throttled.injected["UpdateItem"] > 0
+    assert later.redeployed == [] and later.failed == []
+    assert all(s.reason.startswith("already redeployed") for s in later.skipped)
+    assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})

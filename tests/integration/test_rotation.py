@@ -519,20 +519,23 @@ def test_secret_named_by_name_or_partial_arn_is_resolved_with_one_describe_secre
     assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/consumer", "prod/by-name"})
 
 
-def test_arn_written_by_aws_needs_no_describe_secret(ecs_world, ecs_calls, sm_calls, runtime):
+def test_arn_written_by_aws_needs_no_describe_secret_to_resolve(
+    ecs_world, ecs_calls, sm_calls, runtime
+):
     db = ecs_world.secret("prod/db")
     ecs_world.cluster("prod")
     ecs_world.service("prod", "api", ecs_world.task_definition(secrets=[db]))
     before = ecs_world.primaries([("prod", "api")])
     sm_calls.counts.clear()
 
-    # The label event carries the full ARN and the version: no Secrets Manager call at all.
+    # The label event carries the full ARN: nothing to resolve. One DescribeSecret, right before
+    # redeploying, reads which version is AWSCURRENT (VersionIdsToStages): what the deployment
+    # will hold, which the event's own version may no longer be (a late event).
     run(label_event(db, "prod/db"), runtime)
-    assert sm_calls.counts["DescribeSecret"] == 0
-    # RotationSucceeded carries the full ARN but no version: one DescribeSecret reads which
-    # version is AWSCURRENT (VersionIdsToStages), to recognise the same rotation.
+    assert sm_calls.of("DescribeSecret") == [{"SecretId": db}]
+    # RotationSucceeded carries the full ARN but no version: the same one DescribeSecret, and
+    # the version recognises the same rotation. With nothing to redeploy, no call at all.
     run(rotation_event(db), runtime)
-    assert sm_calls.counts["DescribeSecret"] == 1
     assert sm_calls.of("DescribeSecret") == [{"SecretId": db}]
     assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/api"})
 

@@ -130,13 +130,10 @@ def test_permanent_errors_fail_at_once(
     sleeps: Sleeps, error: Callable[[], BaseException], code: str
 ) -> None:
     fn = always(error)
-    retries: list[Any] = []
-    retry = policy(sleeps, on_retry=lambda *args: retries.append(args))
     with pytest.raises(PermanentAwsError) as caught:
-        retry.call("UpdateService", fn)
+        policy(sleeps).call("UpdateService", fn)
     assert len(fn.calls) == 1
     assert sleeps == []
-    assert retries == []
     assert caught.value.operation == "UpdateService"
     assert caught.value.code == code
     assert isinstance(caught.value.__cause__, ClientError | NoCredentialsError)
@@ -193,13 +190,10 @@ def test_never_sleeps_past_the_deadline(sleeps: Sleeps) -> None:
 
 
 def test_with_deadline_keeps_everything_else(sleeps: Sleeps) -> None:
-    calls: list[Any] = []
     original = policy(sleeps, max_attempts=4, base_seconds=0.2, max_wait_seconds=1.0)
-    original.on_retry = lambda *args: calls.append(args)
     bounded = original.with_deadline(lambda: 0.0)
     assert (bounded.max_attempts, bounded.base_seconds, bounded.max_wait_seconds) == (4, 0.2, 1.0)
     assert bounded.sleep is sleeps
-    assert bounded.on_retry is original.on_retry
     fn = always(lambda: client_error("Throttling"))
     with pytest.raises(RetryableAwsError):
         bounded.call("UpdateService", fn)
@@ -243,31 +237,61 @@ def test_backoff_has_full_jitter() -> None:
     assert not all(math.isclose(s, first_sleeps[0]) for s in first_sleeps)
 
 
-# --- on_retry ------------------------------------------------------------------------------
+# --- one budget per piece of work -----------------------------------------------------------
 
 
-def test_on_retry_gets_operation_error_and_attempt(sleeps: Sleeps) -> None:
-    seen: list[tuple[str, str, int]] = []
+def test_calls_under_one_budget_share_its_retries(sleeps: Sleeps) -> None:
+    retry = policy(sleeps, max_attempts=4)  # three retries for the whole piece of work
+    first = Flaky(client_error("Throttling"), client_error("Throttling"), result=1)
+    second = always(lambda: client_error("Throttling"))
 
-    def on_retry(operation: str, error: AwsCallError, attempt: int) -> None:
-        assert isinstance(error, RetryableAwsError)
-        seen.append((operation, error.code, attempt))
+    with retry.budget():
+        assert retry.call("PutItem", first) == 1
+        with pytest.raises(RetryableAwsError):
+            retry.call("UpdateService", second)
 
-    fn = Flaky(client_error("Throttling"), client_error("ServiceUnavailable"), result=1)
-    assert policy(sleeps, on_retry=on_retry).call("DescribeServices", fn) == 1
-    assert seen == [
-        ("DescribeServices", "Throttling", 1),
-        ("DescribeServices", "ServiceUnavailable", 2),
-    ]
+    assert len(first.calls) == 3  # two retries spent
+    assert len(second.calls) == 2  # its first attempt, then the one retry left
+    assert len(sleeps) == 3
 
 
-def test_on_retry_not_called_for_the_final_failure(sleeps: Sleeps) -> None:
-    seen: list[int] = []
-    fn = always(lambda: client_error("Throttling"))
-    retry = policy(sleeps, max_attempts=3, on_retry=lambda _op, _err, attempt: seen.append(attempt))
+def test_a_call_inside_another_calls_attempt_does_not_retry_on_its_own(sleeps: Sleeps) -> None:
+    """Nested retries would multiply (10 x 10 attempts): the outer call retries the whole."""
+    retry = policy(sleeps, max_attempts=5)
+    inner = always(lambda: client_error("ProvisionedThroughputExceededException"))
+
+    def outer() -> Any:
+        return retry.call("PutItem", inner)
+
     with pytest.raises(RetryableAwsError):
-        retry.call("UpdateService", fn)
-    assert seen == [1, 2]
+        retry.call("ClaimRedeploy", outer)
+
+    assert len(inner.calls) == 5
+    assert len(sleeps) == 4
+
+
+def test_calls_under_a_budget_stop_at_its_deadline_whatever_their_own_policy(
+    sleeps: Sleeps,
+) -> None:
+    """The ledger's store keeps its own policy; under a redeploy's budget, the redeploy's
+    deadline is the one that counts."""
+    bounded = policy(sleeps, max_attempts=10, remaining=lambda: 0.0)
+    unbounded = policy(sleeps, max_attempts=10)
+    fn = always(lambda: client_error("Throttling"))
+
+    with bounded.budget(), pytest.raises(RetryableAwsError):
+        unbounded.call("PutItem", fn)
+
+    assert len(fn.calls) == 1
+    assert sleeps == []
+
+
+def test_separate_calls_each_have_their_own_budget(sleeps: Sleeps) -> None:
+    retry = policy(sleeps, max_attempts=3)
+    for _ in range(2):
+        fn = Flaky(client_error("Throttling"), client_error("Throttling"), result=1)
+        assert retry.call("DescribeServices", fn) == 1
+        assert len(fn.calls) == 3
 
 
 # --- to_rotor_error ------------------------------------------------------------------------

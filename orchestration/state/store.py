@@ -1,0 +1,424 @@
+"""One store for everything rotor remembers between invocations: claims with an owner and a lease.
+
+The notify windows and the redeploy ledger (and, next, the rollout tracker and the consumer
+index) all need the same thing: "this key is mine until then, unless someone else holds it".
+This module gives them one small interface, after the shape of Powertools' idempotency utility
+(a base, persistence layers, a data record):
+
+* ``Record``: one key's state: its ``owner`` (a token unique to one claim), ``state``
+  (``pending`` while the owner works, ``confirmed`` once its work is done), ``claimed_at``,
+  ``lease_until`` (a pending record holds the key until then: a claimant that died is taken
+  over), ``expires_at`` (the record is gone after it; DynamoDB's TTL) and ``data`` (what the
+  user of the store records: text and times);
+* ``StateStore.claim`` takes a key, or says who holds it; ``confirm`` and ``release`` act only
+  while the record is still the caller's (an owner check); ``read`` reads it back;
+* ``MemoryStateStore`` (one process) and ``DynamoDbStateStore`` (a table shared by every Lambda
+  container: key ``pk`` string, TTL attribute ``expires_at``). One contract test suite runs
+  against both.
+
+A claim wins when the key has no live record: none, expired, a pending record whose lease has
+passed, a record the claimant already owns (an earlier attempt whose answer was lost), or a
+confirmed record the caller's ``replaces`` says it may replace. Everything else loses, and the
+caller gets the holder's record to say why. Times keep microseconds in both stores.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from orchestration.aws.retry import RetryPolicy
+from orchestration.errors import PermanentAwsError
+from orchestration.times import utc
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+KEY_ATTRIBUTE = "pk"
+EXPIRES_ATTRIBUTE = "expires_at"  # epoch seconds; also the table's TTL attribute
+#: Attributes the store itself keeps; everything else on an item is the record's ``data``.
+_CORE = frozenset({KEY_ATTRIBUTE, EXPIRES_ATTRIBUTE, "owner", "state", "claimed_at", "lease_until"})
+
+Value = str | datetime
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: str
+    owner: str
+    state: State
+    claimed_at: datetime
+    lease_until: datetime
+    expires_at: datetime  # whole seconds
+    data: Mapping[str, Value] = field(default_factory=dict)
+
+    def expired(self, now: datetime) -> bool:
+        return utc(self.expires_at) <= utc(now)
+
+    def leased(self, now: datetime) -> bool:
+        """A pending record whose owner may still be at work."""
+        return self.state is State.PENDING and utc(now) < utc(self.lease_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Won:
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    holder: Record
+
+
+Replaces = Callable[[Record], bool]
+
+
+def _never(_: Record) -> bool:
+    return False
+
+
+def claimable(old: Record | None, owner: str, now: datetime, replaces: Replaces) -> bool:
+    """The one rule both stores apply (DynamoDB in its condition expression, then in Python)."""
+    if old is None or old.owner == owner or old.expired(now):
+        return True
+    if old.state is State.PENDING:
+        return not old.leased(now)
+    return replaces(old)
+
+
+class StateStore(ABC):
+    @abstractmethod
+    def claim(
+        self,
+        key: str,
+        owner: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        expires_at: datetime,
+        data: Mapping[str, Value] | None = None,
+        replaces: Replaces = _never,
+    ) -> Won | Lost:
+        """Hold ``key`` for ``owner`` (pending until ``lease_until``), or say who holds it.
+        ``replaces`` may let a confirmed record go (its owner's work is no longer current)."""
+
+    @abstractmethod
+    def confirm(self, claim: Record, data: Mapping[str, Value] | None = None) -> Record | None:
+        """Mark the claim's work done, adding ``data``; ``None`` when it is no longer ours."""
+
+    @abstractmethod
+    def release(self, claim: Record) -> bool:
+        """Give the claim back; False when it was no longer ours (nothing changed)."""
+
+    @abstractmethod
+    def read(self, key: str) -> Record | None:
+        """The key's record, expired or not; ``None`` when there is none."""
+
+    def with_retry(self, retry: RetryPolicy) -> StateStore:
+        """The same records, reached through ``retry`` (say, with an invocation's deadline)."""
+        return self
+
+
+def _new_record(
+    key: str,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    expires_at: datetime,
+    data: Mapping[str, Value] | None,
+) -> Record:
+    return Record(
+        key=key,
+        owner=owner,
+        state=State.PENDING,
+        claimed_at=utc(now),
+        lease_until=utc(lease_until),
+        expires_at=_whole_second_at_or_after(expires_at),
+        data=_utc_values(data),
+    )
+
+
+class MemoryStateStore(StateStore):
+    """Records in a dict behind a lock: one process (a warm Lambda container, a CLI run)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, Record] = {}
+        self._lock = threading.Lock()
+
+    def claim(
+        self,
+        key: str,
+        owner: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        expires_at: datetime,
+        data: Mapping[str, Value] | None = None,
+        replaces: Replaces = _never,
+    ) -> Won | Lost:
+        with self._lock:
+            self._forget_expired(now)
+            old = self._records.get(key)
+            if old is not None and old.owner == owner:
+                return Won(old)
+            if not claimable(old, owner, now, replaces):
+                assert old is not None
+                return Lost(old)
+            record = _new_record(key, owner, now, lease_until, expires_at, data)
+            self._records[key] = record
+            return Won(record)
+
+    def confirm(self, claim: Record, data: Mapping[str, Value] | None = None) -> Record | None:
+        with self._lock:
+            record = self._records.get(claim.key)
+            if record is None or record.owner != claim.owner:
+                return None
+            confirmed = replace(
+                record, state=State.CONFIRMED, data={**record.data, **_utc_values(data)}
+            )
+            self._records[claim.key] = confirmed
+            return confirmed
+
+    def release(self, claim: Record) -> bool:
+        with self._lock:
+            record = self._records.get(claim.key)
+            if record is None or record.owner != claim.owner:
+                return False
+            del self._records[claim.key]
+            return True
+
+    def read(self, key: str) -> Record | None:
+        with self._lock:
+            return self._records.get(key)
+
+    def _forget_expired(self, now: datetime) -> None:
+        for key in [k for k, r in self._records.items() if r.expired(now)]:
+            del self._records[key]
+
+
+class DynamoDbStateStore(StateStore):
+    """One item per key: ``pk``, ``owner``, ``state``, ``claimed_at`` and ``lease_until`` (epoch
+    microseconds), ``expires_at`` (epoch seconds, the TTL attribute), and the record's data as
+    top-level attributes (text as ``S``, times as ``N`` epoch microseconds).
+
+    A claim is one conditional ``PutItem`` (atomic: two containers cannot both win); only a
+    confirmed record that ``replaces`` lets go costs a second, owner-checked one. Every call
+    goes through the retry policy; inside a caller's budget it is one attempt of the caller's.
+    """
+
+    def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
+        self._client = client
+        self._table = table
+        self._retry = retry
+
+    def claim(
+        self,
+        key: str,
+        owner: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        expires_at: datetime,
+        data: Mapping[str, Value] | None = None,
+        replaces: Replaces = _never,
+    ) -> Won | Lost:
+        record = _new_record(key, owner, now, lease_until, expires_at, data)
+        item = _item(record)
+
+        def put() -> Won | Lost:
+            old = self._put(
+                item,
+                "attribute_not_exists(#pk) OR #owner = :owner OR #expires <= :now_s"
+                " OR (#state = :pending AND #lease <= :now_us)",
+                {
+                    ":owner": {"S": owner},
+                    ":now_s": {"N": str(_seconds(now))},
+                    ":now_us": {"N": str(_micros(now))},
+                    ":pending": {"S": State.PENDING.value},
+                },
+                {"#pk": KEY_ATTRIBUTE, "#lease": "lease_until", "#expires": EXPIRES_ATTRIBUTE},
+            )
+            if old is None:
+                return Won(record)
+            if old.owner == owner:
+                return Won(record)
+            if not claimable(old, owner, now, replaces):
+                return Lost(old)
+            # A confirmed record the caller may replace: replace exactly that one.
+            if (
+                self._put(
+                    item,
+                    "#owner = :old_owner AND #state = :old_state",
+                    {":old_owner": {"S": old.owner}, ":old_state": {"S": old.state.value}},
+                    {},
+                )
+                is None
+            ):
+                return Won(record)
+            now_held = self._get(key)
+            return Lost(now_held) if now_held is not None else Lost(old)
+
+        return self._retry.call("PutItem", put)
+
+    def confirm(self, claim: Record, data: Mapping[str, Value] | None = None) -> Record | None:
+        values = {f":d{i}": _attribute(v) for i, v in enumerate((data or {}).values())}
+        names = {f"#d{i}": name for i, name in enumerate((data or {}).keys())}
+        assignments = ", ".join(f"{n} = {v}" for n, v in zip(names, values, strict=True))
+        try:
+            answer = self._retry.call(
+                "UpdateItem",
+                self._client.update_item,
+                TableName=self._table,
+                Key={KEY_ATTRIBUTE: {"S": claim.key}},
+                UpdateExpression="SET #state = :confirmed" + (f", {assignments}" if data else ""),
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#state": "state", "#owner": "owner", **names},
+                ExpressionAttributeValues={
+                    ":confirmed": {"S": State.CONFIRMED.value},
+                    ":owner": {"S": claim.owner},
+                    **values,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except PermanentAwsError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return None  # taken over after its lease: nothing of ours to change
+            raise
+        return _record(answer.get("Attributes") or {})
+
+    def release(self, claim: Record) -> bool:
+        try:
+            self._retry.call(
+                "DeleteItem",
+                self._client.delete_item,
+                TableName=self._table,
+                Key={KEY_ATTRIBUTE: {"S": claim.key}},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": claim.owner}},
+            )
+        except PermanentAwsError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def read(self, key: str) -> Record | None:
+        return self._retry.call("GetItem", self._get, key=key)
+
+    def with_retry(self, retry: RetryPolicy) -> DynamoDbStateStore:
+        return DynamoDbStateStore(self._client, self._table, retry)
+
+    def _get(self, key: str) -> Record | None:
+        answer = self._client.get_item(
+            TableName=self._table, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return _record(item) if item else None
+
+    def _put(
+        self,
+        item: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str],
+    ) -> Record | None:
+        """Put ``item`` if ``condition`` holds: ``None`` when written, else the record there."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#owner": "owner", "#state": "state", **names},
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
+            if old:
+                return _record(old)
+            held = self._get(str(item[KEY_ATTRIBUTE]["S"]))
+            if held is None:  # gone in between: let the caller's retry try again
+                raise
+            return held
+        return None
+
+
+def _item(record: Record) -> dict[str, Any]:
+    return {
+        KEY_ATTRIBUTE: {"S": record.key},
+        "owner": {"S": record.owner},
+        "state": {"S": record.state.value},
+        "claimed_at": {"N": str(_micros(record.claimed_at))},
+        "lease_until": {"N": str(_micros(record.lease_until))},
+        EXPIRES_ATTRIBUTE: {"N": str(_seconds(record.expires_at))},
+        **{name: _attribute(value) for name, value in record.data.items()},
+    }
+
+
+def _record(item: Mapping[str, Any]) -> Record:
+    def number(name: str) -> int:
+        return int(item.get(name, {}).get("N", "0"))
+
+    data: dict[str, Value] = {}
+    for name, attribute in item.items():
+        if name in _CORE:
+            continue
+        if "S" in attribute:
+            data[name] = str(attribute["S"])
+        elif "N" in attribute:
+            data[name] = _from_micros(int(attribute["N"]))
+    return Record(
+        key=str(item.get(KEY_ATTRIBUTE, {}).get("S", "")),
+        owner=str(item.get("owner", {}).get("S", "")),
+        state=State(item.get("state", {}).get("S", State.PENDING.value)),
+        claimed_at=_from_micros(number("claimed_at")),
+        lease_until=_from_micros(number("lease_until")),
+        expires_at=datetime.fromtimestamp(number(EXPIRES_ATTRIBUTE), tz=UTC),
+        data=data,
+    )
+
+
+def _attribute(value: Value) -> dict[str, str]:
+    if isinstance(value, datetime):
+        return {"N": str(_micros(value))}
+    return {"S": value}
+
+
+def _utc_values(data: Mapping[str, Value] | None) -> dict[str, Value]:
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in (data or {}).items()}
+
+
+def _micros(moment: datetime) -> int:
+    """Epoch microseconds, exactly (no float rounding)."""
+    delta = utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(value: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+def _whole_second_at_or_after(moment: datetime) -> datetime:
+    """Expiry is kept in whole seconds (DynamoDB's TTL): never before the moment asked for."""
+    moment = utc(moment)
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
+
+
+def _seconds(moment: datetime) -> int:
+    return int(utc(moment).timestamp())
