@@ -161,12 +161,18 @@ class ConsumerDiscovery:
         fetched: dict[str, TaskDefinitionSummary] = {}
         requested: set[str] = set()
         listed: set[str] = set()
-        with ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-scan") as pool:
+        # Two pools, one per ECS bucket: a call waiting for a task-definition token must not
+        # hold up the describes queued behind it (each bucket drains at its own rate).
+        with (
+            ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-scan") as services,
+            ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-td") as definitions,
+        ):
             work: dict[Future[Any], tuple[str, str, int]] = {}  # future -> (step, subject, slot)
 
             def submit(
                 step: str, subject: str, slot: int, call: Callable[..., Any], *args: Any
             ) -> None:
+                pool = definitions if step == "task_definition" else services
                 work[pool.submit(call, *args)] = (step, subject, slot)
 
             for cluster in clusters:

@@ -168,3 +168,29 @@ def test_a_notify_only_service_is_reported_not_redeployed(clients, retry, ecs_wo
     assert json.loads(json.dumps(envelope))["MessageAttributes"]["kind"]["Value"] == (
         "stale_service"
     )
+
+
+def test_a_state_table_that_cannot_answer_holds_up_no_redeploy(
+    clients, sleeps, ecs_world, state_table
+):
+    """Statuses and pacing counters are best effort: with every rollout-store call throttled,
+    the policies let the job through and the ledger (which retries) keeps it once."""
+    from orchestration.aws.retry import RetryPolicy
+    from tests.aws_fakes import ErrorInjector
+
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    runtime = make_runtime(
+        clients,
+        RetryPolicy(sleep=sleeps),
+        Settings(state_table=state_table, max_redeploys_per_hour=1, max_rollouts_per_cluster=1),
+    )
+    # The ledger's claims and confirms go through; the rollout store's calls do not.
+    ErrorInjector(
+        1.0, code="ProvisionedThroughputExceededException", operations={"GetItem", "UpdateItem"}
+    ).attach(clients.dynamodb)
+
+    outcome = process(classify(rotation_event(db)), runtime)
+
+    assert sorted(outcome.redeployed) == [f"{PROD}/prod-stale-0", f"{PROD}/prod-stale-1"]
+    assert outcome.failed == []
+    assert ecs_world.updates_reached_moto == Counter(["prod-stale-0", "prod-stale-1"])
