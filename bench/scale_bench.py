@@ -515,7 +515,10 @@ def main() -> None:
         help="run the one-by-one scan for sizes up to this many services (it is slow)",
     )
     parser.add_argument("--fanout", type=int, default=200, help="K consumers (0: skip)")
-    parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "scale.png")
+    parser.add_argument(
+        "--plot", type=Path, default=ROOT / "bench" / "scale.png", help="PNG to write"
+    )
+    parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
     latency = args.latency_ms / 1000
@@ -538,7 +541,7 @@ def main() -> None:
                 indent=2,
             )
         )
-    if args.plot and len(discoveries) > 1:
+    if not args.no_plot and len(discoveries) > 1:
         plot(discoveries, args.plot)
         progress(f"plot written to {args.plot}")
 
