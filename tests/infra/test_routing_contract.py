@@ -73,7 +73,9 @@ def _variants() -> list[tuple[str, dict[str, Any]]]:
     failed_put = copy.deepcopy(put)
     failed_put["detail"]["errorCode"] = "AccessDeniedException"
     several_stages = copy.deepcopy(put)
-    several_stages["detail"]["responseElements"]["versionStages"] = ["blue", "AWSCURRENT"]
+    several_stages["detail"]["requestParameters"]["versionStages"] = ["blue", "AWSCURRENT"]
+    no_response = copy.deepcopy(put)  # the caller's words only: no responseElements
+    no_response["detail"]["responseElements"] = None
     delete = _load(EVENTS / "delete-secret-recovery-window.json")
     failed_delete = copy.deepcopy(delete)
     failed_delete["detail"]["errorCode"] = "InvalidRequestException"
@@ -83,6 +85,7 @@ def _variants() -> list[tuple[str, dict[str, Any]]]:
     return [
         ("failed PutSecretValue", failed_put),
         ("AWSCURRENT among stages", several_stages),
+        ("PutSecretValue without response", no_response),
         ("failed DeleteSecret", failed_delete),
         ("not from Secrets Manager", other_source),
     ]
@@ -91,6 +94,7 @@ def _variants() -> list[tuple[str, dict[str, Any]]]:
 VARIANT_EXPECTED = {
     "failed PutSecretValue": set(),
     "AWSCURRENT among stages": {VALUE},
+    "PutSecretValue without response": {VALUE},
     "failed DeleteSecret": set(),
     "not from Secrets Manager": set(),
 }

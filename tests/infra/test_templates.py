@@ -271,9 +271,10 @@ def test_restore_and_cluster_scope_change_the_policies(
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     alarms = role_policies(stack["resources"]["AlarmsFunctionRole"])
     rotation = role_policies(stack["resources"]["RotationFunctionRole"])
+    worker = role_policies(stack["resources"]["WorkerFunctionRole"])
     assert "secretsmanager:RestoreSecret" in _actions(alarms)
     assert "secretsmanager:RestoreSecret" not in _actions(rotation)
-    for statements in (alarms, rotation):
+    for statements in (alarms, rotation, worker):
         assert "ecs:ListClusters" not in _actions(statements)
         scoped = [s for s in statements if "ecs:ListServices" in _actions([s])]
         (listing,) = scoped
@@ -281,7 +282,9 @@ def test_restore_and_cluster_scope_change_the_policies(
             "*:cluster/prod",
             "*:cluster/batch",
         ]
-    (update,) = [s for s in rotation if "ecs:UpdateService" in _actions([s])]
+    # Only the worker redeploys (the rotation function queues the jobs).
+    assert "ecs:UpdateService" not in _actions(rotation)
+    (update,) = [s for s in worker if "ecs:UpdateService" in _actions([s])]
     assert update["Condition"]["StringLike"]["ecs:cluster"] == ["*:cluster/prod", "*:cluster/batch"]
 
 

@@ -1,0 +1,125 @@
+"""The permissions contract: every AWS call a deployed function makes is one its role allows.
+
+The handlers process what the template's rules route to them inside moto, with the state table
+and restore-on-access on (so every kind of call happens), while a hook records each operation
+per function. Each recorded call must be among the actions the template grants that function
+(restore granted as with RestoreOnAccess=true). Least privilege must still be enough.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from orchestration.aws.clients import AwsClients
+from orchestration.events.routing import route
+from tests.conftest import SAMPLE_EVENTS
+from tests.infra.test_metrics_contract import Containers
+from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def _granted(stack: dict[str, Any], function: str) -> set[str]:
+    """Actions of the function's ``Policies`` statements (both sides of every Fn::If)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "Effect" in node and "Action" in node:
+                actions = node["Action"]
+                found.update([actions] if isinstance(actions, str) else actions)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(stack["Resources"][function]["Properties"]["Policies"])
+    return found
+
+
+def test_every_call_the_functions_make_is_granted_to_them(
+    stack: dict[str, Any],
+    world: Any,
+    clients: AwsClients,
+    inbox: Any,  # noqa: F811
+    state_table: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
+    monkeypatch.setenv("ROTOR_RESTORE_ON_ACCESS", "true")
+    jobs = clients.sqs.create_queue(QueueName="rotor-redeploy")["QueueUrl"]
+    monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", jobs)
+    calls: dict[str, set[str]] = defaultdict(set)
+    current = {"function": ""}
+
+    def record(model: Any, **_: Any) -> None:
+        prefix = model.service_model.endpoint_prefix
+        action = f"{prefix}:{model.name}"
+        calls[current["function"]].add(BATCH_ACTIONS.get(action, action))
+
+    for client in (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb, clients.sqs):
+        client.meta.events.register("before-call", record)
+    containers = Containers(monkeypatch, clients)
+    for path in SAMPLE_EVENTS:
+        event = json.loads(path.read_text())
+        for r in route(event):
+            current["function"] = r.function
+            containers.invoke(r.handler, copy.deepcopy(event))
+    # The redeploy jobs the rotation function queued, as the SQS event source hands them over
+    # (its own receive and delete are the worker role's too).
+    current["function"] = "WorkerFunction"
+    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])
+    while messages := clients.sqs.receive_message(
+        QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", []):
+        containers.invoke("handlers.worker.lambda_handler", sqs_event(messages, arn))
+        for m in messages:
+            clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
+
+    assert set(calls) == {"RotationFunction", "AlarmsFunction", "TrackerFunction", "WorkerFunction"}
+    assert "secretsmanager:RestoreSecret" in calls["AlarmsFunction"]  # the path was taken
+    assert "sqs:SendMessage" in calls["RotationFunction"]
+    assert "ecs:UpdateService" in calls["WorkerFunction"]
+    assert {c for c in calls["RotationFunction"] if c.startswith("dynamodb:")}
+    for function, made in calls.items():
+        assert made - _granted(stack, function) == set(), function
+    # No function may call what it does not need: only the worker redeploys.
+    for function in ("AlarmsFunction", "RotationFunction", "TrackerFunction"):
+        assert "ecs:UpdateService" not in _granted(stack, function), function
+
+
+#: Batch operations IAM authorises under the single action.
+BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+def sqs_event(messages: list[dict[str, Any]], attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                    "SentTimestamp": m["Attributes"]["SentTimestamp"],
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": attributes["Attributes"]["QueueArn"],
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
