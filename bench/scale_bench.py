@@ -497,6 +497,11 @@ def plot(discoveries: list[DiscoveryFigures], path: Path) -> None:
     seconds.set_xscale("log")
     seconds.set_yscale("log")
     seconds.legend()
+    from matplotlib.ticker import NullFormatter
+
+    for axes in (calls, seconds):
+        axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
+        axes.xaxis.set_minor_formatter(NullFormatter())
     latency = discoveries[0].latency_ms
     figure.suptitle(f"rotor discovery against a strict ECS stand-in ({latency:g} ms per call)")
     figure.tight_layout()
@@ -519,9 +524,16 @@ def main() -> None:
         "--plot", type=Path, default=ROOT / "bench" / "scale.png", help="PNG to write"
     )
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    parser.add_argument(
+        "--replot", type=Path, default=None, help="draw the plot from a --json file, run nothing"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
     latency = args.latency_ms / 1000
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        plot([DiscoveryFigures(**d) for d in saved["discovery"]], args.plot)
+        return
 
     discoveries = [
         bench_discovery(
