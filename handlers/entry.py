@@ -28,6 +28,7 @@ from handlers.observability import logger, metrics, tracer
 from handlers.trust import untrusted_reason
 from orchestration import (
     INVALID_EVENTS,
+    METRIC_UNITS,
     PROCESSING_ERRORS,
     UNTRUSTED_EVENTS,
     AwsCallError,
@@ -150,7 +151,7 @@ def _handle_event(
         )
         raise
     for name, value in outcome.metrics.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
     result = outcome.to_dict()
     result.pop("notifications")
     logger.info(

@@ -25,8 +25,12 @@ from orchestration.events.classification import (
     EventKind,
     classify,
 )
+from orchestration.fanout.consume import JobReport, run_job
+from orchestration.fanout.jobs import parse_job
+from orchestration.fanout.queue import SqsJobQueue
 from orchestration.outcome import (
     INVALID_EVENTS,
+    METRIC_UNITS,
     PROCESSING_ERRORS,
     UNTRUSTED_EVENTS,
     EventOutcome,
@@ -43,6 +47,7 @@ from orchestration.settings import Settings
 __all__ = [
     "ALARM_KINDS",
     "INVALID_EVENTS",
+    "METRIC_UNITS",
     "PROCESSING_ERRORS",
     "REDEPLOY_KINDS",
     "UNTRUSTED_EVENTS",
@@ -54,6 +59,7 @@ __all__ = [
     "EventOutcome",
     "InvalidEventError",
     "InvalidReferenceError",
+    "JobReport",
     "PermanentAwsError",
     "RateLimited",
     "ReferenceField",
@@ -64,10 +70,13 @@ __all__ = [
     "SecretIdentity",
     "SecretReference",
     "Settings",
+    "SqsJobQueue",
     "UsageError",
     "classify",
     "fixed_deadline",
     "lambda_deadline",
+    "parse_job",
     "parse_reference",
     "process",
+    "run_job",
 ]

@@ -13,6 +13,7 @@ from orchestration.events.classification import Classification, EventKind
 from orchestration.outcome import EventOutcome
 from orchestration.rotation.new_value import handle_new_secret_value
 from orchestration.runtime import Runtime
+from orchestration.tracking.tracker import handle_deployment_state
 
 UseCase = Callable[[Classification, Runtime], EventOutcome]
 
@@ -22,6 +23,7 @@ USE_CASES: dict[EventKind, UseCase] = {
     EventKind.PENDING_DELETION_ACCESS: handle_pending_deletion_access,
     EventKind.DELETION_SCHEDULED: handle_deletion_scheduled,
     EventKind.ROTATION_FAILED: handle_rotation_failed,
+    EventKind.DEPLOYMENT_STATE: handle_deployment_state,
 }
 
 
@@ -30,7 +32,4 @@ def process(event: Classification, runtime: Runtime) -> EventOutcome:
     use_case = USE_CASES.get(event.kind)
     if use_case is not None:
         return use_case(event, runtime)
-    outcome = EventOutcome(event)
-    if event.kind is EventKind.DEPLOYMENT_STATE:
-        outcome.notes.append("rollout tracking is not built yet; event recorded only")
-    return outcome
+    return EventOutcome(event)

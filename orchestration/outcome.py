@@ -31,6 +31,15 @@ PROCESSING_ERRORS = "ProcessingErrors"  # an error stopped an event; Lambda retr
 UNTRUSTED_EVENTS = "UntrustedEvents"  # from an account neither ours nor ROTOR_TRUSTED_ACCOUNTS
 MANUAL_REDEPLOYS = "ManualRedeploysNeeded"  # stale CODE_DEPLOY/EXTERNAL services: people must act
 DISCOVERY_FAILURES = "DiscoveryFailures"  # a cluster or task definition rotor could not read
+REDEPLOYS_QUEUED = "RedeploysQueued"  # jobs sent to the redeploy queue
+REDEPLOYS_DEFERRED = "RedeploysDeferred"  # a job put back: throttled or its cluster at its cap
+REDEPLOY_FLAPPING = "RedeployFlapping"  # skipped: too many forced deployments in the last hour
+STALE_SERVICES_NOTIFIED = "StaleServicesNotified"  # tag rotor:redeploy=notify: reported only
+REDEPLOY_ROLLED_BACK = "RedeployRolledBack"  # rotor's deployment failed (circuit breaker)
+TIME_TO_FRESH = "TimeToFresh"  # seconds from the new value to rotor's deployment completing
+#: Units other than Count.
+METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}
+UNTRUSTED_EVENTS = "UntrustedEvents"  # from an account neither ours nor ROTOR_TRUSTED_ACCOUNTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,7 @@ class EventOutcome:
     failed: list[Failure] = field(default_factory=list)
     manual: list[ManualRedeploy] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # services that vanished mid-scan
+    queued: list[str] = field(default_factory=list)  # services with a job on the redeploy queue
     notifications: list[Notification] = field(default_factory=list)
     notifications_suppressed: int = 0
     restored: list[str] = field(default_factory=list)
@@ -137,6 +147,7 @@ class EventOutcome:
             "redeployed": self.redeployed,
             "skipped": [s.to_dict() for s in self.skipped],
             "failed": [f.to_dict() for f in self.failed],
+            "queued": self.queued,
             "manual": [m.to_dict() for m in self.manual],
             "missing": self.missing,
             "consumers": self.consumers,

@@ -16,6 +16,7 @@ from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache
 from orchestration.ecs.redeploy import Redeployer
+from orchestration.fanout.queue import JobQueue, SqsJobQueue
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
 from orchestration.secrets.lookup import SecretLookup
 from orchestration.settings import Settings
@@ -25,6 +26,8 @@ from orchestration.state.redeploy_ledger import (
     MemoryRedeployLedger,
     RedeployLedger,
 )
+from orchestration.state.task_definitions import StoredTaskDefinitionCache
+from orchestration.tracking.store import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Runtime:
     notify_window: NotifyWindow
     task_definitions: TaskDefinitionCache
     ledger: RedeployLedger
+    rollouts: RolloutStore
+    queue: JobQueue | None = None  # the redeploy queue; None: jobs run inline
 
     @classmethod
     def build(
@@ -48,8 +53,12 @@ class Runtime:
         notify_window: NotifyWindow | None = None,
         task_definitions: TaskDefinitionCache | None = None,
         ledger: RedeployLedger | None = None,
+        rollouts: RolloutStore | None = None,
+        queue: JobQueue | None = None,
     ) -> Runtime:
         retry = retry or RetryPolicy()
+        if settings.ecs_containers > 1:
+            clients.ecs_rate_limiter.share_among(settings.ecs_containers)
         if notifier is None:
             notifier = (
                 SnsNotifier(clients.sns, settings.topic_arn, retry)
@@ -70,15 +79,29 @@ class Runtime:
                 if settings.state_table
                 else MemoryRedeployLedger()
             )
+        if rollouts is None:
+            rollouts = (
+                DynamoDbRolloutStore(clients.dynamodb, settings.state_table, retry)
+                if settings.state_table
+                else MemoryRolloutStore()
+            )
+        if queue is None and settings.redeploy_queue_url:
+            queue = SqsJobQueue(clients.sqs, settings.redeploy_queue_url, retry)
         return cls(
             ledger=ledger,
+            rollouts=rollouts,
+            queue=queue,
             clients=clients,
             settings=settings,
             retry=retry,
             notifier=notifier,
             notify_window=notify_window,
             task_definitions=(
-                task_definitions if task_definitions is not None else TaskDefinitionCache()
+                task_definitions
+                if task_definitions is not None
+                else StoredTaskDefinitionCache(clients.dynamodb, settings.state_table, retry)
+                if settings.state_table
+                else TaskDefinitionCache()
             ),
         )
 

@@ -31,6 +31,7 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _MAX_WINDOW_SECONDS = 7 * 86400
+MAX_DEBOUNCE_SECONDS = 900  # SQS DelaySeconds maximum
 
 
 class Settings(BaseSettings):
@@ -46,6 +47,14 @@ class Settings(BaseSettings):
     notify_window: timedelta = timedelta(minutes=15)  # ROTOR_NOTIFY_WINDOW: 900, 15m, 1h
     state_table: str | None = None  # ROTOR_STATE_TABLE: DynamoDB table for rotor's state
     max_workers: int = 8  # ROTOR_MAX_WORKERS: concurrent ECS calls
+    # ROTOR_REDEPLOY_QUEUE_URL: SQS queue of redeploy jobs; without it jobs run inline
+    redeploy_queue_url: str | None = None
+    debounce_seconds: int = 0  # ROTOR_DEBOUNCE_SECONDS: delay each job (SQS, at most 900)
+    max_redeploys_per_hour: int = 6  # ROTOR_MAX_REDEPLOYS_PER_HOUR: flap guard; 0 = no limit
+    max_rollouts_per_cluster: int = 0  # ROTOR_MAX_ROLLOUTS_PER_CLUSTER: 0 = no cap
+    # ROTOR_ECS_CONTAINERS: containers sharing ECS's account limits (the function's reserved
+    # concurrency); each meters 1/N of every rate and burst
+    ecs_containers: int = 1
     # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
     # besides their own account's (the accounts that forward their secrets' events)
     trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
@@ -82,7 +91,7 @@ class Settings(BaseSettings):
             return timedelta(seconds=seconds)
         return value
 
-    @field_validator("topic_arn", "state_table", mode="before")
+    @field_validator("topic_arn", "state_table", "redeploy_queue_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -95,11 +104,27 @@ class Settings(BaseSettings):
             raise ValueError(f"expected 12-digit account ids, got {', '.join(bad)}")
         return value
 
-    @field_validator("max_workers")
+    @field_validator("max_workers", "ecs_containers")
     @classmethod
     def _positive(cls, value: int) -> int:
         if not 1 <= value <= 64:
             raise ValueError("must be between 1 and 64")
+        return value
+
+    @field_validator("debounce_seconds")
+    @classmethod
+    def _sqs_delay(cls, value: int) -> int:
+        if not 0 <= value <= MAX_DEBOUNCE_SECONDS:
+            raise ValueError(
+                f"must be between 0 and {MAX_DEBOUNCE_SECONDS} (the SQS maximum delay)"
+            )
+        return value
+
+    @field_validator("max_redeploys_per_hour", "max_rollouts_per_cluster")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (no limit) or more")
         return value
 
     @classmethod

@@ -19,6 +19,7 @@ from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from orchestration.state.notify_window import MemoryNotifyWindow
 from orchestration.state.redeploy_ledger import MemoryRedeployLedger
+from orchestration.tracking.store import MemoryRolloutStore
 from tests.aws_fakes import ApiCalls, enforce_ecs_limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,9 @@ def make_runtime(
         task_definitions=_or_new(overrides.pop("task_definitions", None)),
         ledger=overrides.pop("ledger", None)
         or (None if settings.state_table else MemoryRedeployLedger()),
+        rollouts=overrides.pop("rollouts", None)
+        or (None if settings.state_table else MemoryRolloutStore()),
+        queue=overrides.pop("queue", None),
     )
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 #: Per attempt. AWS endpoints answer a connection in milliseconds; a short connect timeout leaves
 #: the time to the read. The read timeout is cut, attempt by attempt, to the caller's time left.
@@ -116,4 +117,9 @@ class AwsClients:
     @cached_property
     def dynamodb(self) -> DynamoDBClient:
         client: DynamoDBClient = self._client("dynamodb")
+        return client
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self._client("sqs")
         return client

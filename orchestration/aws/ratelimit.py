@@ -105,7 +105,23 @@ class ApiRateLimiter:
         self.buckets = {
             name: TokenBucket(limit, clock=clock, sleep=sleep) for name, limit in limits.items()
         }
+        self._limits = dict(limits)
+        self._clock = clock
+        self._sleep = sleep
         self._operations = operations
+
+    def share_among(self, containers: int) -> None:
+        """This process is one of ``containers`` that share the account's limits (a function's
+        reserved concurrency): meter 1/N of each rate and burst. Call before the first call."""
+        n = max(1, containers)
+        self.buckets = {
+            name: TokenBucket(
+                BucketLimit(limit.per_second / n, max(1.0, limit.burst / n)),
+                clock=self._clock,
+                sleep=self._sleep,
+            )
+            for name, limit in self._limits.items()
+        }
 
     def acquire(self, operation: str) -> float:
         bucket = self.buckets.get(self._operations.get(operation, ""))

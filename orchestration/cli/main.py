@@ -1,4 +1,4 @@
-"""The ``rotor`` command line: explain, discover, replay, demo.
+"""The ``rotor`` command line: explain, discover, replay, status, demo.
 
 ``--output json`` (or ``--json``) prints exactly one JSON object on stdout. Every error is one
 line on stderr, with exit status 2 for bad input (a file that is not an event, a secret that
@@ -192,6 +192,11 @@ def _parser() -> argparse.ArgumentParser:
         help="plan and print, but make no UpdateService, Publish, RestoreSecret or state write",
     )
 
+    status = command("status", _status, "recent rotations and each service's progress")
+    status.add_argument("--secret", metavar="SECRET", help="only this secret (ARN or name)")
+    status.add_argument("--since", default="24h", metavar="AGE", help="24h (default), 90m, 7d")
+    output(status)
+
     demo = command("demo", _demo, "replay the sample events against the embedded world", aws=False)
     demo.add_argument("--events", type=Path, default=None, help="folder of sample events")
     return parser
@@ -332,6 +337,24 @@ def _replay(args: argparse.Namespace) -> int:
             _label(args.event), [outcome], sys.stdout, routes=routes, would_call=would_call
         )
     return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def _status(args: argparse.Namespace) -> int:
+    from orchestration.tracking.status import parse_since, render_status, status_report
+
+    since = parse_since(args.since)
+    with _aws(args) as runtime:
+        if not runtime.settings.state_table:
+            raise UsageError("rotor status reads the state table: set ROTOR_STATE_TABLE")
+        report = status_report(runtime.rollouts, datetime.now(UTC), since, args.secret)
+    if args.output == "json":
+        _print_json(report)
+    else:
+        print("\n".join(render_status(report)))
+    return EXIT_OK
 
 
 # --- demo --------------------------------------------------------------------------------

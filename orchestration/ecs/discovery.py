@@ -2,7 +2,9 @@
 
 One scan walks every cluster (or those in ``ROTOR_CLUSTERS``, each once however it is named):
 ``ListServices`` 100 per page, ``DescribeServices`` ten at a time with tags,
-``DescribeTaskDefinition`` once per distinct task definition. Task definition revisions are
+``DescribeTaskDefinition`` once per distinct task definition. The scan is pipelined: a
+cluster's services are described as soon as its list is in, and a task definition is read as
+soon as the describe batch naming it returns. Task definition revisions are
 immutable, so they are cached by ARN for the life of the runtime (a warm Lambda container keeps
 its runtime, and so the cache). Calls run on a thread pool; the client's rate limiter
 (``orchestration.aws.ratelimit``) keeps them under ECS's published limits, and every call goes
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -147,43 +149,85 @@ class ConsumerDiscovery:
         return self.scan().consumers_of(secret)
 
     def scan(self) -> Inventory:
+        """One pipelined pass: each cluster's services are described as soon as its list is
+        in, and each task definition is read as soon as the describe batch naming it returns,
+        so the task-definition bucket starts draining at once instead of after a barrier."""
         inventory = Inventory()
-        with ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-scan") as pool:
-            pages = [(c, pool.submit(self._service_arns, c)) for c in self._cluster_arns()]
-            describes: list[tuple[str, Future[Described]]] = []
-            listed: set[str] = set()
-            for cluster, page in pages:
-                try:
-                    arns = page.result()
-                except AwsCallError as exc:
-                    inventory.failures.append(ScanFailure.of("cluster", cluster, exc))
-                    continue
-                arns = [arn for arn in dict.fromkeys(arns) if arn not in listed]
-                listed.update(arns)
-                for start in range(0, len(arns), DESCRIBE_BATCH):
-                    batch = arns[start : start + DESCRIBE_BATCH]
-                    describes.append(
-                        (cluster, pool.submit(self._describe_services, cluster, batch))
-                    )
-            snapshots: list[ServiceSnapshot] = []
-            for cluster, described in describes:
-                try:
-                    found, missing, skipped = described.result()
-                except AwsCallError as exc:
-                    if all(f.subject != cluster for f in inventory.failures):  # once a cluster
-                        inventory.failures.append(ScanFailure.of("cluster", cluster, exc))
-                    continue
+        clusters = self._cluster_arns()
+        list_failures: dict[str, ScanFailure] = {}
+        describe_failures: dict[str, ScanFailure] = {}
+        td_failures: dict[str, ScanFailure] = {}
+        batches: list[Described | None] = []  # by submission: a deterministic result order
+        fetched: dict[str, TaskDefinitionSummary] = {}
+        requested: set[str] = set()
+        listed: set[str] = set()
+        # Two pools, one per ECS bucket: a call waiting for a task-definition token must not
+        # hold up the describes queued behind it (each bucket drains at its own rate).
+        with (
+            ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-scan") as services,
+            ThreadPoolExecutor(self._max_workers, thread_name_prefix="rotor-td") as definitions,
+        ):
+            work: dict[Future[Any], tuple[str, str, int]] = {}  # future -> (step, subject, slot)
+
+            def submit(
+                step: str, subject: str, slot: int, call: Callable[..., Any], *args: Any
+            ) -> None:
+                pool = definitions if step == "task_definition" else services
+                work[pool.submit(call, *args)] = (step, subject, slot)
+
+            for cluster in clusters:
+                submit("list", cluster, -1, self._service_arns, cluster)
+            while work:
+                done, _ = wait(work, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step, subject, slot = work.pop(future)
+                    try:
+                        result = future.result()
+                    except AwsCallError as exc:
+                        if step == "task_definition":
+                            td_failures[subject] = ScanFailure.of("task_definition", subject, exc)
+                        elif step == "list":
+                            list_failures[subject] = ScanFailure.of("cluster", subject, exc)
+                        elif subject not in describe_failures:  # once a cluster
+                            describe_failures[subject] = ScanFailure.of("cluster", subject, exc)
+                        continue
+                    if step == "list":
+                        arns = [arn for arn in dict.fromkeys(result) if arn not in listed]
+                        listed.update(arns)
+                        for start in range(0, len(arns), DESCRIBE_BATCH):
+                            batches.append(None)
+                            batch = arns[start : start + DESCRIBE_BATCH]
+                            submit(
+                                "describe",
+                                subject,
+                                len(batches) - 1,
+                                self._describe_services,
+                                subject,
+                                batch,
+                            )
+                    elif step == "describe":
+                        batches[slot] = result
+                        for snapshot in result[0]:
+                            for arn in snapshot.task_definitions:
+                                if arn not in requested:
+                                    requested.add(arn)
+                                    submit("task_definition", arn, -1, self._task_definition, arn)
+                    else:
+                        fetched[subject] = result
+        snapshots: list[ServiceSnapshot] = []
+        for described in batches:
+            if described is not None:
+                found, missing, skipped = described
                 snapshots.extend(found)
                 inventory.missing.extend(missing)
                 inventory.skipped.extend(skipped)
-            wanted = sorted({arn for s in snapshots for arn in s.task_definitions})
-            fetches = [(arn, pool.submit(self._task_definition, arn)) for arn in wanted]
-            fetched: dict[str, TaskDefinitionSummary] = {}
-            for arn, fetch in fetches:
-                try:
-                    fetched[arn] = fetch.result()
-                except AwsCallError as exc:
-                    inventory.failures.append(ScanFailure.of("task_definition", arn, exc))
+        inventory.failures.extend(list_failures[c] for c in clusters if c in list_failures)
+        inventory.failures.extend(
+            describe_failures[c]
+            for c in clusters
+            if c in describe_failures and c not in list_failures
+        )
+        inventory.failures.extend(td_failures[arn] for arn in sorted(td_failures))
         inventory.services = [
             (s, fetched[arn]) for s in snapshots for arn in s.task_definitions if arn in fetched
         ]

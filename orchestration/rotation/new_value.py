@@ -1,38 +1,55 @@
 """Rotation → redeploy: after a secret gets a new current value, redeploy each stale consumer once.
 
 classify (events) → resolve the secret (secret_lookup) → discover consumers (discovery)
-→ decide per consumer (freshness) → UpdateService(forceNewDeployment) (redeploy).
+→ decide per consumer (freshness) → one job per stale consumer → the worker
+(``orchestration.fanout.worker``): UpdateService(forceNewDeployment) (redeploy).
+
+With a redeploy queue (``ROTOR_REDEPLOY_QUEUE_URL``) the jobs are enqueued and a worker Lambda
+carries them out; without one they run here, inline. Each rotation and each consumer's status
+is recorded in the rollout store (``orchestration.tracking``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from orchestration.errors import AwsCallError
+from orchestration.ecs.discovery import Inventory
+from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.events.classification import Classification
-from orchestration.models import Action, Outcome, Verdict
+from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
+from orchestration.fanout.queue import JobQueue
+from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker, decide_with_policies
+from orchestration.models import Action, ServiceSnapshot, Verdict
 from orchestration.outcome import (
     CONSUMERS_FOUND,
     MANUAL_REDEPLOYS,
     NOTIFICATIONS_SENT,
     NOTIFICATIONS_SUPPRESSED,
     REDEPLOY_FAILURES,
+    REDEPLOYS_QUEUED,
     REDEPLOYS_SKIPPED,
     REDEPLOYS_STARTED,
     EventOutcome,
     Failure,
     Skipped,
 )
-from orchestration.rotation.freshness import plan
 from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.runtime import Runtime
 from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue, value_key
-from orchestration.times import iso
+from orchestration.tracking.store import ServiceStatus, Status
 
 log = logging.getLogger(__name__)
+
+#: With a queue, stop planning and hand the rest to the worker when less time than this is left.
+PLAN_RESERVE_SECONDS = 30.0
 
 
 def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -48,39 +65,24 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         described = lookup.describe(event.secret_id, account=event.account, region=event.region)
         secret = described.identity
     outcome.secret = secret.arn
-    inventory = runtime.discovery().scan()
-    consumers = inventory.consumers_of(secret)
-    outcome.report_scan(inventory)
-    verdicts = plan(consumers, event.event_time, opt_in=runtime.settings.opt_in)
-    outcome.consumers = [describe_verdict(v) for v in verdicts]
-    outcome.count(CONSUMERS_FOUND, len(consumers))
-    for verdict in verdicts:
-        if verdict.action is Action.SKIP:
-            outcome.skipped.append(Skipped(verdict.service_arn, verdict.reason))
-        elif verdict.action is Action.MANUAL:
-            outcome.manual.append(manual_redeploy(verdict))
-    change = new_value(event, secret, lookup, described) if any_to_deploy(verdicts) else None
-    redeploy_failures = 0
-    for result in runtime.redeployer().redeploy(verdicts, event.event_time, change):
-        if result.outcome is Outcome.REDEPLOYED:
-            outcome.redeployed.append(result.service_arn)
-        elif result.outcome is Outcome.ALREADY_FRESH:
-            outcome.skipped.append(Skipped(result.service_arn, result.reason or "already fresh"))
-        else:
-            redeploy_failures += 1
-            outcome.failed.append(
-                Failure(result.service_arn, result.error or "?", result.retryable)
-            )
-    if outcome.manual:
-        outcome.count(MANUAL_REDEPLOYS, len(outcome.manual))
-        _notify_manual(event, runtime, secret.arn, change, outcome)
-    outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
-    outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
-    outcome.count(REDEPLOY_FAILURES, redeploy_failures)
+    # The new value is described only when there is something to deploy for it.
+    rotation = RotationRecord(
+        runtime,
+        lambda: Rotation.of(new_value(event, secret, lookup, described), event),
+        Rotation.unresolved(secret.arn, event),
+    )
+    if runtime.queue is None:
+        inventory = runtime.discovery().scan()
+        planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
+        run_inline(planned, runtime, outcome)
+    else:
+        plan_to_queue(secret, rotation, None, runtime, runtime.queue, outcome)
+    finish(event, rotation.close(), runtime, outcome)
     log.info(
-        "secret %s: %d consumers, %d redeployed, %d skipped, %d by hand, %d failed",
+        "secret %s: %d consumers, %d queued, %d redeployed, %d skipped, %d by hand, %d failed",
         secret.arn,
-        len(consumers),
+        len(outcome.consumers),
+        len(outcome.queued),
         len(outcome.redeployed),
         len(outcome.skipped),
         len(outcome.manual),
@@ -89,21 +91,87 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     return outcome
 
 
-def _notify_manual(
-    event: Classification,
-    runtime: Runtime,
-    secret_arn: str,
-    change: NewValue | None,
-    outcome: EventOutcome,
+class RotationRecord:
+    """The rotation in the rollout store, recorded once its new value is known: described
+    when the first consumer needs a deployment (or by hand), else named by the event alone.
+    Statuses found before that wait here."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        resolve: Callable[[], Rotation],
+        fallback: Rotation,
+        known: Rotation | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._resolve = resolve
+        self._fallback = fallback
+        self._pending: list[tuple[str, ServiceStatus]] = []
+        self.rotation: Rotation | None = None
+        if known is not None:
+            self._fix(known)
+
+    @classmethod
+    def of(cls, runtime: Runtime, rotation: Rotation) -> RotationRecord:
+        return cls(runtime, lambda: rotation, rotation, rotation)
+
+    @property
+    def rotated_at(self) -> datetime:
+        """When the new value became current (the event's time): known without describing."""
+        return (self.rotation or self._fallback).rotated_at
+
+    def need(self) -> Rotation:
+        """The rotation, its new value described if it was not yet."""
+        return self.rotation or self._fix(self._resolve())
+
+    def status(self, service_arn: str, status: ServiceStatus, *, only_if_new: bool) -> None:
+        if self.rotation is None:
+            self._pending.append((service_arn, status))
+            return
+        self._runtime.rollouts.set_status(
+            self.rotation.rotation_id, service_arn, status, only_if_new=only_if_new
+        )
+
+    def close(self) -> Rotation:
+        return self.rotation or self._fix(self._fallback)
+
+    def _fix(self, rotation: Rotation) -> Rotation:
+        self.rotation = rotation
+        self._runtime.rollouts.record_rotation(
+            rotation.rotation_id, rotation.secret_arn, rotation.version, rotation.rotated_at
+        )
+        for service_arn, status in self._pending:
+            self._runtime.rollouts.set_status(
+                rotation.rotation_id, service_arn, status, only_if_new=True
+            )
+        self._pending.clear()
+        return rotation
+
+
+def finish(
+    event: Classification, rotation: Rotation, runtime: Runtime, outcome: EventOutcome
 ) -> None:
-    """One notification per new value (deliveries of one rotation share the notify window)."""
-    value = value_key(change) if change else f"{secret_arn}@{iso(event.event_time)}"
-    key = f"manual-redeploy|{value}"
+    """Counts, and the one notification about services people must redeploy."""
+    if outcome.manual:
+        outcome.count(MANUAL_REDEPLOYS, len(outcome.manual))
+        _notify_manual(event, runtime, rotation, outcome)
+    outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
+    outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
+    outcome.count(REDEPLOY_FAILURES, sum(1 for f in outcome.failed if f.scope == "service"))
+    if outcome.queued:
+        outcome.count(REDEPLOYS_QUEUED, len(outcome.queued))
+
+
+def _notify_manual(
+    event: Classification, runtime: Runtime, rotation: Rotation, outcome: EventOutcome
+) -> None:
+    """One notification per change (deliveries of one rotation share the notify window)."""
+    key = f"manual-redeploy|{value_key(rotation.new_value())}"
     if not runtime.notify_window.claim(key, event.event_time):
         outcome.notifications_suppressed += 1
         outcome.count(NOTIFICATIONS_SUPPRESSED)
         return
-    notification = manual_notification(event, secret_arn, outcome.manual)
+    notification = manual_notification(event, rotation.secret_arn, outcome.manual)
     try:
         runtime.notifier.publish(notification)
     except Exception:
@@ -115,6 +183,148 @@ def _notify_manual(
         raise
     outcome.notifications.append(notification)
     outcome.count(NOTIFICATIONS_SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    job: RedeployJob
+    snapshot: ServiceSnapshot
+
+
+def plan_inventory(
+    inventory: Inventory,
+    secret: SecretIdentity,
+    rotation: RotationRecord,
+    runtime: Runtime,
+    outcome: EventOutcome,
+) -> list[Planned]:
+    """Decide for each consumer in ``inventory``; record skips; return the jobs to do."""
+    consumers = inventory.consumers_of(secret)
+    outcome.report_scan(inventory)
+    verdicts = [
+        decide_with_policies(c, rotation.rotated_at, opt_in=runtime.settings.opt_in)
+        for c in consumers
+    ]
+    outcome.consumers.extend(describe_verdict(v) for v in verdicts)
+    outcome.count(CONSUMERS_FOUND, len(consumers))
+    planned: list[Planned] = []
+    now = datetime.now(UTC)
+    for verdict in verdicts:
+        service = verdict.consumer.service
+        if verdict.action is Action.SKIP:
+            outcome.skipped.append(Skipped(verdict.service_arn, verdict.reason))
+            status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
+        elif verdict.action is Action.MANUAL:
+            rotation.need()
+            outcome.manual.append(manual_redeploy(verdict))
+            status = ServiceStatus(
+                Status.SKIPPED, f"by hand: {verdict.reason}", now, service.cluster_arn
+            )
+        else:
+            job = RedeployJob(
+                **rotation.need().rotation_fields(),
+                service_arn=service.arn,
+                cluster_arn=service.cluster_arn,
+                references=tuple(JobReference.of(c, r) for c, r in verdict.consumer.references),
+            )
+            planned.append(Planned(job, service))
+            status = ServiceStatus(Status.PLANNED, verdict.reason, now, service.cluster_arn)
+        rotation.status(service.arn, status, only_if_new=True)
+    return planned
+
+
+def run_inline(planned: list[Planned], runtime: Runtime, outcome: EventOutcome) -> None:
+    """No queue: the worker does each job here, on the snapshot the scan has just read."""
+    if not planned:
+        return
+    worker = RedeployWorker(runtime)
+    workers = min(5, runtime.settings.max_workers, len(planned))
+    with ThreadPoolExecutor(workers, thread_name_prefix="rotor-job") as pool:
+        results = list(pool.map(lambda p: worker.run(p.job, p.snapshot), planned))
+    for result in results:
+        add_result(result, outcome)
+
+
+def add_result(result: JobResult, outcome: EventOutcome) -> None:
+    """What one job did, in the event's outcome."""
+    for name, value in result.metrics.items():
+        outcome.count(name, value)
+    outcome.notifications.extend(result.notifications)
+    if result.status is JobStatus.REDEPLOYED:
+        outcome.redeployed.append(result.service_arn)
+    elif result.status in (JobStatus.SKIPPED, JobStatus.NOTIFIED):
+        outcome.skipped.append(Skipped(result.service_arn, result.reason))
+    else:
+        outcome.failed.append(Failure(result.service_arn, result.reason, result.retryable))
+
+
+def plan_to_queue(
+    secret: SecretIdentity,
+    rotation: RotationRecord,
+    clusters: Sequence[str] | None,
+    runtime: Runtime,
+    queue: JobQueue,
+    outcome: EventOutcome,
+) -> None:
+    """Plan cluster by cluster (a few at a time), enqueueing each part's jobs as it is planned.
+    Short of time, or stopped by a retryable error, the clusters left are enqueued as a
+    ``PlanJob`` for the worker: nothing planned or left to plan is lost."""
+    left: list[str] | None = list(clusters) if clusters is not None else None
+    try:
+        if left is None:
+            left = runtime.discovery()._cluster_arns()
+        step = max(1, runtime.settings.max_workers)
+        first = True
+        while left:
+            if not first and runtime.retry.remaining() < PLAN_RESERVE_SECONDS:
+                raise OutOfTime
+            first = False
+            part = left[:step]
+            inventory = (
+                dataclasses.replace(
+                    runtime, settings=runtime.settings.model_copy(update={"clusters": tuple(part)})
+                )
+                .discovery()
+                .scan()
+            )
+            planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
+            enqueue(planned, rotation, runtime, queue, outcome)
+            left = left[step:]
+    except (OutOfTime, RetryableAwsError) as exc:
+        rest = PlanJob(
+            **rotation.need().rotation_fields(),
+            secret=secret,
+            clusters=None if left is None else tuple(left),
+        )
+        queue.send([rest])
+        where = f"{len(left)} cluster(s)" if left is not None else "every cluster"
+        why = "short of time" if isinstance(exc, OutOfTime) else str(exc)
+        outcome.notes.append(f"planning of {where} left to the worker ({why})")
+        log.warning("planning of %s enqueued for the worker: %s", where, why)
+
+
+def enqueue(
+    planned: list[Planned],
+    rotation: RotationRecord,
+    runtime: Runtime,
+    queue: JobQueue,
+    outcome: EventOutcome,
+) -> None:
+    if not planned:
+        return
+    queue.send([p.job for p in planned], delay_seconds=runtime.settings.debounce_seconds)
+    now = datetime.now(UTC)
+    for p in planned:
+        outcome.queued.append(p.job.service_arn)
+        rotation.status(
+            p.job.service_arn,
+            ServiceStatus(Status.QUEUED, "job on the redeploy queue", now, p.job.cluster_arn),
+            only_if_new=False,
+        )
+
+
+class OutOfTime(Exception):
+    """Less than ``PLAN_RESERVE_SECONDS`` left: hand the rest of the plan to the worker."""
 
 
 def new_value(
@@ -138,10 +348,6 @@ def new_value(
     return NewValue(
         secret.arn, event.version_id, described=False, became_current_at=event.event_time
     )
-
-
-def any_to_deploy(verdicts: list[Verdict]) -> bool:
-    return any(v.action in (Action.REDEPLOY, Action.MANUAL) for v in verdicts)
 
 
 def describe_verdict(verdict: Verdict) -> dict[str, Any]:

@@ -16,16 +16,20 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 import handlers.entry
 from orchestration.aws.clients import AwsClients
+from orchestration.aws.retry import RetryPolicy
 from orchestration.events.routing import route, rules_of
+from orchestration.settings import Settings
+from orchestration.tracking.store import DeploymentRecord, DynamoDbRolloutStore
 from tests.aws_fakes import FailFor
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
-from tests.integration.conftest import inbox  # noqa: F401 - fixture
+from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -99,13 +103,33 @@ def emitted(
     world: Any,
     clients: AwsClients,
     inbox: Any,  # noqa: F811
+    state_table: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[set[Metric]]:
     """Every metric the handlers print while processing what the deployed rules send them."""
     monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
     containers = Containers(monkeypatch, clients)
     capsys.readouterr()
+    # Rollouts, in the state table every container shares: the sample deployments are rotor's
+    # (one completes, one rolls back), and prod/api was force-deployed as often as the flap
+    # guard allows this hour.
+    rollouts = DynamoDbRolloutStore(clients.dynamodb, state_table, RetryPolicy())
+    for sample in ("ecs-deployment-completed.json", "ecs-deployment-failed.json"):
+        deployment = load_event(sample)
+        rollouts.record_deployment(
+            DeploymentRecord(
+                deployment["detail"]["deploymentId"],
+                f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd@v1",
+                deployment["resources"][0],
+                f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod",
+                datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+            )
+        )
+    api = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/prod/api"
+    for _ in range(Settings().max_redeploys_per_hour):
+        rollouts.take_redeploy_slot(api, datetime.now(UTC), 100, timedelta(hours=1))
     # What only failures emit: an event from an untrusted account ...
     foreign = load_event("rotation-failed.json")
     foreign["account"] = "999999999999"
@@ -145,6 +169,7 @@ def emitted(
     for module in {h.rsplit(".", 1)[0] for h in containers.loaded} | {
         "handlers.rotation",
         "handlers.alarms",
+        "handlers.tracker",
     }:
         importlib.reload(importlib.import_module(module))
 

@@ -54,14 +54,17 @@ def test_every_call_the_functions_make_is_granted_to_them(
     monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
     monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
     monkeypatch.setenv("ROTOR_RESTORE_ON_ACCESS", "true")
+    jobs = clients.sqs.create_queue(QueueName="rotor-redeploy")["QueueUrl"]
+    monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", jobs)
     calls: dict[str, set[str]] = defaultdict(set)
     current = {"function": ""}
 
     def record(model: Any, **_: Any) -> None:
         prefix = model.service_model.endpoint_prefix
-        calls[current["function"]].add(f"{prefix}:{model.name}")
+        action = f"{prefix}:{model.name}"
+        calls[current["function"]].add(BATCH_ACTIONS.get(action, action))
 
-    for client in (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb):
+    for client in (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb, clients.sqs):
         client.meta.events.register("before-call", record)
     containers = Containers(monkeypatch, clients)
     for path in SAMPLE_EVENTS:
@@ -69,12 +72,54 @@ def test_every_call_the_functions_make_is_granted_to_them(
         for r in route(event):
             current["function"] = r.function
             containers.invoke(r.handler, copy.deepcopy(event))
+    # The redeploy jobs the rotation function queued, as the SQS event source hands them over
+    # (its own receive and delete are the worker role's too).
+    current["function"] = "WorkerFunction"
+    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])
+    while messages := clients.sqs.receive_message(
+        QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", []):
+        containers.invoke("handlers.worker.lambda_handler", sqs_event(messages, arn))
+        for m in messages:
+            clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
 
-    assert set(calls) == {"RotationFunction", "AlarmsFunction"}
+    assert set(calls) == {"RotationFunction", "AlarmsFunction", "TrackerFunction", "WorkerFunction"}
     assert "secretsmanager:RestoreSecret" in calls["AlarmsFunction"]  # the path was taken
-    assert "ecs:UpdateService" in calls["RotationFunction"]
+    assert "sqs:SendMessage" in calls["RotationFunction"]
+    assert "ecs:UpdateService" in calls["WorkerFunction"]
     assert {c for c in calls["RotationFunction"] if c.startswith("dynamodb:")}
     for function, made in calls.items():
         assert made - _granted(stack, function) == set(), function
-    # No function may call what it does not need: the alarms function never redeploys.
-    assert "ecs:UpdateService" not in _granted(stack, "AlarmsFunction")
+    # No function may call what it does not need: only the worker redeploys.
+    for function in ("AlarmsFunction", "RotationFunction", "TrackerFunction"):
+        assert "ecs:UpdateService" not in _granted(stack, function), function
+
+
+#: Batch operations IAM authorises under the single action.
+BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+def sqs_event(messages: list[dict[str, Any]], attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                    "SentTimestamp": m["Attributes"]["SentTimestamp"],
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": attributes["Attributes"]["QueueArn"],
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }

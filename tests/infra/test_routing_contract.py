@@ -25,13 +25,14 @@ VALUE = "ValueChangesRule"
 FAILURES = "RotationFailuresRule"
 DELETION = "DeletionRule"
 READS = "PendingDeletionReadsRule"
+DEPLOYMENTS = "DeploymentStatesRule"
 
 EXPECTED: dict[str, set[str]] = {
     "batch-get-secret-value-marked-for-deletion.json": {READS},
     "delete-secret-force.json": {DELETION},
     "delete-secret-recovery-window.json": {DELETION},
-    "ecs-deployment-completed.json": set(),
-    "ecs-deployment-failed.json": set(),
+    "ecs-deployment-completed.json": {DEPLOYMENTS},
+    "ecs-deployment-failed.json": {DEPLOYMENTS},
     "get-secret-value-access-denied.json": set(),
     "get-secret-value-marked-for-deletion-by-name.json": {READS},
     "get-secret-value-marked-for-deletion-cross-account.json": {READS},
@@ -57,6 +58,7 @@ FUNCTION_OF_RULE = {
     FAILURES: "AlarmsFunction",
     DELETION: "AlarmsFunction",
     READS: "AlarmsFunction",
+    DEPLOYMENTS: "TrackerFunction",
 }
 
 

@@ -10,9 +10,11 @@ backend (after every injected error), per service.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -264,3 +266,131 @@ def _no_metrics_left_over() -> Iterator[None]:
     metrics.clear_metrics()
     yield
     metrics.clear_metrics()
+
+
+MAX_RECEIVES = 3
+
+
+@dataclass
+class RedeployQueue:
+    """The stack's redeploy queue and its dead-letter queue (redrive after MAX_RECEIVES)."""
+
+    sqs: Any
+    url: str
+    arn: str
+    dlq_url: str
+
+    def receive(self, queue_url: str | None = None) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=queue_url or self.url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            AttributeNames=["All"],
+        )
+        return list(answer.get("Messages", []))
+
+    def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The event Lambda's SQS event source hands the worker for ``messages``."""
+        return {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": {
+                        "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                        "SentTimestamp": m["Attributes"]["SentTimestamp"],
+                        "SenderId": "AIDAEXAMPLE",
+                        "ApproximateFirstReceiveTimestamp": m["Attributes"].get(
+                            "ApproximateFirstReceiveTimestamp", "0"
+                        ),
+                    },
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.arn,
+                    "awsRegion": REGION,
+                }
+                for m in messages
+            ]
+        }
+
+    def delete(self, messages: list[dict[str, Any]], failed_ids: set[str]) -> None:
+        """What the event source does after the worker returns: delete the successes."""
+        for m in messages:
+            if m["MessageId"] not in failed_ids:
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+
+    def counts(self, queue_url: str | None = None) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=queue_url or self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+
+@pytest.fixture
+def redeploy_queue(clients: AwsClients) -> RedeployQueue:
+    sqs = clients.sqs
+    dlq = sqs.create_queue(QueueName="rotor-redeploy-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName="rotor-redeploy",
+        Attributes={
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+            ),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return RedeployQueue(sqs, url, arn, dlq)
+
+
+@dataclass
+class Stack:
+    """The stack's functions, as deployed, on one runtime (settings as the stack sets them)."""
+
+    runtime: Any
+    rotation: Any
+    worker: Any
+    tracker: Any
+
+
+@pytest.fixture
+def queued_runtime(clients: AwsClients, retry: Any, redeploy_queue: RedeployQueue) -> Any:
+    """Build the stack's handlers on a runtime with the redeploy queue and ``settings``."""
+    from handlers.entry import make_handler
+    from handlers.tracker import TRACKER_KINDS
+    from handlers.worker import make_worker_handler
+    from orchestration.events.classification import REDEPLOY_KINDS
+    from orchestration.settings import Settings
+    from tests.conftest import make_runtime
+
+    def build(**settings: Any) -> Stack:
+        runtime = make_runtime(
+            clients, retry, Settings(redeploy_queue_url=redeploy_queue.url, **settings)
+        )
+        return Stack(
+            runtime,
+            make_handler(REDEPLOY_KINDS, lambda: runtime),
+            make_worker_handler(lambda: runtime),
+            make_handler(TRACKER_KINDS, lambda: runtime),
+        )
+
+    return build
+
+
+@pytest.fixture
+def sqs_calls(clients: AwsClients) -> Any:
+    from tests.aws_fakes import ApiCalls
+
+    return ApiCalls().attach(clients.sqs)

@@ -95,19 +95,23 @@ def test_secrets_rotated_together_coalesce_into_one_deployment(
 
 def _atomic_conditional_writes() -> None:
     """DynamoDB evaluates a condition and writes atomically; moto, called from two threads,
-    does not. Give moto's UpdateItem that property, so the test measures rotor, not moto."""
+    does not. Give moto's conditional writes (PutItem, UpdateItem, DeleteItem) that property,
+    so the test measures rotor, not moto."""
     from moto.dynamodb.models import dynamodb_backends
 
     backend = dynamodb_backends[ACCOUNT][REGION]
     lock = threading.Lock()
-    update_item = backend.update_item
 
-    def atomic(*args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return update_item(*args, **kwargs)
+    def atomic(write: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return write(*args, **kwargs)
+
+        return call
 
     # Not monkeypatch: moto resets its backends when the mock stops, which drops this too.
-    backend.update_item = atomic
+    for name in ("put_item", "update_item", "delete_item"):
+        setattr(backend, name, atomic(getattr(backend, name)))
 
 
 def _in_lockstep(clients, parties: int) -> None:

@@ -261,3 +261,17 @@ def test_the_retry_policy_gives_the_limiter_its_deadline(clock: FakeClock, sleep
     # Outside a retry policy there is no deadline: it waits its turn.
     assert limiter.acquire("UpdateService") == pytest.approx(0.2)
     assert calls == ["sent"]
+
+
+def test_containers_sharing_the_limits_each_meter_their_share(
+    clock: FakeClock, sleeps: Sleeps
+) -> None:
+    """Two worker containers (reserved concurrency 2): together still 5 UpdateService a second."""
+    limiter = ApiRateLimiter(clock=clock, sleep=sleeps)
+    limiter.share_among(2)
+
+    waits = [limiter.acquire("UpdateService") for _ in range(26)]
+
+    assert waits[:25] == [0.0] * 25  # half the burst of 50
+    assert waits[25] == pytest.approx(1 / 2.5)  # half the rate of 5 per second
+    assert limiter.acquire("DescribeTaskDefinition") == 0.0  # other buckets: their own share

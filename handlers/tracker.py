@@ -1,0 +1,10 @@
+"""Lambda: follows the deployments rotor started to their end (ECS Deployment State Change)."""
+
+from __future__ import annotations
+
+from handlers.entry import make_handler
+from orchestration import EventKind
+
+TRACKER_KINDS = frozenset({EventKind.DEPLOYMENT_STATE})
+
+lambda_handler = make_handler(TRACKER_KINDS)

@@ -1,0 +1,118 @@
+"""Lambda: carries out redeploy jobs from the redeploy queue (SQS event source, partial batch
+failures).
+
+Each message is one job (``orchestration.fanout``). A job that must be tried again (throttled,
+its cluster at its cap, an AWS error) is hidden for a time that grows with its receive count
+and reported as a batch item failure; after the queue's maxReceiveCount it moves to the
+dead-letter queue, which is alarmed. A message that is not a job is logged, counted
+(``InvalidEvents``) and dropped: retrying it cannot help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.entry import runtime_from_environment
+from handlers.observability import logger, metrics, tracer
+from orchestration import (
+    INVALID_EVENTS,
+    METRIC_UNITS,
+    PROCESSING_ERRORS,
+    AwsCallError,
+    InvalidEventError,
+    RetryableAwsError,
+    Runtime,
+    SqsJobQueue,
+    lambda_deadline,
+    parse_job,
+    run_job,
+)
+
+# All jobs failing is reported like some failing (batchItemFailures), not as a function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class TryAgainLater(Exception):
+    """The job goes back on the queue (a batch item failure)."""
+
+
+def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
+    try:
+        job = parse_job(record.body)
+    except InvalidEventError as exc:
+        metrics.add_metric(name=INVALID_EVENTS, unit=MetricUnit.Count, value=1)
+        logger.error(
+            "dropped a message that is not a rotor job",
+            extra={"error": str(exc), "message_id": record.message_id},
+        )
+        return {"status": "dropped", "error": str(exc)}
+    receives = int(record.attributes.approximate_receive_count or 1)
+    logger.append_keys(job=job.key, receive_count=receives)
+    try:
+        report = run_job(job, runtime)
+    except AwsCallError as exc:
+        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.error(
+            "AWS call failed; the job will be tried again",
+            extra={
+                "operation": exc.operation,
+                "code": exc.code,
+                "retryable": isinstance(exc, RetryableAwsError),
+            },
+        )
+        _come_back_later(record, runtime, receives)
+        raise TryAgainLater(str(exc)) from exc
+    for name, value in report.metrics.items():
+        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
+    logger.info("job done", extra={"status": report.status, **report.detail})
+    if report.retryable:
+        _come_back_later(record, runtime, receives)
+        raise TryAgainLater(f"{report.status}: {report.detail.get('reason', '')}")
+    return {"status": report.status, **report.detail}
+
+
+def _come_back_later(record: SQSRecord, runtime: Runtime, receives: int) -> None:
+    queue = SqsJobQueue(runtime.clients.sqs, record.queue_url, runtime.retry)
+    try:
+        seconds = queue.come_back_later(record.receipt_handle, receives)
+    except AwsCallError as exc:  # the queue's own visibility timeout applies instead
+        logger.warning("could not delay the job", extra={"error": str(exc)})
+        return
+    logger.info("job put back", extra={"visible_in_seconds": seconds})
+
+
+def make_worker_handler(
+    runtime_factory: Callable[[], Runtime] = runtime_from_environment,
+) -> Callable[[Any, LambdaContext], Any]:
+    """The worker's Lambda handler, with one runtime per container."""
+    container_runtime = lru_cache(maxsize=1)(runtime_factory)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: Any, context: LambdaContext) -> Any:
+        runtime = container_runtime().with_deadline(
+            lambda_deadline(context.get_remaining_time_in_millis)
+        )
+        return process_partial_response(
+            event=event,
+            record_handler=lambda record: _record_handler(record, runtime),
+            processor=processor,
+            context=context,
+        )
+
+    return lambda_handler
+
+
+lambda_handler = make_worker_handler()

@@ -1,0 +1,1 @@
+"""Fan-out: redeploy jobs, the redeploy queue, and the worker that carries jobs out."""

@@ -1,0 +1,101 @@
+"""One message from the redeploy queue: a redeploy job for the worker, or the rest of a plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration.fanout.jobs import PlanJob, RedeployJob
+from orchestration.fanout.worker import JobStatus, RedeployWorker
+from orchestration.outcome import (
+    REDEPLOY_FAILURES,
+    REDEPLOYS_DEFERRED,
+    REDEPLOYS_SKIPPED,
+    REDEPLOYS_STARTED,
+)
+from orchestration.runtime import Runtime
+
+
+@dataclass
+class JobReport:
+    """What one message did: for the worker's logs and metrics, and whether to try again."""
+
+    status: str
+    retryable: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def run_job(job: RedeployJob | PlanJob, runtime: Runtime) -> JobReport:
+    """Do one job. AWS errors that stop it propagate (the message comes back later)."""
+    if isinstance(job, PlanJob):
+        return _plan(job, runtime)
+    result = RedeployWorker(runtime).run(job)
+    metrics = dict(result.metrics)
+    counted = {
+        JobStatus.REDEPLOYED: REDEPLOYS_STARTED,
+        JobStatus.SKIPPED: REDEPLOYS_SKIPPED,
+        JobStatus.NOTIFIED: REDEPLOYS_SKIPPED,
+    }.get(result.status)
+    if counted:
+        metrics[counted] = metrics.get(counted, 0) + 1
+    if result.status is JobStatus.FAILED:
+        counted = REDEPLOYS_DEFERRED if result.retryable else REDEPLOY_FAILURES
+        metrics[counted] = metrics.get(counted, 0) + 1
+    return JobReport(
+        result.status.value,
+        retryable=result.retryable,
+        metrics=metrics,
+        detail={
+            "service_arn": job.service_arn,
+            "rotation": job.rotation_id,
+            "reason": result.reason,
+            "deployment": result.deployment_id,
+        },
+    )
+
+
+def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
+    # Imported here: the rotation use case imports this package's worker.
+    from orchestration.events.classification import Classification, EventKind
+    from orchestration.outcome import EventOutcome
+    from orchestration.rotation.new_value import (
+        RotationRecord,
+        finish,
+        plan_inventory,
+        plan_to_queue,
+        run_inline,
+    )
+
+    outcome = EventOutcome(
+        Classification(
+            kind=EventKind.ROTATION,
+            reason="the rest of a plan",
+            event_id=job.event_id,
+            event_time=job.rotated_at,
+            account=job.secret.account,
+            region=job.secret.region,
+            source="rotor",
+            detail_type="PlanJob",
+            secret=job.secret_arn,
+        )
+    )
+    rotation = RotationRecord.of(runtime, job)
+    if runtime.queue is not None:
+        plan_to_queue(job.secret, rotation, job.clusters, runtime, runtime.queue, outcome)
+    else:
+        inventory = runtime.discovery().scan()
+        planned = plan_inventory(inventory, job.secret, rotation, runtime, outcome)
+        run_inline(planned, runtime, outcome)
+    finish(outcome.classification, job, runtime, outcome)
+    return JobReport(
+        "planned",
+        retryable=bool(outcome.retryable_failures),
+        metrics=dict(outcome.metrics),
+        detail={
+            "rotation": job.rotation_id,
+            "queued": outcome.queued,
+            "skipped": len(outcome.skipped),
+            "notes": outcome.notes,
+        },
+    )

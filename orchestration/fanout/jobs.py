@@ -1,0 +1,180 @@
+"""Redeploy jobs: what the rotation handler plans and the worker carries out.
+
+A ``RedeployJob`` names one stale consumer of one new secret value: enough for a worker in
+another container, minutes later (debounce), to look at the service again and decide by the
+freshness rule at run time. A ``PlanJob`` is the part of a plan the rotation handler had no
+time left to make (clusters not yet scanned): a worker plans them and enqueues their jobs.
+
+Jobs travel as JSON on the redeploy queue; ``parse_job`` turns a message body back into one,
+or raises ``InvalidEventError`` with a clear message (a poison message is dropped, not retried).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, computed_field
+
+from orchestration.errors import InvalidEventError
+from orchestration.events.classification import Classification
+from orchestration.secrets.references import (
+    ReferenceField,
+    ReferenceKind,
+    SecretIdentity,
+    SecretReference,
+)
+from orchestration.state.redeploy_ledger import NewValue
+from orchestration.times import iso
+
+
+class JobReference(BaseModel):
+    """One parsed reference to the secret, as the planner found it in the task definition."""
+
+    model_config = ConfigDict(frozen=True)
+
+    container: str
+    raw: str
+    field: ReferenceField
+    kind: ReferenceKind
+    partition: str
+    region: str
+    account: str
+    name_part: str
+    json_key: str | None = None
+    version_stage: str | None = None
+    version_id: str | None = None
+
+    @classmethod
+    def of(cls, container: str, ref: SecretReference) -> JobReference:
+        return cls(
+            container=container,
+            raw=ref.raw,
+            field=ref.field,
+            kind=ref.kind,
+            partition=ref.partition,
+            region=ref.region,
+            account=ref.account,
+            name_part=ref.name_part,
+            json_key=ref.json_key,
+            version_stage=ref.version_stage,
+            version_id=ref.version_id,
+        )
+
+    def reference(self) -> tuple[str, SecretReference]:
+        return self.container, SecretReference(
+            raw=self.raw,
+            field=self.field,
+            kind=self.kind,
+            partition=self.partition,
+            region=self.region,
+            account=self.account,
+            name_part=self.name_part,
+            json_key=self.json_key,
+            version_stage=self.version_stage,
+            version_id=self.version_id,
+        )
+
+
+class Rotation(BaseModel):
+    """One new value of one secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret_arn: str
+    version: str | None = None  # the version that became AWSCURRENT, when known
+    #: True: ``version`` is what rotor found AWSCURRENT when it described the secret. False:
+    #: rotor could not describe it; ``rotated_at`` pairs the deliveries of one rotation.
+    described: bool = True
+    rotated_at: datetime
+    event_id: str = ""
+
+    @classmethod
+    def of(cls, value: NewValue, event: Classification) -> Rotation:
+        return cls(
+            secret_arn=value.secret_arn,
+            version=value.version_id,
+            described=value.described,
+            rotated_at=event.event_time,
+            event_id=event.event_id,
+        )
+
+    @classmethod
+    def unresolved(cls, secret_arn: str, event: Classification) -> Rotation:
+        """Named by the event alone (nothing to deploy, so the secret was not described)."""
+        return cls(
+            secret_arn=secret_arn,
+            version=event.version_id,
+            described=False,
+            rotated_at=event.event_time,
+            event_id=event.event_id,
+        )
+
+    def new_value(self) -> NewValue:
+        """The ledger's name for the new value."""
+        return NewValue(
+            self.secret_arn,
+            self.version,
+            described=self.described,
+            became_current_at=None if self.described else self.rotated_at,
+        )
+
+    def rotation_fields(self) -> dict[str, Any]:
+        """This rotation's own fields, to make a job about it."""
+        return self.model_dump(
+            include={"secret_arn", "version", "described", "rotated_at", "event_id"}
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rotation_id(self) -> str:
+        """One id per new value: deliveries of one rotation share it."""
+        if self.described and self.version:
+            return f"{self.secret_arn}@{self.version}"
+        return f"{self.secret_arn}@{iso(self.rotated_at)}"
+
+
+class RedeployJob(Rotation):
+    kind: Literal["redeploy"] = "redeploy"
+    service_arn: str
+    cluster_arn: str
+    references: tuple[JobReference, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Jobs with one key are one job: (service, new value)."""
+        return f"{self.service_arn}#{self.rotation_id}"
+
+
+class PlanJob(Rotation):
+    kind: Literal["plan"] = "plan"
+    secret: SecretIdentity
+    clusters: tuple[str, ...] | None = None  # None: every cluster rotor scans
+
+    @property
+    def key(self) -> str:
+        return f"plan#{self.rotation_id}#{','.join(self.clusters or ('*',))}"
+
+
+Job = Annotated[RedeployJob | PlanJob, Field(discriminator="kind")]
+
+
+class _Message(RootModel[Job]):
+    """A message body: one job of either kind."""
+
+
+def parse_job(body: str) -> RedeployJob | PlanJob:
+    try:
+        return _Message.model_validate_json(body).root
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise InvalidEventError(f"not a rotor job: {problems}") from None
+
+
+def message_id(job: RedeployJob | PlanJob) -> str:
+    """A batch entry id (letters, digits, ``-``, ``_``; at most 80) unique per job key."""
+    return hashlib.sha256(job.key.encode()).hexdigest()[:40]

@@ -1,0 +1,1 @@
+"""Rollout tracking: rotations, consumer statuses, deployments rotor started, pacing counters."""

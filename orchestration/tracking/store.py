@@ -1,0 +1,535 @@
+"""What rotor remembers about rollouts: rotations, each consumer's status, the deployments rotor
+started, and the counters behind the pacing policies (flap guard, per-cluster cap).
+
+In memory (one process: ``rotor replay``, the demo, a Lambda without a state table) or in the
+DynamoDB state table (``ROTOR_STATE_TABLE``, key ``pk``, TTL ``expires_at``), shared by every
+container. Items:
+
+* ``rotation#<secret ARN>@<version or time>``: ``secret``, ``version``, ``rotated_at``,
+  ``recorded_at`` and ``services``, a map from service ARN to ``{status, detail, at, cluster,
+  deployment}``; kept 14 days;
+* ``deployment#<deployment id>``: the rotation and service a deployment rotor started belongs
+  to, so the tracker follows only rotor's own deployments; kept 2 days;
+* ``flap#<service ARN>``: when rotor forced a deployment of the service in the last hour;
+* ``rollouts#<cluster ARN>``: the services of the cluster rotor is redeploying now, each with a
+  lease (a deployment whose end rotor never hears of frees its slot when the lease ends).
+
+Counters are read, changed and written back under a version condition, retried on conflict.
+
+In DynamoDB, what only informs (rotations, statuses) and the pacing counters are best effort:
+one attempt each, and a failure is logged, never raised. A table that cannot answer right away
+must not hold up a redeploy, which the redeploy ledger already makes happen once; the pacing
+policies then let the job through (they fail open). The record of a deployment rotor started,
+which the tracker needs, goes through the retry policy and is logged if it still fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orchestration.aws.retry import RetryPolicy, to_rotor_error
+from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.times import iso, utc
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
+
+ROTATION_KEEP = timedelta(days=14)
+DEPLOYMENT_KEEP = timedelta(days=2)
+ROLLOUT_LEASE = timedelta(minutes=30)  # a deployment nobody reports on frees its slot then
+_CONFLICT_ATTEMPTS = 20
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class Status(StrEnum):
+    PLANNED = "planned"
+    QUEUED = "queued"
+    DEPLOYING = "deploying"
+    FRESH = "fresh"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    status: Status
+    detail: str
+    at: datetime
+    cluster_arn: str = ""
+    deployment_id: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "status": self.status.value,
+            "detail": self.detail,
+            "at": iso(self.at),
+            "cluster": self.cluster_arn,
+        }
+        if self.deployment_id:
+            item["deployment"] = self.deployment_id
+        return item
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ServiceStatus:
+        return cls(
+            Status(str(item["status"])),
+            str(item.get("detail", "")),
+            _parse_iso(str(item["at"])),
+            str(item.get("cluster", "")),
+            str(item["deployment"]) if item.get("deployment") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    rotation_id: str
+    secret_arn: str
+    version: str | None
+    rotated_at: datetime
+    recorded_at: datetime
+    services: dict[str, ServiceStatus] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    deployment_id: str
+    rotation_id: str
+    service_arn: str
+    cluster_arn: str
+    rotated_at: datetime
+
+
+class RolloutStore(Protocol):
+    def record_rotation(
+        self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
+    ) -> None:
+        """Remember a rotation (again: a second delivery changes nothing)."""
+        ...
+
+    def set_status(
+        self,
+        rotation_id: str,
+        service_arn: str,
+        status: ServiceStatus,
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        """The service's status in the rotation; ``only_if_new`` keeps one already set."""
+        ...
+
+    def record_deployment(self, record: DeploymentRecord) -> None: ...
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None: ...
+
+    def rotations(self, since: datetime, secret: str | None = None) -> list[RotationRecord]:
+        """Rotations recorded since ``since`` (of ``secret``: its ARN or name), newest first."""
+        ...
+
+    def take_redeploy_slot(
+        self, service_arn: str, now: datetime, limit: int, window: timedelta
+    ) -> bool:
+        """Count one forced deployment of the service unless ``limit`` are already counted in
+        the ``window`` before ``now`` (then return False)."""
+        ...
+
+    def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None: ...
+
+    def take_rollout_slot(
+        self, cluster_arn: str, service_arn: str, now: datetime, limit: int
+    ) -> bool:
+        """Hold one of the cluster's ``limit`` rollout slots for the service (re-entrant)."""
+        ...
+
+    def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None: ...
+
+
+def _parse_iso(text: str) -> datetime:
+    return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def _ms(moment: datetime) -> int:
+    return int(utc(moment).timestamp() * 1000)
+
+
+def _matches(secret: str | None, record: RotationRecord) -> bool:
+    if secret is None:
+        return True
+    name = record.secret_arn.split(":secret:", 1)[-1]
+    return secret in (record.secret_arn, name) or name.rsplit("-", 1)[0] == secret
+
+
+# --- in memory ----------------------------------------------------------------------------
+
+
+class MemoryRolloutStore:
+    def __init__(self) -> None:
+        self._rotations: dict[str, RotationRecord] = {}
+        self._deployments: dict[str, DeploymentRecord] = {}
+        self._flaps: dict[str, list[datetime]] = {}
+        self._rollouts: dict[str, dict[str, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def record_rotation(
+        self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
+    ) -> None:
+        with self._lock:
+            if rotation_id not in self._rotations:
+                self._rotations[rotation_id] = RotationRecord(
+                    rotation_id, secret_arn, version, utc(rotated_at), datetime.now(UTC)
+                )
+
+    def set_status(
+        self,
+        rotation_id: str,
+        service_arn: str,
+        status: ServiceStatus,
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        with self._lock:
+            record = self._rotations.get(rotation_id)
+            if record is None:
+                return
+            if only_if_new and service_arn in record.services:
+                return
+            record.services[service_arn] = status
+
+    def record_deployment(self, record: DeploymentRecord) -> None:
+        with self._lock:
+            self._deployments[record.deployment_id] = record
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        with self._lock:
+            return self._deployments.get(deployment_id)
+
+    def rotations(self, since: datetime, secret: str | None = None) -> list[RotationRecord]:
+        with self._lock:
+            found = [
+                RotationRecord(
+                    r.rotation_id,
+                    r.secret_arn,
+                    r.version,
+                    r.rotated_at,
+                    r.recorded_at,
+                    dict(r.services),
+                )
+                for r in self._rotations.values()
+                if r.rotated_at >= utc(since) and _matches(secret, r)
+            ]
+        return sorted(found, key=lambda r: r.rotated_at, reverse=True)
+
+    def take_redeploy_slot(
+        self, service_arn: str, now: datetime, limit: int, window: timedelta
+    ) -> bool:
+        with self._lock:
+            recent = [t for t in self._flaps.get(service_arn, []) if t > utc(now) - window]
+            if len(recent) >= limit:
+                self._flaps[service_arn] = recent
+                return False
+            self._flaps[service_arn] = [*recent, utc(now)]
+            return True
+
+    def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
+        with self._lock:
+            times = self._flaps.get(service_arn, [])
+            if utc(at) in times:
+                times.remove(utc(at))
+
+    def take_rollout_slot(
+        self, cluster_arn: str, service_arn: str, now: datetime, limit: int
+    ) -> bool:
+        with self._lock:
+            held = {
+                s: until
+                for s, until in self._rollouts.get(cluster_arn, {}).items()
+                if until > utc(now)
+            }
+            if service_arn not in held and len(held) >= limit:
+                self._rollouts[cluster_arn] = held
+                return False
+            held[service_arn] = utc(now) + ROLLOUT_LEASE
+            self._rollouts[cluster_arn] = held
+            return True
+
+    def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
+        with self._lock:
+            self._rollouts.get(cluster_arn, {}).pop(service_arn, None)
+
+
+# --- DynamoDB -----------------------------------------------------------------------------
+
+_SERIALIZE = TypeSerializer().serialize
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _SERIALIZE(value) for key, value in values.items()}
+
+
+def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _DESERIALIZE(value) for key, value in item.items()}
+
+
+class DynamoDbRolloutStore:
+    def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
+        self._client = client
+        self._table = table
+        self._retry = retry
+
+    # rotations and statuses
+
+    def record_rotation(
+        self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
+    ) -> None:
+        now = datetime.now(UTC)
+        self._best_effort(
+            f"record rotation {rotation_id}",
+            "UpdateItem",
+            self._client.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": f"rotation#{rotation_id}"}},
+            UpdateExpression=(
+                "SET #kind = :kind, secret = :secret, version = :version, "
+                "rotated_at = :rotated, recorded_at = if_not_exists(recorded_at, :now), "
+                "services = if_not_exists(services, :empty), expires_at = :expires"
+            ),
+            ExpressionAttributeNames={"#kind": "kind"},
+            ExpressionAttributeValues=_to_item(
+                {
+                    ":kind": "rotation",
+                    ":secret": secret_arn,
+                    ":version": version or "",
+                    ":rotated": iso(rotated_at),
+                    ":now": iso(now),
+                    ":empty": {},
+                    ":expires": int((now + ROTATION_KEEP).timestamp()),
+                }
+            ),
+        )
+
+    def set_status(
+        self,
+        rotation_id: str,
+        service_arn: str,
+        status: ServiceStatus,
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        value = "if_not_exists(services.#svc, :status)" if only_if_new else ":status"
+        try:
+            self._once(
+                "UpdateItem",
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"rotation#{rotation_id}"}},
+                UpdateExpression=f"SET services.#svc = {value}",
+                ConditionExpression="attribute_exists(services)",
+                ExpressionAttributeNames={"#svc": service_arn},
+                ExpressionAttributeValues=_to_item({":status": status.to_item()}),
+            )
+        except AwsCallError as exc:
+            if exc.code != CONDITION_FAILED:  # else: the rotation was not recorded (or expired)
+                log.warning("could not record the status of %s: %s", service_arn, exc)
+
+    def record_deployment(self, record: DeploymentRecord) -> None:
+        now = datetime.now(UTC)
+        self._best_effort(
+            f"record deployment {record.deployment_id}",
+            "PutItem",
+            self._client.put_item,
+            retried=True,
+            TableName=self._table,
+            Item=_to_item(
+                {
+                    "pk": f"deployment#{record.deployment_id}",
+                    "kind": "deployment",
+                    "rotation": record.rotation_id,
+                    "service": record.service_arn,
+                    "cluster": record.cluster_arn,
+                    "rotated_at": iso(record.rotated_at),
+                    "expires_at": int((now + DEPLOYMENT_KEEP).timestamp()),
+                }
+            ),
+        )
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        item = self._get(f"deployment#{deployment_id}", retried=True)
+        if item is None:
+            return None
+        return DeploymentRecord(
+            deployment_id,
+            str(item["rotation"]),
+            str(item["service"]),
+            str(item["cluster"]),
+            _parse_iso(str(item["rotated_at"])),
+        )
+
+    def rotations(self, since: datetime, secret: str | None = None) -> list[RotationRecord]:
+        found: list[RotationRecord] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._retry.call(
+                "Scan",
+                self._client.scan,
+                TableName=self._table,
+                FilterExpression="#kind = :kind AND rotated_at >= :since",
+                ExpressionAttributeNames={"#kind": "kind"},
+                ExpressionAttributeValues=_to_item({":kind": "rotation", ":since": iso(since)}),
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            for raw in page.get("Items", []):
+                item = _from_item(raw)
+                record = RotationRecord(
+                    str(item["pk"]).removeprefix("rotation#"),
+                    str(item["secret"]),
+                    str(item.get("version")) or None,
+                    _parse_iso(str(item["rotated_at"])),
+                    _parse_iso(str(item["recorded_at"])),
+                    {
+                        arn: ServiceStatus.from_item(value)
+                        for arn, value in dict(item.get("services", {})).items()
+                    },
+                )
+                if _matches(secret, record):
+                    found.append(record)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return sorted(found, key=lambda r: r.rotated_at, reverse=True)
+
+    # counters
+
+    def take_redeploy_slot(
+        self, service_arn: str, now: datetime, limit: int, window: timedelta
+    ) -> bool:
+        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+            recent = [int(t) for t in item.get("times", []) if int(t) > _ms(now - window)]
+            if len(recent) >= limit:
+                return None, False
+            return {"times": [*recent, _ms(now)], "expires_at": _epoch(now + window)}, True
+
+        return self._counter(f"flap#{service_arn}", change, fail_open=True)
+
+    def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
+        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+            times = [int(t) for t in item.get("times", [])]
+            if _ms(at) not in times:
+                return None, True
+            times.remove(_ms(at))
+            return {"times": times, "expires_at": item.get("expires_at", 0)}, True
+
+        self._counter(f"flap#{service_arn}", change, fail_open=True)
+
+    def take_rollout_slot(
+        self, cluster_arn: str, service_arn: str, now: datetime, limit: int
+    ) -> bool:
+        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+            held = {s: int(u) for s, u in dict(item.get("held", {})).items() if int(u) > _ms(now)}
+            if service_arn not in held and len(held) >= limit:
+                return None, False
+            held[service_arn] = _ms(now + ROLLOUT_LEASE)
+            return {"held": held, "expires_at": _epoch(now + ROLLOUT_LEASE)}, True
+
+        return self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+
+    def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
+        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+            held = dict(item.get("held", {}))
+            if held.pop(service_arn, None) is None:
+                return None, True
+            return {"held": held, "expires_at": item.get("expires_at", 0)}, True
+
+        self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+
+    def _once(self, operation: str, call: Callable[..., Any], **params: Any) -> Any:
+        """One attempt, no retry: for what is best effort."""
+        try:
+            return call(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise to_rotor_error(operation, exc) from exc
+
+    def _best_effort(
+        self,
+        what: str,
+        operation: str,
+        call: Callable[..., Any],
+        *,
+        retried: bool = False,
+        **params: Any,
+    ) -> None:
+        """The call, logged instead of raised when it fails: once, or under the retry policy."""
+        try:
+            if retried:
+                self._retry.call(operation, call, **params)
+            else:
+                self._once(operation, call, **params)
+        except AwsCallError as exc:
+            log.warning("could not %s: %s", what, exc)
+
+    def _counter(
+        self,
+        pk: str,
+        change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, bool]],
+        *,
+        fail_open: bool,
+    ) -> bool:
+        try:
+            return self._update(pk, change)
+        except AwsCallError as exc:
+            log.warning(
+                "could not read or update %s (the policy lets the job through): %s", pk, exc
+            )
+            return fail_open
+
+    def _get(self, pk: str, *, retried: bool = False) -> dict[str, Any] | None:
+        call = self._retry.call if retried else self._once
+        answer = call(
+            "GetItem",
+            self._client.get_item,
+            TableName=self._table,
+            Key={"pk": {"S": pk}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        return _from_item(item) if item else None
+
+    def _update(
+        self, pk: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, bool]]
+    ) -> bool:
+        """Read the item, apply ``change`` (new attributes or None to leave it, and the answer),
+        write it back if nobody wrote in between; again on conflict."""
+        for _ in range(_CONFLICT_ATTEMPTS):
+            item = self._get(pk) or {}
+            version = int(item.get("version", 0))
+            attributes, answer = change(item)
+            if attributes is None:
+                return answer
+            try:
+                self._once(
+                    "PutItem",
+                    self._client.put_item,
+                    TableName=self._table,
+                    Item=_to_item({**attributes, "pk": pk, "version": version + 1}),
+                    ConditionExpression="attribute_not_exists(pk) OR version = :version",
+                    ExpressionAttributeValues=_to_item({":version": version}),
+                )
+            except AwsCallError as exc:
+                if exc.code == CONDITION_FAILED:
+                    continue  # written in between: read again
+                raise
+            return answer
+        raise RetryableAwsError("PutItem", "Conflict", f"{pk} kept changing under rotor")
+
+
+def _epoch(moment: datetime) -> int:
+    return int(utc(moment).timestamp())

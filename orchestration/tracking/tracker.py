@@ -1,0 +1,85 @@
+"""Follow rotor's own deployments to their end (``ECS Deployment State Change`` events).
+
+* ``SERVICE_DEPLOYMENT_COMPLETED``: the service is fresh; ``TimeToFresh`` is the time from the
+  new value to completion.
+* ``SERVICE_DEPLOYMENT_FAILED``: the circuit breaker rolled the deployment back, so the service
+  again runs tasks holding the old credential: ``RedeployRolledBack`` and a notification.
+* ``SERVICE_DEPLOYMENT_IN_PROGRESS``: the service is deploying.
+
+Only deployments rotor started (recorded by the worker under their deployment id) are
+tracked; every other deployment is noted and left alone. The end of a deployment frees its
+slot under the per-cluster cap.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from orchestration.events.classification import Classification
+from orchestration.fanout import notices
+from orchestration.outcome import REDEPLOY_ROLLED_BACK, TIME_TO_FRESH, EventOutcome
+from orchestration.runtime import Runtime
+from orchestration.times import utc
+from orchestration.tracking.store import ServiceStatus, Status
+
+log = logging.getLogger(__name__)
+
+COMPLETED = "SERVICE_DEPLOYMENT_COMPLETED"
+FAILED = "SERVICE_DEPLOYMENT_FAILED"
+IN_PROGRESS = "SERVICE_DEPLOYMENT_IN_PROGRESS"
+
+
+def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOutcome:
+    outcome = EventOutcome(event)
+    if not event.deployment_id:
+        outcome.notes.append("the event names no deployment")
+        return outcome
+    record = runtime.rollouts.deployment(event.deployment_id)
+    if record is None:
+        outcome.notes.append(f"deployment {event.deployment_id} was not started by rotor")
+        return outcome
+    outcome.secret = record.rotation_id.rsplit("@", 1)[0]
+    now = datetime.now(UTC)
+    if event.event_name == COMPLETED:
+        seconds = max(0.0, (utc(event.event_time) - utc(record.rotated_at)).total_seconds())
+        status = ServiceStatus(
+            Status.FRESH,
+            f"deployment {record.deployment_id} completed",
+            now,
+            record.cluster_arn,
+            record.deployment_id,
+        )
+        outcome.count(TIME_TO_FRESH, seconds)
+    elif event.event_name == FAILED:
+        reason = event.reason.split(": ", 1)[-1]
+        status = ServiceStatus(
+            Status.FAILED,
+            f"deployment {record.deployment_id} rolled back: {reason}",
+            now,
+            record.cluster_arn,
+            record.deployment_id,
+        )
+        notification = notices.rolled_back(
+            outcome.secret, record.service_arn, record.deployment_id, reason
+        )
+        runtime.notifier.publish(notification)
+        outcome.notifications.append(notification)
+        outcome.count(REDEPLOY_ROLLED_BACK)
+    elif event.event_name == IN_PROGRESS:
+        status = ServiceStatus(
+            Status.DEPLOYING,
+            f"deployment {record.deployment_id} in progress",
+            now,
+            record.cluster_arn,
+            record.deployment_id,
+        )
+    else:
+        outcome.notes.append(f"{event.event_name}: nothing to track")
+        return outcome
+    runtime.rollouts.set_status(record.rotation_id, record.service_arn, status)
+    if status.status is not Status.DEPLOYING:
+        runtime.rollouts.free_rollout_slot(record.cluster_arn, record.service_arn)
+    outcome.notes.append(f"{record.service_arn}: {status.status.value} ({status.detail})")
+    log.info("%s: %s", record.service_arn, status.detail)
+    return outcome

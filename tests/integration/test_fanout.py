@@ -1,0 +1,129 @@
+"""Fan-out through SQS: the rotation handler plans and enqueues, the worker handler redeploys.
+
+A real (moto) redeploy queue with a dead-letter queue; the worker is driven the way Lambda's
+SQS event source drives it: receive, invoke with the records, delete what did not fail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tests.aws_fakes import ErrorInjector
+from tests.integration.conftest import MAX_RECEIVES, rotation_event
+from tests.integration.workers import FakeLambdaContext, drain, stale_world
+
+pytestmark = pytest.mark.integration
+
+
+def test_rotation_enqueues_batches_of_ten_and_the_worker_redeploys_each_once(
+    ecs_world, redeploy_queue, queued_runtime, sqs_calls
+):
+    db = stale_world(ecs_world, {"prod": 23})
+    stack = queued_runtime()
+
+    result = stack.rotation(rotation_event(db), FakeLambdaContext())
+
+    assert result["status"] == "processed"
+    assert result["redeployed"] == []
+    assert len(result["queued"]) == 23
+    batches = sqs_calls.of("SendMessageBatch")
+    assert [len(b["Entries"]) for b in batches] == [10, 10, 3]
+    assert redeploy_queue.counts() == 23
+    assert ecs_world.updates_reached_moto == Counter()  # nothing deployed by the planner
+
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert all(a["batchItemFailures"] == [] for a in answers)
+    assert ecs_world.updates_reached_moto == Counter(f"prod-stale-{i}" for i in range(23))
+    assert redeploy_queue.counts() == 0
+    assert redeploy_queue.counts(redeploy_queue.dlq_url) == 0
+
+
+def test_two_deliveries_of_one_rotation_redeploy_once(ecs_world, redeploy_queue, queued_runtime):
+    db = stale_world(ecs_world, {"prod": 3})
+    stack = queued_runtime()
+    event = rotation_event(db)
+
+    first = stack.rotation(event, FakeLambdaContext())
+    second = stack.rotation(event, FakeLambdaContext())  # before any job ran: queued again
+    drain(redeploy_queue, stack.worker)
+    third = stack.rotation(event, FakeLambdaContext())  # after: everyone is fresh
+
+    assert len(first["queued"]) == len(second["queued"]) == 3
+    assert third["queued"] == []
+    assert len(third["skipped"]) == 4
+    assert ecs_world.updates_reached_moto == Counter(f"prod-stale-{i}" for i in range(3))
+
+
+def test_a_handler_short_of_time_enqueues_the_rest_of_its_plan(
+    ecs_world, redeploy_queue, queued_runtime, ecs_calls
+):
+    db = stale_world(ecs_world, {"blue": 2, "green": 2, "red": 2})
+    stack = queued_runtime(max_workers=1)  # plan one cluster at a time
+
+    # 39 s left, less the handler's 10 s margin: time for one cluster, then the reserve.
+    result = stack.rotation(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
+
+    assert result["status"] == "processed"
+    assert len(result["queued"]) == 2  # the first cluster's stale consumers
+    assert any("left to the worker" in note for note in result["notes"])
+    assert ecs_calls.counts["DescribeServices"] == 1  # only one cluster was scanned
+    plan_jobs = [json.loads(m["Body"]) for m in redeploy_queue.receive()]
+    assert sorted(j["kind"] for j in plan_jobs) == ["plan", "redeploy", "redeploy"]
+    (plan,) = [j for j in plan_jobs if j["kind"] == "plan"]
+    assert len(plan["clusters"]) == 2
+    redeploy_queue.sqs.purge_queue(QueueUrl=redeploy_queue.url)
+    assert redeploy_queue.counts() == 0
+
+    # Nothing is lost: the same rotation again, cut short the same way, then the worker.
+    stack.rotation(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert all(a["batchItemFailures"] == [] for a in answers)
+    stale = {f"{c}-stale-{i}" for c in ("blue", "green", "red") for i in range(2)}
+    assert ecs_world.updates_reached_moto == Counter(stale)
+
+
+def test_a_job_throttled_past_its_retries_lands_in_the_dead_letter_queue(
+    clients, ecs_world, redeploy_queue, queued_runtime, sqs_calls
+):
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    stack = queued_runtime()
+    throttle = ErrorInjector(1.0, operations={"UpdateService"}).attach(clients.ecs)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+
+    for receive in range(1, MAX_RECEIVES + 1):
+        messages = redeploy_queue.receive()
+        assert len(messages) == 1, f"receive {receive}"
+        answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+        assert answer["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+        (hidden,) = sqs_calls.of("ChangeMessageVisibility")[-1:]
+        # Comes back later, and later each time: 10-20 s, 20-40 s, 40-80 s.
+        assert 10 * 2 ** (receive - 1) <= hidden["VisibilityTimeout"] <= 20 * 2 ** (receive - 1)
+        # Time passes: the job is visible again.
+        redeploy_queue.sqs.change_message_visibility(
+            QueueUrl=redeploy_queue.url,
+            ReceiptHandle=messages[0]["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+
+    assert redeploy_queue.receive() == []  # the next receive moves it to the DLQ
+    (dead,) = redeploy_queue.receive(redeploy_queue.dlq_url)
+    job = json.loads(dead["Body"])
+    assert job["kind"] == "redeploy"
+    assert job["service_arn"].endswith("/prod-stale-0")
+    assert throttle.injected["UpdateService"] >= MAX_RECEIVES
+    assert ecs_world.updates_reached_moto == Counter()
+
+
+def test_a_message_that_is_not_a_job_is_dropped_not_retried(redeploy_queue, queued_runtime):
+    stack = queued_runtime()
+    redeploy_queue.sqs.send_message(QueueUrl=redeploy_queue.url, MessageBody='{"kind": "nope"}')
+    messages = redeploy_queue.receive()
+
+    answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+
+    assert answer["batchItemFailures"] == []
