@@ -17,7 +17,9 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-from orchestration.aws.clients import AwsClients
+from orchestration import (
+    AwsClients,
+)
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
 # What rotor's code reads from the answer of a write; the rest of an answer is left empty.
