@@ -41,7 +41,7 @@ from orchestration.outcome import (
     STALE_SERVICES_NOTIFIED,
 )
 from orchestration.rotation.freshness import OPT_TAG, decide
-from orchestration.tracking.store import DeploymentRecord, ServiceStatus, Status
+from orchestration.tracking.store import DeploymentRecord, RolloutSlot, ServiceStatus, Status
 
 if TYPE_CHECKING:
     from orchestration.runtime import Runtime
@@ -118,7 +118,12 @@ class RedeployWorker:
         ):
             return self._flapping(job, flap_limit)
         cap = self._settings.max_rollouts_per_cluster
-        if cap and not self._store.take_rollout_slot(job.cluster_arn, job.service_arn, now, cap):
+        slot = (
+            self._store.take_rollout_slot(job.cluster_arn, job.service_arn, now, cap)
+            if cap
+            else None
+        )
+        if slot is RolloutSlot.FULL:
             if flap_limit:
                 self._store.give_back_redeploy_slot(job.service_arn, now)
             result = self._finish(
@@ -135,7 +140,8 @@ class RedeployWorker:
         if done.outcome is not Outcome.REDEPLOYED:
             if flap_limit:
                 self._store.give_back_redeploy_slot(job.service_arn, now)
-            if cap:
+            if slot is RolloutSlot.TAKEN:  # only a slot this job took: a duplicate job
+                # finds the slot held by the first one's deployment, which still runs
                 self._store.free_rollout_slot(job.cluster_arn, job.service_arn)
         if done.outcome is Outcome.REDEPLOYED:
             if done.deployment_id:

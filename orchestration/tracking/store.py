@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -50,6 +50,18 @@ DEPLOYMENT_KEEP = timedelta(days=2)
 ROLLOUT_LEASE = timedelta(minutes=30)  # a deployment nobody reports on frees its slot then
 _CONFLICT_ATTEMPTS = 20
 CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class RolloutSlot(StrEnum):
+    """The answer to a request for one of a cluster's rollout slots."""
+
+    TAKEN = "taken"  # this request took a free slot: the caller frees it if it deploys nothing
+    HELD = "held"  # the service already held one (another job's deployment): not the caller's
+    FULL = "full"  # the cluster is at its cap: wait
+
+    @property
+    def let_through(self) -> bool:
+        return self is not RolloutSlot.FULL
 
 
 class Status(StrEnum):
@@ -147,8 +159,9 @@ class RolloutStore(Protocol):
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
-    ) -> bool:
-        """Hold one of the cluster's ``limit`` rollout slots for the service (re-entrant)."""
+    ) -> RolloutSlot:
+        """Hold one of the cluster's ``limit`` rollout slots for the service. A service that
+        holds one already keeps it (``HELD``: a duplicate job must not free another's slot)."""
         ...
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None: ...
@@ -248,19 +261,20 @@ class MemoryRolloutStore:
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
-    ) -> bool:
+    ) -> RolloutSlot:
         with self._lock:
             held = {
                 s: until
                 for s, until in self._rollouts.get(cluster_arn, {}).items()
                 if until > utc(now)
             }
-            if service_arn not in held and len(held) >= limit:
-                self._rollouts[cluster_arn] = held
-                return False
-            held[service_arn] = utc(now) + ROLLOUT_LEASE
             self._rollouts[cluster_arn] = held
-            return True
+            if service_arn in held:
+                return RolloutSlot.HELD
+            if len(held) >= limit:
+                return RolloutSlot.FULL
+            held[service_arn] = utc(now) + ROLLOUT_LEASE
+            return RolloutSlot.TAKEN
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
         with self._lock:
@@ -269,6 +283,7 @@ class MemoryRolloutStore:
 
 # --- DynamoDB -----------------------------------------------------------------------------
 
+_Answer = TypeVar("_Answer")
 _SERIALIZE = TypeSerializer().serialize
 _DESERIALIZE = TypeDeserializer().deserialize
 
@@ -432,15 +447,18 @@ class DynamoDbRolloutStore:
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
-    ) -> bool:
-        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    ) -> RolloutSlot:
+        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, RolloutSlot]:
             held = {s: int(u) for s, u in dict(item.get("held", {})).items() if int(u) > _ms(now)}
-            if service_arn not in held and len(held) >= limit:
-                return None, False
+            if service_arn in held:
+                return None, RolloutSlot.HELD
+            if len(held) >= limit:
+                return None, RolloutSlot.FULL
             held[service_arn] = _ms(now + ROLLOUT_LEASE)
-            return {"held": held, "expires_at": _epoch(now + ROLLOUT_LEASE)}, True
+            return {"held": held, "expires_at": _epoch(now + ROLLOUT_LEASE)}, RolloutSlot.TAKEN
 
-        return self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+        # Failing open takes nothing, so there is nothing for the caller to free.
+        return self._counter(f"rollouts#{cluster_arn}", change, fail_open=RolloutSlot.HELD)
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
         def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
@@ -479,10 +497,10 @@ class DynamoDbRolloutStore:
     def _counter(
         self,
         pk: str,
-        change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, bool]],
+        change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, _Answer]],
         *,
-        fail_open: bool,
-    ) -> bool:
+        fail_open: _Answer,
+    ) -> _Answer:
         try:
             return self._update(pk, change)
         except AwsCallError as exc:
@@ -504,8 +522,8 @@ class DynamoDbRolloutStore:
         return _from_item(item) if item else None
 
     def _update(
-        self, pk: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, bool]]
-    ) -> bool:
+        self, pk: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, _Answer]]
+    ) -> _Answer:
         """Read the item, apply ``change`` (new attributes or None to leave it, and the answer),
         write it back if nobody wrote in between; again on conflict."""
         for _ in range(_CONFLICT_ATTEMPTS):

@@ -143,6 +143,52 @@ def test_the_cluster_cap_defers_services_past_it_and_leaves_other_clusters_alone
     assert outcome.metrics["RedeploysDeferred"] == 3
 
 
+def current_version(clients, secret_arn: str) -> str:
+    stages = clients.secretsmanager.describe_secret(SecretId=secret_arn)["VersionIdsToStages"]
+    return next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
+
+
+def send_jobs(redeploy_queue, *jobs: RedeployJob) -> None:
+    redeploy_queue.sqs.send_message_batch(
+        QueueUrl=redeploy_queue.url,
+        Entries=[{"Id": str(i), "MessageBody": j.model_dump_json()} for i, j in enumerate(jobs)],
+    )
+
+
+def stale_job(clients, secret_arn: str, service: str, at: datetime) -> RedeployJob:
+    return RedeployJob(
+        secret_arn=secret_arn,
+        version=current_version(clients, secret_arn),
+        rotated_at=at,
+        service_arn=f"{PROD}/{service}",
+        cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        references=(JobReference.of("app", secrets_reference(secret_arn)),),
+    )
+
+
+def test_a_duplicate_job_does_not_free_the_slot_of_a_deployment_under_way(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table
+):
+    """The label event and RotationSucceeded give two jobs for one service and value. The
+    second, refused by the ledger, must not free the slot the first one's deployment holds."""
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
+    send_jobs(redeploy_queue, stale_job(clients, db, "prod-stale-0", ROTATED_AT))
+    drain(redeploy_queue, stack.worker)
+    assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 1})
+
+    # The second delivery's time is after the first job's deployment: stale by the time rule,
+    # refused by the ledger (deployed for this value already).
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    send_jobs(redeploy_queue, stale_job(clients, db, "prod-stale-0", later))
+    drain(redeploy_queue, stack.worker)
+    send_jobs(redeploy_queue, stale_job(clients, db, "prod-stale-1", ROTATED_AT))
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 1})  # stale-1 waits
+    assert answers[0]["batchItemFailures"] != []
+
+
 # --- notify-only -------------------------------------------------------------------------
 
 
