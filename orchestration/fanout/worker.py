@@ -10,7 +10,8 @@ In order, for the job's service:
 2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service;
 3. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify;
 4. the per-cluster cap (``ROTOR_MAX_ROLLOUTS_PER_CLUSTER``): at it, the job is deferred;
-5. the ledger claim and ``UpdateService`` (``orchestration.ecs.redeploy``).
+5. ``DescribeSecret`` (queued jobs): the version AWSCURRENT now is what the deployment holds;
+6. the ledger claim for that value and ``UpdateService`` (``orchestration.ecs.redeploy``).
 
 Each step records the consumer's status in the rollout store.
 """
@@ -24,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from orchestration.ecs.shapes import snapshot_of
+from orchestration.errors import InvalidReferenceError
 from orchestration.fanout import notices
 from orchestration.fanout.jobs import RedeployJob
 from orchestration.models import (
@@ -41,6 +43,8 @@ from orchestration.outcome import (
     STALE_SERVICES_NOTIFIED,
 )
 from orchestration.rotation.freshness import OPT_TAG, decide
+from orchestration.secrets.references import SecretIdentity
+from orchestration.state.redeploy_ledger import NewValue
 from orchestration.tracking.store import DeploymentRecord, RolloutSlot, ServiceStatus, Status
 
 if TYPE_CHECKING:
@@ -95,6 +99,7 @@ class RedeployWorker:
 
     def run(self, job: RedeployJob, snapshot: ServiceSnapshot | None = None) -> JobResult:
         """Do the job. AWS errors reading the service propagate (the job is retried)."""
+        described_now = snapshot is not None  # inline: planned (secret described) just now
         if snapshot is None:
             snapshot = self._describe(job)
             if snapshot is None:
@@ -136,7 +141,10 @@ class RedeployWorker:
             )
             result.count(REDEPLOYS_DEFERRED)
             return result
-        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, job.new_value())
+        # Queued, the job may run minutes after it was planned (debounce, retries): the value
+        # its deployment will hold is the one AWSCURRENT now, described right before the claim.
+        value = job.new_value() if described_now else self._current_value(job)
+        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, value)
         if done.outcome is not Outcome.REDEPLOYED:
             if flap_limit:
                 self._store.give_back_redeploy_slot(job.service_arn, now)
@@ -183,6 +191,23 @@ class RedeployWorker:
         services = answer.get("services") or []
         found = snapshot_of(services[0]) if services else None
         return found if isinstance(found, ServiceSnapshot) else None
+
+    def _current_value(self, job: RedeployJob) -> NewValue:
+        """The secret's AWSCURRENT version as DescribeSecret says now; the job's own value for
+        a secret rotor cannot describe (the planner could not either). An AWS error that a
+        retry may fix propagates (the job comes back)."""
+        if not job.described:
+            return job.new_value()
+        try:
+            secret = SecretIdentity.from_full_arn(job.secret_arn)
+        except InvalidReferenceError:
+            return job.new_value()
+        facts = self._runtime.secret_lookup().describe(
+            secret.arn, account=secret.account, region=secret.region, written_by_aws=True
+        )
+        if facts.described and facts.current_version:
+            return NewValue(job.secret_arn, facts.current_version)
+        return job.new_value()
 
     def _notify_only(self, job: RedeployJob, verdict: Verdict) -> JobResult:
         notification = notices.stale_service(

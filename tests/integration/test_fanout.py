@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.aws_fakes import ErrorInjector
-from tests.integration.conftest import MAX_RECEIVES, rotation_event
+from tests.integration.conftest import MAX_RECEIVES, label_event, rotation_event
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
 
 pytestmark = pytest.mark.integration
@@ -127,3 +128,39 @@ def test_a_message_that_is_not_a_job_is_dropped_not_retried(redeploy_queue, queu
     answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
 
     assert answer["batchItemFailures"] == []
+
+
+def _label(secret_arn: str, version: str, at: datetime) -> dict:
+    event = label_event(secret_arn, "prod/db", at=at)
+    event["detail"]["versionId"] = version
+    return event
+
+
+def test_a_rollback_after_two_quick_values_redeploys_though_v1s_job_ran_late(
+    clients, ecs_world, redeploy_queue, queued_runtime
+):
+    """v1's job runs after v2 became current: its deployment holds v2, and the ledger must say
+    so (the worker describes the secret right before its claim), or the rollback to v1 is
+    refused as "already redeployed for v1"."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    sm = clients.secretsmanager
+    stack = queued_runtime()
+    v1 = sm.describe_secret(SecretId=db)["VersionIdsToStages"]
+    (v1,) = [v for v, stages in v1.items() if "AWSCURRENT" in stages]
+    stack.rotation(_label(db, v1, now - timedelta(seconds=2)), FakeLambdaContext())
+    v2 = sm.put_secret_value(SecretId=db, SecretString="placeholder-2")["VersionId"]
+    stack.rotation(_label(db, v2, now - timedelta(seconds=1)), FakeLambdaContext())
+    drain(redeploy_queue, stack.worker)  # v1's jobs deploy v2; v2's find the services fresh
+    assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 1, "prod-stale-1": 1})
+
+    # v2 was bad: AWSCURRENT moved back to v1, which no task holds.
+    sm.update_secret_version_stage(
+        SecretId=db, VersionStage="AWSCURRENT", MoveToVersionId=v1, RemoveFromVersionId=v2
+    )
+    rollback = stack.rotation(_label(db, v1, now + timedelta(minutes=2)), FakeLambdaContext())
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert len(rollback["queued"]) == 2
+    assert all(a["batchItemFailures"] == [] for a in answers)
+    assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 2, "prod-stale-1": 2})
