@@ -82,7 +82,15 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
     )
     rotation = RotationRecord.of(runtime, job)
     if runtime.queue is not None:
-        plan_to_queue(job.secret, rotation, job.clusters, runtime, runtime.queue, outcome)
+        plan_to_queue(
+            job.secret,
+            rotation,
+            job.clusters,
+            runtime,
+            runtime.queue,
+            outcome,
+            hand_on_errors=False,  # this message comes back: maxReceiveCount applies
+        )
     else:
         inventory = runtime.discovery().scan()
         planned = plan_inventory(inventory, job.secret, rotation, runtime, outcome)

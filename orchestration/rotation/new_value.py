@@ -265,10 +265,17 @@ def plan_to_queue(
     runtime: Runtime,
     queue: JobQueue,
     outcome: EventOutcome,
+    *,
+    hand_on_errors: bool = True,
 ) -> None:
     """Plan cluster by cluster (a few at a time), enqueueing each part's jobs as it is planned.
     Short of time, or stopped by a retryable error, the clusters left are enqueued as a
-    ``PlanJob`` for the worker: nothing planned or left to plan is lost."""
+    ``PlanJob`` for the worker: nothing planned or left to plan is lost.
+
+    A worker carrying out a ``PlanJob`` passes ``hand_on_errors=False``: a retryable error then
+    propagates, so the job's own message comes back and, failing again and again, reaches the
+    queue's maxReceiveCount and the dead-letter queue. (Handed on as a new message, each
+    attempt would start again at receive count 1: an endless loop of ECS calls.)"""
     left: list[str] | None = list(clusters) if clusters is not None else None
     try:
         if left is None:
@@ -291,6 +298,8 @@ def plan_to_queue(
             enqueue(planned, rotation, runtime, queue, outcome)
             left = left[step:]
     except (OutOfTime, RetryableAwsError) as exc:
+        if isinstance(exc, RetryableAwsError) and not hand_on_errors:
+            raise
         rest = PlanJob(
             **rotation.need().rotation_fields(),
             secret=secret,

@@ -164,3 +164,34 @@ def test_a_rollback_after_two_quick_values_redeploys_though_v1s_job_ran_late(
     assert len(rollback["queued"]) == 2
     assert all(a["batchItemFailures"] == [] for a in answers)
     assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 2, "prod-stale-1": 2})
+
+
+def test_a_plan_job_throttled_again_and_again_lands_in_the_dead_letter_queue(
+    clients, ecs_world, redeploy_queue, queued_runtime
+):
+    """The worker must not hand a throttled plan on as a new message (receive count 1 again,
+    forever): the message itself comes back, and after maxReceiveCount it is dead-lettered."""
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    stack = queued_runtime()
+    throttle = ErrorInjector(1.0, operations={"ListClusters"}).attach(clients.ecs)
+    result = stack.rotation(rotation_event(db), FakeLambdaContext())
+    assert any("left to the worker" in note for note in result["notes"])
+
+    for receive in range(1, MAX_RECEIVES + 1):
+        messages = redeploy_queue.receive()
+        assert [json.loads(m["Body"])["kind"] for m in messages] == ["plan"], f"receive {receive}"
+        assert messages[0]["Attributes"]["ApproximateReceiveCount"] == str(receive)
+        answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+        assert answer["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+        redeploy_queue.delete(messages, {messages[0]["MessageId"]})
+        redeploy_queue.sqs.change_message_visibility(  # time passes
+            QueueUrl=redeploy_queue.url,
+            ReceiptHandle=messages[0]["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+
+    assert redeploy_queue.receive() == []
+    (dead,) = redeploy_queue.receive(redeploy_queue.dlq_url)
+    assert json.loads(dead["Body"])["kind"] == "plan"
+    assert throttle.injected["ListClusters"] > MAX_RECEIVES
+    assert ecs_world.updates_reached_moto == Counter()
