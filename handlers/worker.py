@@ -1,15 +1,17 @@
 """Lambda: carries out redeploy jobs from the redeploy queue (SQS event source, partial batch
 failures).
 
-Each message is one job (``orchestration.fanout``). A job that must be tried again (throttled,
-its cluster at its cap, an AWS error) is hidden for a time that grows with its receive count
-and reported as a batch item failure; after the queue's maxReceiveCount it moves to the
-dead-letter queue, which is alarmed. A message that is not a job is logged, counted
-(``InvalidEvents``) and dropped: retrying it cannot help.
+Each message is one job (``orchestration.fanout``). A job waiting for its cluster's cap is
+sent again as a new, delayed message (waiting is not failing: it must not count toward the
+queue's maxReceiveCount). A job that must be tried again (throttled, an AWS error) is hidden
+for a time that grows with its receive count and reported as a batch item failure; after the
+queue's maxReceiveCount it moves to the dead-letter queue, which is alarmed. A message that
+is not a job is logged, counted (``InvalidEvents``) and dropped: retrying it cannot help.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -31,9 +33,12 @@ from orchestration import (
     PROCESSING_ERRORS,
     AwsCallError,
     InvalidEventError,
+    PlanJob,
+    RedeployJob,
     RetryableAwsError,
     Runtime,
     SqsJobQueue,
+    deferral_delay,
     lambda_deadline,
     parse_job,
     run_job,
@@ -76,10 +81,27 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
     for name, value in report.metrics.items():
         metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
     logger.info("job done", extra={"status": report.status, **report.detail})
+    if report.deferred and _send_again_later(job, record, runtime):
+        return {"status": report.status, **report.detail}
     if report.retryable:
         _come_back_later(record, runtime, receives)
         raise TryAgainLater(f"{report.status}: {report.detail.get('reason', '')}")
     return {"status": report.status, **report.detail}
+
+
+def _send_again_later(job: RedeployJob | PlanJob, record: SQSRecord, runtime: Runtime) -> bool:
+    """A job waiting for its cluster's cap goes back as a new, delayed message (this one is
+    deleted): waiting, which may take as long as the cluster's rollouts, must not count toward
+    the queue's maxReceiveCount. False when it could not be sent (then it comes back later)."""
+    queue = SqsJobQueue(runtime.clients.sqs, record.queue_url, runtime.retry)
+    seconds = deferral_delay(random.uniform(0.5, 1.0))
+    try:
+        queue.send([job], delay_seconds=seconds)
+    except AwsCallError as exc:
+        logger.warning("could not send the deferred job again", extra={"error": str(exc)})
+        return False
+    logger.info("job sent again, delayed", extra={"visible_in_seconds": seconds})
+    return True
 
 
 def _come_back_later(record: SQSRecord, runtime: Runtime, receives: int) -> None:

@@ -31,8 +31,8 @@ from orchestration.events.classification import (
 )
 from orchestration.events.routing import Route, route, unrouted_note
 from orchestration.fanout.consume import JobReport, run_job
-from orchestration.fanout.jobs import parse_job
-from orchestration.fanout.queue import SqsJobQueue
+from orchestration.fanout.jobs import PlanJob, RedeployJob, parse_job
+from orchestration.fanout.queue import SqsJobQueue, deferral_delay
 from orchestration.outcome import (
     INVALID_EVENTS,
     METRIC_UNITS,
@@ -71,7 +71,9 @@ __all__ = [
     "InvalidReferenceError",
     "JobReport",
     "PermanentAwsError",
+    "PlanJob",
     "RateLimited",
+    "RedeployJob",
     "ReferenceField",
     "RetryPolicy",
     "RetryableAwsError",
@@ -85,6 +87,7 @@ __all__ = [
     "SqsJobQueue",
     "UsageError",
     "classify",
+    "deferral_delay",
     "describe_verdict",
     "fixed_deadline",
     "iso",

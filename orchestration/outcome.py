@@ -92,6 +92,9 @@ class EventOutcome:
     redeployed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    #: Stale services whose cluster is at its cap (ROTOR_MAX_ROLLOUTS_PER_CLUSTER): not a
+    #: failure; they are redeployed when the event is handled again after rollouts finish.
+    deferred: list[Skipped] = field(default_factory=list)
     manual: list[ManualRedeploy] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # services that vanished mid-scan
     queued: list[str] = field(default_factory=list)  # services with a job on the redeploy queue
@@ -134,8 +137,11 @@ class EventOutcome:
 
     @property
     def retryable_failures(self) -> list[Failure]:
-        """Failures a later retry of the event may fix: the event should be retried."""
-        return [f for f in self.failed if f.retryable]
+        """Failures a later retry of the event may fix, and services waiting for their
+        cluster's cap: the event should be retried."""
+        return [f for f in self.failed if f.retryable] + [
+            Failure(d.service, d.reason, retryable=True) for d in self.deferred
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         c = self.classification
@@ -147,6 +153,7 @@ class EventOutcome:
             "redeployed": self.redeployed,
             "skipped": [s.to_dict() for s in self.skipped],
             "failed": [f.to_dict() for f in self.failed],
+            "deferred": [d.to_dict() for d in self.deferred],
             "queued": self.queued,
             "manual": [m.to_dict() for m in self.manual],
             "missing": self.missing,

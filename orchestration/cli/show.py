@@ -43,6 +43,8 @@ def print_outcome(
     for manual in first.manual:
         print(f"  REDEPLOY BY HAND {service_name(manual.service)}: {manual.reason}", file=out)
         print(f"    {manual.command}", file=out)
+    for waiting in first.deferred:
+        print(f"  WAITING {service_name(waiting.service)}: {waiting.reason}", file=out)
     for failure in first.failed:
         print(f"  FAILED {service_name(failure.subject)}: {failure.error}", file=out)
     sent = sum(len(o.notifications) for o in outcomes)

@@ -22,6 +22,7 @@ class JobReport:
 
     status: str
     retryable: bool = False
+    deferred: bool = False  # a redeploy job waiting for its cluster's cap: send it again later
     metrics: dict[str, float] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +46,7 @@ def run_job(job: RedeployJob | PlanJob, runtime: Runtime) -> JobReport:
     return JobReport(
         result.status.value,
         retryable=result.retryable,
+        deferred=result.status is JobStatus.DEFERRED,
         metrics=metrics,
         detail={
             "service_arn": job.service_arn,

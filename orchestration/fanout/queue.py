@@ -101,11 +101,21 @@ class SqsJobQueue:
         return seconds
 
 
-# A job put back (throttled, its cluster at its cap) becomes visible again after a time that
+# A job put back (throttled, an AWS error) becomes visible again after a time that
 # grows with the number of times it was received; after the queue's maxReceiveCount it moves
 # to the dead-letter queue (redrive policy).
 BACKOFF_BASE_SECONDS = 20
 BACKOFF_MAX_SECONDS = 900
+
+
+#: A job waiting for its cluster's cap is sent again after this long (times 0.5 to 1): a new
+#: message, so waiting does not count toward maxReceiveCount.
+DEFER_SECONDS = 120
+
+
+def deferral_delay(jitter: float = 1.0) -> int:
+    """Seconds until a job deferred by the cluster cap is looked at again."""
+    return max(1, int(DEFER_SECONDS * max(0.5, min(1.0, jitter))))
 
 
 def visibility_backoff(receive_count: int, jitter: float = 1.0) -> int:

@@ -160,6 +160,12 @@ def finish(
     outcome.count(REDEPLOY_FAILURES, sum(1 for f in outcome.failed if f.scope == "service"))
     if outcome.queued:
         outcome.count(REDEPLOYS_QUEUED, len(outcome.queued))
+    if outcome.deferred:
+        outcome.notes.append(
+            f"{len(outcome.deferred)} stale service(s) wait for a rollout slot: their cluster "
+            "has ROTOR_MAX_ROLLOUTS_PER_CLUSTER rollouts under way. Nothing failed; handle the "
+            "event again once those finish (a Lambda retries the event for them)"
+        )
 
 
 def _notify_manual(
@@ -254,6 +260,8 @@ def add_result(result: JobResult, outcome: EventOutcome) -> None:
         outcome.redeployed.append(result.service_arn)
     elif result.status in (JobStatus.SKIPPED, JobStatus.NOTIFIED):
         outcome.skipped.append(Skipped(result.service_arn, result.reason))
+    elif result.status is JobStatus.DEFERRED:
+        outcome.deferred.append(Skipped(result.service_arn, result.reason))
     else:
         outcome.failed.append(Failure(result.service_arn, result.reason, result.retryable))
 

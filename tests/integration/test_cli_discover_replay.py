@@ -232,6 +232,20 @@ def test_replay_rotation_json_redeploys_the_stale_consumers(world_probe, capsys)
         assert world_probe.after[name]["createdAt"] > world_probe.before[name]["createdAt"]
 
 
+def test_replay_past_the_cluster_cap_exits_0_and_says_who_waits(world_probe, capsys, monkeypatch):
+    monkeypatch.setenv("ROTOR_MAX_ROLLOUTS_PER_CLUSTER", "1")
+
+    status = main(["replay", "events/rotation-succeeded.json", "--world"])
+
+    captured = capsys.readouterr()
+    assert status == 0, captured.err  # nothing failed: one of api, worker waits for the cap
+    assert len(world_probe.changed() & {"prod/api", "prod/worker"}) == 1
+    (waiting,) = [line.strip() for line in captured.out.splitlines() if "WAITING" in line]
+    assert "rollouts under way (ROTOR_MAX_ROLLOUTS_PER_CLUSTER)" in waiting
+    assert "wait for a rollout slot" in captured.out
+    assert "FAILED" not in captured.out
+
+
 def test_replay_text_output(world_probe, capsys):
     status = main(["replay", "events/secret-label-updated-awscurrent.json", "--world"])
 

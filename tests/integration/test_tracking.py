@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 
 from orchestration.cli.main import main
+from orchestration.fanout.queue import DEFER_SECONDS
 from tests.conftest import load_event
-from tests.integration.conftest import iso, rotation_event
+from tests.integration.conftest import MAX_RECEIVES, iso, rotation_event
 from tests.integration.test_handler_rotation import emf_lines, emf_values
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
 
@@ -131,25 +133,36 @@ def test_the_end_of_a_deployment_frees_its_place_under_the_cluster_cap(
     stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
     stack.rotation(rotation_event(db), FakeLambdaContext())
 
-    messages = redeploy_queue.receive()
-    answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
-    failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
-    redeploy_queue.delete(messages, failed)
-    (first,) = ecs_world.updates_reached_moto
-    assert len(failed) == 1  # the other waits for the cluster
+    with time_machine.travel(datetime.now(UTC), tick=True) as clock:
+        messages = redeploy_queue.receive()
+        answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+        redeploy_queue.delete(messages, {f["itemIdentifier"] for f in answer["batchItemFailures"]})
+        (first,) = ecs_world.updates_reached_moto
+        # The other waits for the cluster: not a failure, but the job sent again, delayed.
+        assert answer["batchItemFailures"] == []
+        assert redeploy_queue.receive() == []
+        assert redeploy_queue.counts() == 1
 
-    stack.tracker(
-        deployment_event(f"{PROD}/{first}", ecs_world.primary("prod", first)["id"]),
-        FakeLambdaContext(),
-    )
-    for m in messages:  # time passes: the deferred job is visible again
-        if m["MessageId"] in failed:
-            redeploy_queue.sqs.change_message_visibility(
-                QueueUrl=redeploy_queue.url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-            )
-    drain(redeploy_queue, stack.worker)
+        # Waiting longer than maxReceiveCount failures would allow: never dead-lettered.
+        for _ in range(MAX_RECEIVES + 1):
+            clock.shift(timedelta(seconds=DEFER_SECONDS))
+            (waiting,) = redeploy_queue.receive()
+            assert waiting["Attributes"]["ApproximateReceiveCount"] == "1"
+            answer = stack.worker(redeploy_queue.sqs_event([waiting]), FakeLambdaContext())
+            assert answer["batchItemFailures"] == []
+            redeploy_queue.delete([waiting], set())
+        assert redeploy_queue.counts(redeploy_queue.dlq_url) == 0
+        assert ecs_world.updates_reached_moto == Counter([first])
+
+        stack.tracker(
+            deployment_event(f"{PROD}/{first}", ecs_world.primary("prod", first)["id"]),
+            FakeLambdaContext(),
+        )
+        clock.shift(timedelta(seconds=DEFER_SECONDS))
+        drain(redeploy_queue, stack.worker)
 
     assert ecs_world.updates_reached_moto == Counter(["prod-stale-0", "prod-stale-1"])
+    assert redeploy_queue.counts() == redeploy_queue.counts(redeploy_queue.dlq_url) == 0
 
 
 def test_rotor_status_shows_each_rotation_and_service(
