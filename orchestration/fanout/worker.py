@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from orchestration.ecs.shapes import snapshot_of
-from orchestration.errors import InvalidReferenceError
+from orchestration.errors import AwsCallError, InvalidReferenceError
 from orchestration.fanout import notices
 from orchestration.fanout.jobs import RedeployJob
 from orchestration.models import (
@@ -38,13 +38,15 @@ from orchestration.models import (
 )
 from orchestration.notifications import Notification
 from orchestration.outcome import (
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_SUPPRESSED,
     REDEPLOY_FLAPPING,
     REDEPLOYS_DEFERRED,
     STALE_SERVICES_NOTIFIED,
 )
 from orchestration.rotation.freshness import OPT_TAG, decide
 from orchestration.secrets.references import SecretIdentity
-from orchestration.state.redeploy_ledger import NewValue
+from orchestration.state.redeploy_ledger import NewValue, value_key
 from orchestration.tracking.store import DeploymentRecord, RolloutSlot, ServiceStatus, Status
 
 if TYPE_CHECKING:
@@ -210,29 +212,53 @@ class RedeployWorker:
         return job.new_value()
 
     def _notify_only(self, job: RedeployJob, verdict: Verdict) -> JobResult:
-        notification = notices.stale_service(
-            job.secret_arn, job.service_arn, job.rotated_at, verdict.reason
-        )
-        self._runtime.notifier.publish(notification)
-        result = self._finish(
+        return self._reported(
             job,
+            notices.stale_service(job.secret_arn, job.service_arn, job.rotated_at, verdict.reason),
             JobStatus.NOTIFIED,
             f"notify-only (tag {OPT_TAG}={NOTIFY_ONLY_VALUE}): stale, reported, not redeployed",
+            STALE_SERVICES_NOTIFIED,
         )
-        result.notifications.append(notification)
-        result.count(STALE_SERVICES_NOTIFIED)
-        return result
 
     def _flapping(self, job: RedeployJob, limit: int) -> JobResult:
-        notification = notices.flapping(job.secret_arn, job.service_arn, job.rotated_at, limit)
-        self._runtime.notifier.publish(notification)
-        result = self._finish(
+        return self._reported(
             job,
+            notices.flapping(job.secret_arn, job.service_arn, job.rotated_at, limit),
             JobStatus.SKIPPED,
             f"flapping: {limit} forced deployments in the last hour (ROTOR_MAX_REDEPLOYS_PER_HOUR)",
+            REDEPLOY_FLAPPING,
         )
+
+    def _reported(
+        self,
+        job: RedeployJob,
+        notification: Notification,
+        outcome: JobStatus,
+        detail: str,
+        metric: str,
+    ) -> JobResult:
+        """Publish ``notification`` about a job rotor does not redeploy, once per (service, new
+        value): both deliveries of a rotation, and every retry of a job, claim one window."""
+        result = self._finish(job, outcome, detail)
+        window = self._runtime.notify_window
+        key = f"{notification.kind}|{job.service_arn}|{value_key(job.new_value())}"
+        # Claimed at the value's time, as every job for this value is: the window held by the
+        # first stays held for the others, whenever they run.
+        if not window.claim(key, job.rotated_at):
+            result.count(NOTIFICATIONS_SUPPRESSED)
+            return result
+        try:
+            self._runtime.notifier.publish(notification)
+        except Exception:
+            # Not sent: give the window back so the job's retry notifies.
+            try:
+                window.release(key)
+            except AwsCallError as exc:  # keep the original error; say this one too
+                log.error("could not release the notify window for %s: %s", key, exc)
+            raise
         result.notifications.append(notification)
-        result.count(REDEPLOY_FLAPPING)
+        result.count(metric)
+        result.count(NOTIFICATIONS_SENT)
         return result
 
     def _finish(

@@ -123,6 +123,34 @@ def test_flap_guard_skips_past_the_limit_counts_and_notifies(
     assert f"{PROD}/prod-stale-0" in envelope["Message"]
 
 
+def test_a_flapping_notice_is_sent_once_per_value(clients, retry, ecs_world, inbox, state_table):
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    runtime = make_runtime(
+        clients,
+        retry,
+        Settings(topic_arn=inbox.topic_arn, max_redeploys_per_hour=1, state_table=state_table),
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = process(classify(versioned_label(db, current_version(clients, db), now)), runtime)
+    v2 = clients.secretsmanager.put_secret_value(SecretId=db, SecretString="v2")["VersionId"]
+    later = now + timedelta(minutes=1)
+    # The label event and RotationSucceeded of v2, and a retry of the first.
+    repeats = [
+        process(classify(event), runtime)
+        for event in (
+            versioned_label(db, v2, later),
+            rotation_event(db, at=later + timedelta(seconds=3)),
+            versioned_label(db, v2, later),
+        )
+    ]
+
+    assert len(first.redeployed) == 1 and all(r.redeployed == [] for r in repeats)
+    assert [r.skipped[0].reason.split(":")[0] for r in repeats] == ["flapping"] * 3
+    (envelope,) = inbox.drain()
+    assert envelope["Subject"].startswith("rotor: prod-stale-0 redeployed 1 times in an hour")
+    assert [r.metrics.get("NotificationsSuppressed", 0) for r in repeats] == [0, 1, 1]
+
+
 # --- per-cluster cap ---------------------------------------------------------------------
 
 
@@ -216,6 +244,30 @@ def test_a_notify_only_service_is_reported_not_redeployed(clients, retry, ecs_wo
     assert json.loads(json.dumps(envelope))["MessageAttributes"]["kind"]["Value"] == (
         "stale_service"
     )
+
+
+def test_a_notify_only_service_is_reported_once_per_value_through_the_queue(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table, inbox
+):
+    """Both deliveries of a rotation give a job; a job may run again (a retry): one notice."""
+    ecs_world.cluster("prod")
+    db = ecs_world.secret("prod/db")
+    task_definition = ecs_world.task_definition(secrets=[db])
+    ecs_world.service("prod", "ledger", task_definition, tags={"rotor:redeploy": "notify"})
+    stack = queued_runtime(state_table=state_table, topic_arn=inbox.topic_arn)
+    label = versioned_label(db, current_version(clients, db), ROTATED_AT)
+    succeeded = rotation_event(db, at=ROTATED_AT + timedelta(seconds=3))
+
+    stack.rotation(label, FakeLambdaContext())
+    stack.rotation(succeeded, FakeLambdaContext())
+    assert redeploy_queue.counts() == 2  # one job per delivery
+    drain(redeploy_queue, stack.worker)
+    stack.rotation(succeeded, FakeLambdaContext())  # a retry of the event: its job again
+    drain(redeploy_queue, stack.worker)
+
+    assert ecs_world.updates_reached_moto == Counter()
+    (envelope,) = inbox.drain()
+    assert envelope["Subject"] == "rotor: ledger holds the old value of prod/db"
 
 
 def test_a_state_table_that_cannot_answer_holds_up_no_redeploy(
