@@ -97,7 +97,9 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
         inventory = runtime.discovery().scan()
         planned = plan_inventory(inventory, job.secret, rotation, runtime, outcome)
         run_inline(planned, runtime, outcome)
-    finish(outcome.classification, job, runtime, outcome)
+    # The handler told its own part's manual redeploys under the value's key: this part's
+    # services get a notice of their own (under the same key it would always be suppressed).
+    finish(outcome.classification, job, runtime, outcome, part=job.key)
     return JobReport(
         "planned",
         retryable=bool(outcome.retryable_failures),

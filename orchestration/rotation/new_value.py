@@ -149,12 +149,19 @@ class RotationRecord:
 
 
 def finish(
-    event: Classification, rotation: Rotation, runtime: Runtime, outcome: EventOutcome
+    event: Classification,
+    rotation: Rotation,
+    runtime: Runtime,
+    outcome: EventOutcome,
+    *,
+    part: str = "",
 ) -> None:
-    """Counts, and the one notification about services people must redeploy."""
+    """Counts, and the one notification about services people must redeploy. ``part`` names
+    the part of the plan ``outcome`` covers when it is not the event's own (a plan job's
+    clusters): each part's services are told once."""
     if outcome.manual:
         outcome.count(MANUAL_REDEPLOYS, len(outcome.manual))
-        _notify_manual(event, runtime, rotation, outcome)
+        _notify_manual(event, runtime, rotation, outcome, part)
     outcome.count(REDEPLOYS_STARTED, len(outcome.redeployed))
     outcome.count(REDEPLOYS_SKIPPED, len(outcome.skipped))
     outcome.count(REDEPLOY_FAILURES, sum(1 for f in outcome.failed if f.scope == "service"))
@@ -169,10 +176,13 @@ def finish(
 
 
 def _notify_manual(
-    event: Classification, runtime: Runtime, rotation: Rotation, outcome: EventOutcome
+    event: Classification, runtime: Runtime, rotation: Rotation, outcome: EventOutcome, part: str
 ) -> None:
-    """One notification per change (deliveries of one rotation share the notify window)."""
+    """One notification per change and part of the plan (deliveries of one rotation share
+    the notify window; the rest of a plan, planned by the worker, has a window of its own)."""
     key = f"manual-redeploy|{value_key(rotation.new_value())}"
+    if part:
+        key += f"|{part}"
     if not runtime.notify_window.claim(key, event.event_time):
         outcome.notifications_suppressed += 1
         outcome.count(NOTIFICATIONS_SUPPRESSED)

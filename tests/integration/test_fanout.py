@@ -195,3 +195,35 @@ def test_a_plan_job_throttled_again_and_again_lands_in_the_dead_letter_queue(
     assert json.loads(dead["Body"])["kind"] == "plan"
     assert throttle.injected["ListClusters"] > MAX_RECEIVES
     assert ecs_world.updates_reached_moto == Counter()
+
+
+def test_manual_redeploys_found_by_the_rest_of_a_plan_are_notified_too(
+    ecs_world, redeploy_queue, queued_runtime, inbox
+):
+    db = ecs_world.secret("prod/db")
+    task_definition = ecs_world.task_definition(secrets=[db])
+    for cluster in ("blue", "green", "red"):
+        ecs_world.cluster(cluster)
+        ecs_world.service(
+            cluster,
+            f"{cluster}-bluegreen",
+            task_definition,
+            controller="CODE_DEPLOY",
+            load_balancers=[("app", 8080)],
+        )
+    stack = queued_runtime(max_workers=1, topic_arn=inbox.topic_arn)
+
+    # Time for one cluster: the other two are left to the worker as a plan job.
+    result = stack.rotation(rotation_event(db), FakeLambdaContext(remaining_millis=39_000))
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert len(result["manual"]) == 1
+    assert all(a["batchItemFailures"] == [] for a in answers)
+    told = sorted(
+        name
+        for envelope in inbox.drain()
+        for name in ("blue-bluegreen", "green-bluegreen", "red-bluegreen")
+        if name in envelope["Message"]
+    )
+    assert told == ["blue-bluegreen", "green-bluegreen", "red-bluegreen"]
+    assert ecs_world.updates_reached_moto == Counter()
