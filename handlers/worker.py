@@ -78,6 +78,16 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
         )
         _come_back_later(record, runtime, receives)
         raise TryAgainLater(str(exc)) from exc
+    except Exception as exc:
+        # Nothing rotor expects: count it (the ProcessingErrors alarm watches it), log it with
+        # the job (appended to every line above), and put the job back like any failure.
+        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.exception(
+            "unexpected error; the job will be tried again",
+            extra={"error_type": type(exc).__name__, "error": str(exc)},
+        )
+        _come_back_later(record, runtime, receives)
+        raise TryAgainLater(f"{type(exc).__name__}: {exc}") from exc
     for name, value in report.metrics.items():
         metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
     logger.info("job done", extra={"status": report.status, **report.detail})

@@ -6,6 +6,7 @@ SQS event source drives it: receive, invoke with the records, delete what did no
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 
 from tests.aws_fakes import ErrorInjector
 from tests.integration.conftest import MAX_RECEIVES, label_event, rotation_event
+from tests.integration.test_handler_rotation import emf_lines, emf_values, log_records
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
 
 pytestmark = pytest.mark.integration
@@ -226,4 +228,44 @@ def test_manual_redeploys_found_by_the_rest_of_a_plan_are_notified_too(
         if name in envelope["Message"]
     )
     assert told == ["blue-bluegreen", "green-bluegreen", "red-bluegreen"]
+    assert ecs_world.updates_reached_moto == Counter()
+
+
+@pytest.fixture
+def worker_logs():
+    """Everything the Powertools logger writes while the test runs (JSON lines)."""
+    from handlers.observability import logger
+
+    handler = logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
+
+
+def test_an_unexpected_error_is_logged_with_the_job_counted_and_the_job_put_back(
+    clients, ecs_world, redeploy_queue, queued_runtime, sqs_calls, capsys, worker_logs
+):
+
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    stack = queued_runtime()
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    capsys.readouterr()
+
+    def broken(**_):
+        raise ValueError("an answer rotor did not expect")
+
+    clients.ecs.meta.events.register("before-call.ecs.DescribeServices", broken)
+    messages = redeploy_queue.receive()
+    answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
+
+    assert answer["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+    (record,) = emf_lines(capsys.readouterr().out)
+    assert emf_values(record)["ProcessingErrors"] == 1
+    (logged,) = [r for r in log_records(worker_logs) if "unexpected error" in r["message"]]
+    assert logged["level"] == "ERROR"
+    assert logged["job"].startswith("arn:aws:ecs:us-east-1:123456789012:service/prod/prod-stale-0#")
+    assert logged["error_type"] == "ValueError"
+    (hidden,) = sqs_calls.of("ChangeMessageVisibility")
+    assert hidden["VisibilityTimeout"] >= 10
     assert ecs_world.updates_reached_moto == Counter()
