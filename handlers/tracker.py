@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from handlers.entry import make_handler
-from orchestration import EventKind
-
-TRACKER_KINDS = frozenset({EventKind.DEPLOYMENT_STATE})
+from orchestration import TRACKER_KINDS
 
 lambda_handler = make_handler(TRACKER_KINDS)

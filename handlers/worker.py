@@ -38,18 +38,12 @@ from orchestration import (
     RetryableAwsError,
     Runtime,
     SqsJobQueue,
+    TryAgainLater,
     deferral_delay,
     lambda_deadline,
     parse_job,
     run_job,
 )
-
-# All jobs failing is reported like some failing (batchItemFailures), not as a function error.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-
-class TryAgainLater(Exception):
-    """The job goes back on the queue (a batch item failure)."""
 
 
 def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
@@ -129,6 +123,9 @@ def make_worker_handler(
 ) -> Callable[[Any, LambdaContext], Any]:
     """The worker's Lambda handler, with one runtime per container."""
     container_runtime = lru_cache(maxsize=1)(runtime_factory)
+    # All jobs failing is reported like some failing (batchItemFailures), not as a function
+    # error. One processor per handler (it keeps the batch's state while it runs).
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler

@@ -7,6 +7,9 @@
     ├── UsageError                  bad command-line input (exit status 2)
     ├── RetryableFailure            the event was handled in part; what failed may succeed on a
     │                               retry of the whole event (Lambda's async retry does that)
+    ├── OutOfTime                   the planner is short of time: the rest of the plan goes to
+    │                               the worker as a plan job (never leaves the planner)
+    ├── TryAgainLater               a redeploy job goes back on the queue (a batch item failure)
     └── AwsCallError                an AWS call failed (carries the service, operation and code)
         ├── RetryableAwsError       throttling or a transient fault: retry with backoff
         │   └── RateLimited         rotor's own rate limiter would wait past the deadline
@@ -43,6 +46,16 @@ class RetryableFailure(RotorError):
     """Part of an event failed in a way a later retry of the event may fix (a redeploy that was
     throttled past its budget). Raised so Lambda retries the event, and finally hands it to the
     on-failure destination: nothing is lost, and the ledger makes the retry safe."""
+
+
+class OutOfTime(RotorError):
+    """Less time is left than planning one more part takes: the planner hands the rest of the
+    plan to the worker (``orchestration.rotation.new_value.plan_to_queue``)."""
+
+
+class TryAgainLater(RotorError):
+    """A redeploy job goes back on the queue: reported to Lambda's SQS event source as a batch
+    item failure, so the message comes back and, after maxReceiveCount, is dead-lettered."""
 
 
 class AwsCallError(RotorError):

@@ -153,7 +153,7 @@ class ConsumerDiscovery:
         in, and each task definition is read as soon as the describe batch naming it returns,
         so the task-definition bucket starts draining at once instead of after a barrier."""
         inventory = Inventory()
-        clusters = self._cluster_arns()
+        clusters = self.cluster_arns()
         list_failures: dict[str, ScanFailure] = {}
         describe_failures: dict[str, ScanFailure] = {}
         td_failures: dict[str, ScanFailure] = {}
@@ -233,7 +233,8 @@ class ConsumerDiscovery:
         ]
         return inventory
 
-    def _cluster_arns(self) -> list[str]:
+    def cluster_arns(self) -> list[str]:
+        """The clusters a scan reads: ``clusters`` as given, else every cluster (ListClusters)."""
         if self._clusters:
             return list(self._clusters)
         return distinct_clusters(

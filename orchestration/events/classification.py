@@ -54,6 +54,8 @@ REDEPLOY_KINDS = frozenset({EventKind.ROTATION, EventKind.SECRET_VALUE_CHANGED})
 ALARM_KINDS = frozenset(
     {EventKind.PENDING_DELETION_ACCESS, EventKind.DELETION_SCHEDULED, EventKind.ROTATION_FAILED}
 )
+#: Kinds the tracker follows: the end of a deployment rotor started.
+TRACKER_KINDS = frozenset({EventKind.DEPLOYMENT_STATE})
 
 
 class _Envelope(EventBridgeModel):

@@ -62,7 +62,7 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
     from orchestration.events.classification import Classification, EventKind
     from orchestration.outcome import EventOutcome
     from orchestration.rotation.new_value import (
-        RotationRecord,
+        RotationRecorder,
         finish,
         plan_inventory,
         plan_to_queue,
@@ -82,7 +82,7 @@ def _plan(job: PlanJob, runtime: Runtime) -> JobReport:
             secret=job.secret_arn,
         )
     )
-    rotation = RotationRecord.of(runtime, job)
+    rotation = RotationRecorder.of(runtime, job)
     if runtime.queue is not None:
         plan_to_queue(
             job.secret,

@@ -162,6 +162,7 @@ class RedeployWorker:
                         job.service_arn,
                         job.cluster_arn,
                         job.rotated_at,
+                        job.secret_arn,
                     )
                 )
             return self._finish(

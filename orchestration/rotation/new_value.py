@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.ecs.discovery import Inventory
-from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.errors import AwsCallError, OutOfTime, RetryableAwsError
 from orchestration.events.classification import Classification
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
@@ -66,7 +66,7 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
         secret = described.identity
     outcome.secret = secret.arn
     # The new value is described only when there is something to deploy for it.
-    rotation = RotationRecord(
+    rotation = RotationRecorder(
         runtime,
         lambda: Rotation.of(new_value(event, secret, lookup, described), event),
         Rotation.unresolved(secret.arn, event),
@@ -91,8 +91,8 @@ def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOut
     return outcome
 
 
-class RotationRecord:
-    """The rotation in the rollout store, recorded once its new value is known: described
+class RotationRecorder:
+    """Records the rotation in the rollout store once its new value is known: described
     when the first consumer needs a deployment (or by hand), else named by the event alone.
     Statuses found before that wait here."""
 
@@ -112,7 +112,7 @@ class RotationRecord:
             self._fix(known)
 
     @classmethod
-    def of(cls, runtime: Runtime, rotation: Rotation) -> RotationRecord:
+    def of(cls, runtime: Runtime, rotation: Rotation) -> RotationRecorder:
         return cls(runtime, lambda: rotation, rotation, rotation)
 
     @property
@@ -210,7 +210,7 @@ class Planned:
 def plan_inventory(
     inventory: Inventory,
     secret: SecretIdentity,
-    rotation: RotationRecord,
+    rotation: RotationRecorder,
     runtime: Runtime,
     outcome: EventOutcome,
 ) -> list[Planned]:
@@ -278,7 +278,7 @@ def add_result(result: JobResult, outcome: EventOutcome) -> None:
 
 def plan_to_queue(
     secret: SecretIdentity,
-    rotation: RotationRecord,
+    rotation: RotationRecorder,
     clusters: Sequence[str] | None,
     runtime: Runtime,
     queue: JobQueue,
@@ -297,7 +297,7 @@ def plan_to_queue(
     left: list[str] | None = list(clusters) if clusters is not None else None
     try:
         if left is None:
-            left = runtime.discovery()._cluster_arns()
+            left = runtime.discovery().cluster_arns()
         step = max(1, runtime.settings.max_workers)
         first = True
         while left:
@@ -332,7 +332,7 @@ def plan_to_queue(
 
 def enqueue(
     planned: list[Planned],
-    rotation: RotationRecord,
+    rotation: RotationRecorder,
     runtime: Runtime,
     queue: JobQueue,
     outcome: EventOutcome,
@@ -348,10 +348,6 @@ def enqueue(
             ServiceStatus(Status.QUEUED, "job on the redeploy queue", now, p.job.cluster_arn),
             only_if_new=False,
         )
-
-
-class OutOfTime(Exception):
-    """Less than ``PLAN_RESERVE_SECONDS`` left: hand the rest of the plan to the worker."""
 
 
 def new_value(

@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestration.errors import UsageError
 from orchestration.times import iso
-from orchestration.tracking.store import RolloutStore, RotationRecord, Status
+from orchestration.tracking.store import RolloutStore, Status, StoredRotation
 
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -34,7 +34,7 @@ def status_report(
     }
 
 
-def _rotation(record: RotationRecord) -> dict[str, Any]:
+def _rotation(record: StoredRotation) -> dict[str, Any]:
     counts = Counter(s.status.value for s in record.services.values())
     return {
         "rotation": record.rotation_id,

@@ -8,8 +8,8 @@ container. Items:
 * ``rotation#<secret ARN>@<version or time>``: ``secret``, ``version``, ``rotated_at``,
   ``recorded_at`` and ``services``, a map from service ARN to ``{status, detail, at, cluster,
   deployment}``; kept 14 days;
-* ``deployment#<deployment id>``: the rotation and service a deployment rotor started belongs
-  to, so the tracker follows only rotor's own deployments; kept 2 days;
+* ``deployment#<deployment id>``: the rotation, secret and service a deployment rotor started
+  belongs to, so the tracker follows only rotor's own deployments; kept 2 days;
 * ``flap#<service ARN>``: when rotor forced a deployment of the service in the last hour;
 * ``rollouts#<cluster ARN>``: the services of the cluster rotor is redeploying now, each with a
   lease (a deployment whose end rotor never hears of frees its slot when the lease ends).
@@ -104,7 +104,7 @@ class ServiceStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class RotationRecord:
+class StoredRotation:
     rotation_id: str
     secret_arn: str
     version: str | None
@@ -120,6 +120,7 @@ class DeploymentRecord:
     service_arn: str
     cluster_arn: str
     rotated_at: datetime
+    secret_arn: str  # the secret whose new value the deployment is for
 
 
 class RolloutStore(Protocol):
@@ -144,7 +145,7 @@ class RolloutStore(Protocol):
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None: ...
 
-    def rotations(self, since: datetime, secret: str | None = None) -> list[RotationRecord]:
+    def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
         """Rotations recorded since ``since`` (of ``secret``: its ARN or name), newest first."""
         ...
 
@@ -175,7 +176,7 @@ def _ms(moment: datetime) -> int:
     return int(utc(moment).timestamp() * 1000)
 
 
-def _matches(secret: str | None, record: RotationRecord) -> bool:
+def _matches(secret: str | None, record: StoredRotation) -> bool:
     if secret is None:
         return True
     name = record.secret_arn.split(":secret:", 1)[-1]
@@ -187,7 +188,7 @@ def _matches(secret: str | None, record: RotationRecord) -> bool:
 
 class MemoryRolloutStore:
     def __init__(self) -> None:
-        self._rotations: dict[str, RotationRecord] = {}
+        self._rotations: dict[str, StoredRotation] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
         self._flaps: dict[str, list[datetime]] = {}
         self._rollouts: dict[str, dict[str, datetime]] = {}
@@ -198,7 +199,7 @@ class MemoryRolloutStore:
     ) -> None:
         with self._lock:
             if rotation_id not in self._rotations:
-                self._rotations[rotation_id] = RotationRecord(
+                self._rotations[rotation_id] = StoredRotation(
                     rotation_id, secret_arn, version, utc(rotated_at), datetime.now(UTC)
                 )
 
@@ -226,10 +227,10 @@ class MemoryRolloutStore:
         with self._lock:
             return self._deployments.get(deployment_id)
 
-    def rotations(self, since: datetime, secret: str | None = None) -> list[RotationRecord]:
+    def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
         with self._lock:
             found = [
-                RotationRecord(
+                StoredRotation(
                     r.rotation_id,
                     r.secret_arn,
                     r.version,
@@ -373,6 +374,7 @@ class DynamoDbRolloutStore:
                     "service": record.service_arn,
                     "cluster": record.cluster_arn,
                     "rotated_at": iso(record.rotated_at),
+                    "secret": record.secret_arn,
                     "expires_at": int((now + DEPLOYMENT_KEEP).timestamp()),
                 }
             ),
@@ -388,10 +390,11 @@ class DynamoDbRolloutStore:
             str(item["service"]),
             str(item["cluster"]),
             _parse_iso(str(item["rotated_at"])),
+            str(item.get("secret", "")),  # "" in records written before it was kept
         )
 
-    def rotations(self, since: datetime, secret: str | None = None) -> list[RotationRecord]:
-        found: list[RotationRecord] = []
+    def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
+        found: list[StoredRotation] = []
         start: dict[str, Any] | None = None
         while True:
             page = self._retry.call(
@@ -405,7 +408,7 @@ class DynamoDbRolloutStore:
             )
             for raw in page.get("Items", []):
                 item = _from_item(raw)
-                record = RotationRecord(
+                record = StoredRotation(
                     str(item["pk"]).removeprefix("rotation#"),
                     str(item["secret"]),
                     str(item.get("version")) or None,

@@ -4,7 +4,8 @@
   new value to completion.
 * ``SERVICE_DEPLOYMENT_FAILED``: the circuit breaker rolled the deployment back, so the service
   again runs tasks holding the old credential: ``RedeployRolledBack`` and a notification.
-* ``SERVICE_DEPLOYMENT_IN_PROGRESS``: the service is deploying.
+
+(The tracker's rule sends only these two: the worker already records ``deploying``.)
 
 Only deployments rotor started (recorded by the worker under their deployment id) are
 tracked; every other deployment is noted and left alone. The end of a deployment frees its
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 COMPLETED = "SERVICE_DEPLOYMENT_COMPLETED"
 FAILED = "SERVICE_DEPLOYMENT_FAILED"
-IN_PROGRESS = "SERVICE_DEPLOYMENT_IN_PROGRESS"
 
 
 def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -39,7 +39,7 @@ def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOut
     if record is None:
         outcome.notes.append(f"deployment {event.deployment_id} was not started by rotor")
         return outcome
-    outcome.secret = record.rotation_id.rsplit("@", 1)[0]
+    outcome.secret = record.secret_arn or None
     now = datetime.now(UTC)
     if event.event_name == COMPLETED:
         seconds = max(0.0, (utc(event.event_time) - utc(record.rotated_at)).total_seconds())
@@ -61,25 +61,16 @@ def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOut
             record.deployment_id,
         )
         notification = notices.rolled_back(
-            outcome.secret, record.service_arn, record.deployment_id, reason
+            record.secret_arn, record.service_arn, record.deployment_id, reason
         )
         runtime.notifier.publish(notification)
         outcome.notifications.append(notification)
         outcome.count(REDEPLOY_ROLLED_BACK)
-    elif event.event_name == IN_PROGRESS:
-        status = ServiceStatus(
-            Status.DEPLOYING,
-            f"deployment {record.deployment_id} in progress",
-            now,
-            record.cluster_arn,
-            record.deployment_id,
-        )
     else:
         outcome.notes.append(f"{event.event_name}: nothing to track")
         return outcome
     runtime.rollouts.set_status(record.rotation_id, record.service_arn, status)
-    if status.status is not Status.DEPLOYING:
-        runtime.rollouts.free_rollout_slot(record.cluster_arn, record.service_arn)
+    runtime.rollouts.free_rollout_slot(record.cluster_arn, record.service_arn)
     outcome.notes.append(f"{record.service_arn}: {status.status.value} ({status.detail})")
     log.info("%s: %s", record.service_arn, status.detail)
     return outcome

@@ -125,6 +125,7 @@ def emitted(
                 deployment["resources"][0],
                 f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod",
                 datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+                f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd",
             )
         )
     api = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/prod/api"

@@ -369,9 +369,8 @@ class Stack:
 def queued_runtime(clients: AwsClients, retry: Any, redeploy_queue: RedeployQueue) -> Any:
     """Build the stack's handlers on a runtime with the redeploy queue and ``settings``."""
     from handlers.entry import make_handler
-    from handlers.tracker import TRACKER_KINDS
     from handlers.worker import make_worker_handler
-    from orchestration.events.classification import REDEPLOY_KINDS
+    from orchestration.events.classification import REDEPLOY_KINDS, TRACKER_KINDS
     from orchestration.settings import Settings
     from tests.conftest import make_runtime
 

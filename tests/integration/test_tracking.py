@@ -103,6 +103,8 @@ def test_the_state_table_follows_a_rotation_from_planned_to_fresh_or_rolled_back
     (envelope,) = [e for e in inbox.drain() if "rolled back" in e["Subject"]]
     assert envelope["Subject"] == "rotor: redeploy of prod-stale-1 rolled back"
     assert "circuit breaker" in envelope["Message"]
+    assert db in envelope["Message"]  # the secret, as the worker recorded it
+    assert envelope["MessageAttributes"]["secret"]["Value"] == db
 
 
 PROD = "arn:aws:ecs:us-east-1:123456789012:service/prod"
