@@ -62,6 +62,7 @@ from orchestration.aws.ratelimit import ECS_LIMITS, ApiRateLimiter  # noqa: E402
 from orchestration.aws.retry import RetryPolicy  # noqa: E402
 from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache  # noqa: E402
 from orchestration.secrets.references import SecretIdentity  # noqa: E402
+from tests.aws_fakes import queue_with_dead_letters, sqs_lambda_event  # noqa: E402
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 SECRET = SecretIdentity("aws", REGION, ACCOUNT, "prod/db", "Ab12Cd")
@@ -325,22 +326,9 @@ def bench_fanout(consumers: int, latency: float) -> FanoutFigures:
             )
             backdate_deployment(backend, "prod", name, long_ago)
         sqs = boto3.client("sqs", region_name=REGION)
-        dlq = sqs.create_queue(QueueName="redeploy-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        url = sqs.create_queue(
-            QueueName="redeploy",
-            Attributes={
-                "VisibilityTimeout": "720",
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "8"}
-                ),
-            },
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        url, queue_arn, dlq = queue_with_dead_letters(
+            sqs, "redeploy", visibility_timeout=720, max_receives=8
+        )
 
         standin = StrictEcs(latency)
         clients = AwsClients(region=REGION)
@@ -367,25 +355,7 @@ def bench_fanout(consumers: int, latency: float) -> FanoutFigures:
             ).get("Messages", [])
             if not messages:
                 break
-            batch = {
-                "Records": [
-                    {
-                        "messageId": m["MessageId"],
-                        "receiptHandle": m["ReceiptHandle"],
-                        "body": m["Body"],
-                        "attributes": {
-                            "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
-                            "SentTimestamp": m["Attributes"]["SentTimestamp"],
-                        },
-                        "messageAttributes": {},
-                        "md5OfBody": m["MD5OfBody"],
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": queue_arn,
-                        "awsRegion": REGION,
-                    }
-                    for m in messages
-                ]
-            }
+            batch = sqs_lambda_event(messages, queue_arn, REGION)
             with contextlib.redirect_stdout(io.StringIO()):  # the worker's metrics (EMF)
                 answer = worker(batch, _Context())
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
