@@ -18,7 +18,7 @@ import pytest
 from orchestration.aws.clients import AwsClients
 from orchestration.cli.main import main
 from orchestration.cli.world import load_world, seed_world
-from tests.conftest import REGION, ROOT
+from tests.conftest import PROD_DB_READERS, REGION, ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
@@ -115,14 +115,7 @@ def test_discover_over_the_wire(url, capsys):
     data = json.loads(captured.out)
     assert data["secret"] == DB
     rows = {f"{r['cluster']}/{r['service']}": r for r in data["consumers"]}
-    assert set(rows) == {
-        "prod/api",
-        "prod/worker",
-        "prod/reporting",
-        "prod/billing",
-        "prod/search",
-        "batch/nightly-export",
-    }
+    assert set(rows) == PROD_DB_READERS
     assert rows["prod/api"]["action"] == "redeploy"
     assert rows["prod/reporting"]["action"] == "skip"
     assert rows["prod/reporting"]["reason"].startswith("pinned")
