@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.ecs.shapes import snapshot_of, summarize_task_definition
@@ -124,6 +124,10 @@ class TaskDefinitionCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        """The same entries; a cache that reads AWS reaches it through ``retry``."""
+        return self
 
 
 Described = tuple[list[ServiceSnapshot], list[str], list[SkippedService]]
