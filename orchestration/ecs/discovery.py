@@ -80,11 +80,6 @@ class Inventory:
     skipped: list[SkippedService] = field(default_factory=list)  # shapes rotor does not expect
     failures: list[ScanFailure] = field(default_factory=list)  # what could not be read
 
-    @property
-    def complete(self) -> bool:
-        """Every cluster and task definition was read: no consumer can have been missed."""
-        return not self.failures
-
     def consumers_of(self, secret: SecretIdentity) -> list[Consumer]:
         by_service: dict[str, tuple[ServiceSnapshot, list[TaskDefinitionSummary], list[Any]]] = {}
         for service, task_definition in self.services:
