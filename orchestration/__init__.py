@@ -1,11 +1,14 @@
 """rotor's domain: everything but the Lambda entry points (those are in ``handlers``).
 
-The names below are the public API: ``handlers/`` imports nothing else (a test checks it). The
-modules behind them may change.
+The names below are the public API: ``handlers/`` and the command line (``orchestration.cli``)
+import nothing else from ``orchestration`` (a test checks it). The modules behind them may
+change.
 """
 
-from orchestration.aws.clients import AwsClients
+from orchestration.aws.clients import BOTOCORE_CONFIG, AwsClients
+from orchestration.aws.retry import RetryPolicy
 from orchestration.dispatch import process
+from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import (
     AwsCallError,
     ConfigurationError,
@@ -24,7 +27,9 @@ from orchestration.events.classification import (
     Classification,
     EventKind,
     classify,
+    parse_event_text,
 )
+from orchestration.events.routing import Route, route, unrouted_note
 from orchestration.fanout.consume import JobReport, run_job
 from orchestration.fanout.jobs import parse_job
 from orchestration.fanout.queue import SqsJobQueue
@@ -35,6 +40,8 @@ from orchestration.outcome import (
     UNTRUSTED_EVENTS,
     EventOutcome,
 )
+from orchestration.rotation.freshness import plan
+from orchestration.rotation.new_value import describe_verdict
 from orchestration.runtime import Runtime, fixed_deadline, lambda_deadline
 from orchestration.secrets.references import (
     ReferenceField,
@@ -43,9 +50,12 @@ from orchestration.secrets.references import (
     parse_reference,
 )
 from orchestration.settings import Settings
+from orchestration.times import iso, iso_or_none
+from orchestration.tracking.status import parse_since, render_status, status_report
 
 __all__ = [
     "ALARM_KINDS",
+    "BOTOCORE_CONFIG",
     "INVALID_EVENTS",
     "METRIC_UNITS",
     "PROCESSING_ERRORS",
@@ -63,9 +73,11 @@ __all__ = [
     "PermanentAwsError",
     "RateLimited",
     "ReferenceField",
+    "RetryPolicy",
     "RetryableAwsError",
     "RetryableFailure",
     "RotorError",
+    "Route",
     "Runtime",
     "SecretIdentity",
     "SecretReference",
@@ -73,10 +85,21 @@ __all__ = [
     "SqsJobQueue",
     "UsageError",
     "classify",
+    "describe_verdict",
     "fixed_deadline",
+    "iso",
+    "iso_or_none",
     "lambda_deadline",
+    "parse_event_text",
     "parse_job",
     "parse_reference",
+    "parse_since",
+    "plan",
+    "primary_created_at",
     "process",
+    "render_status",
+    "route",
     "run_job",
+    "status_report",
+    "unrouted_note",
 ]

@@ -16,19 +16,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestration.aws.clients import AwsClients
-from orchestration.aws.retry import RetryPolicy
+from orchestration import (
+    AwsClients,
+    Classification,
+    ConfigurationError,
+    EventOutcome,
+    InvalidEventError,
+    RetryPolicy,
+    Runtime,
+    Settings,
+    classify,
+    iso,
+    iso_or_none,
+    parse_event_text,
+    primary_created_at,
+    route,
+    unrouted_note,
+)
 from orchestration.cli import world as embedded
 from orchestration.cli.show import print_outcome, service_name
 from orchestration.cli.world import EmbeddedWorld, Inbox
-from orchestration.ecs.shapes import primary_created_at
-from orchestration.errors import ConfigurationError, InvalidEventError
-from orchestration.events.classification import Classification, classify, parse_event_text
-from orchestration.events.routing import route, unrouted_note
-from orchestration.outcome import EventOutcome
-from orchestration.runtime import Runtime
-from orchestration.settings import Settings
-from orchestration.times import iso, iso_or_none
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ STORY = (
 
 
 def run_demo(folder: Path | None, out: TextIO) -> int:
-    from orchestration.dispatch import process
+    from orchestration import process
 
     events_dir = folder or embedded.events_dir()
     if not (events_dir / "world.json").is_file():

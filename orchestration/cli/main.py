@@ -31,25 +31,29 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from orchestration.aws.clients import BOTOCORE_CONFIG, AwsClients
-from orchestration.cli.dry_run import DryRun
-from orchestration.cli.progress import Progress
-from orchestration.cli.show import print_outcome, print_table
-from orchestration.errors import (
+from orchestration import (
+    BOTOCORE_CONFIG,
+    AwsClients,
+    Classification,
     ConfigurationError,
+    EventOutcome,
     InvalidEventError,
     InvalidReferenceError,
     PermanentAwsError,
     RotorError,
+    Runtime,
+    Settings,
     UsageError,
+    classify,
+    describe_verdict,
+    fixed_deadline,
+    iso,
+    parse_event_text,
+    plan,
 )
-from orchestration.events.classification import Classification, classify, parse_event_text
-from orchestration.outcome import EventOutcome
-from orchestration.rotation.freshness import plan
-from orchestration.rotation.new_value import describe_verdict
-from orchestration.runtime import Runtime, fixed_deadline
-from orchestration.settings import Settings
-from orchestration.times import iso
+from orchestration.cli.dry_run import DryRun
+from orchestration.cli.progress import Progress
+from orchestration.cli.show import print_outcome, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BROKEN_PIPE = 0, 1, 2, 141
 CLI_DEADLINE_SECONDS = 600.0
@@ -313,8 +317,7 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from orchestration.dispatch import process
-    from orchestration.events.routing import route, unrouted_note
+    from orchestration import process, route, unrouted_note
 
     raw, event = _read_event(args.event)
     # Route as the deployed stack would: the template's own rules (no rule, no function runs).
@@ -343,7 +346,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from orchestration.tracking.status import parse_since, render_status, status_report
+    from orchestration import parse_since, render_status, status_report
 
     since = parse_since(args.since)
     with _aws(args) as runtime:

@@ -13,7 +13,9 @@ import time
 from collections import Counter
 from typing import Any, TextIO
 
-from orchestration.aws.clients import AwsClients
+from orchestration import (
+    AwsClients,
+)
 
 _MIN_INTERVAL_SECONDS = 0.1
 _COUNTED = {

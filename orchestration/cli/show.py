@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from orchestration import (
+    EventOutcome,
+    Route,
+)
 from orchestration.cli.dry_run import WouldCall
-from orchestration.events.routing import Route
-from orchestration.outcome import EventOutcome
 
 
 def print_outcome(

@@ -28,9 +28,12 @@ from typing import Any
 
 import boto3
 
-from orchestration.aws.clients import AwsClients
-from orchestration.errors import ConfigurationError, RotorError
-from orchestration.secrets.references import SecretIdentity
+from orchestration import (
+    AwsClients,
+    ConfigurationError,
+    RotorError,
+    SecretIdentity,
+)
 
 
 def events_dir() -> Path:
