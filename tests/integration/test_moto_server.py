@@ -75,9 +75,13 @@ def test_seeded_world_is_visible_over_the_wire(url):
     assert before["prod/api"]["createdAt"].isoformat().startswith("2026-11-02T09:00:00")
 
 
-def replay_over_the_wire(url: str, capsys: pytest.CaptureFixture[str], sample: str) -> Any:
-    """``rotor replay SAMPLE --json`` against the moto server: its JSON, once it exited 0."""
-    status = main(["replay", sample, "--endpoint-url", url, "--region", REGION, "--json"])
+def replay_over_the_wire(
+    url: str, capsys: pytest.CaptureFixture[str], sample: str, *flags: str
+) -> Any:
+    """``rotor replay SAMPLE --json [FLAGS]`` against the moto server: its JSON, once it
+    exited 0."""
+    over_the_wire = ["--endpoint-url", url, "--region", REGION]
+    status = main(["replay", sample, *over_the_wire, "--json", *flags])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     return json.loads(captured.out)
