@@ -24,19 +24,23 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import (
+    add_counts,
+    aws_call_failed,
+    logger,
+    metrics,
+    tracer,
+    unexpected_error,
+)
 from handlers.trust import untrusted_reason
 from orchestration import (
     INVALID_EVENTS,
-    METRIC_UNITS,
-    PROCESSING_ERRORS,
     UNTRUSTED_EVENTS,
     AwsCallError,
     AwsClients,
     EventKind,
     InvalidEventError,
     InvalidReferenceError,
-    RetryableAwsError,
     RetryableFailure,
     Runtime,
     Settings,
@@ -86,11 +90,7 @@ def handle_event(
     except Exception as exc:
         # Nothing rotor expects: count it (the ProcessingErrors alarm watches it), log it with
         # the correlation id, and raise so Lambda retries the event and then keeps it.
-        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
-        logger.exception(
-            "unexpected error; the event will be retried",
-            extra={"error_type": type(exc).__name__, "error": str(exc)},
-        )
+        unexpected_error(exc, "the event will be retried")
         raise
 
 
@@ -140,18 +140,9 @@ def _handle_event(
         )
     except AwsCallError as exc:
         # Raise so Lambda retries the event and finally hands it to the on-failure target.
-        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
-        logger.error(
-            "AWS call failed; the event will be retried",
-            extra={
-                "operation": exc.operation,
-                "code": exc.code,
-                "retryable": isinstance(exc, RetryableAwsError),
-            },
-        )
+        aws_call_failed(exc, "the event will be retried")
         raise
-    for name, value in outcome.metrics.items():
-        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
+    add_counts(outcome.metrics)
     result = outcome.to_dict()
     result.pop("notifications")
     logger.info(

@@ -26,16 +26,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.entry import runtime_from_environment
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import (
+    add_counts,
+    aws_call_failed,
+    logger,
+    metrics,
+    tracer,
+    unexpected_error,
+)
 from orchestration import (
     INVALID_EVENTS,
-    METRIC_UNITS,
-    PROCESSING_ERRORS,
     AwsCallError,
     InvalidEventError,
     PlanJob,
     RedeployJob,
-    RetryableAwsError,
     Runtime,
     SqsJobQueue,
     TryAgainLater,
@@ -61,29 +65,16 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
     try:
         report = run_job(job, runtime)
     except AwsCallError as exc:
-        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
-        logger.error(
-            "AWS call failed; the job will be tried again",
-            extra={
-                "operation": exc.operation,
-                "code": exc.code,
-                "retryable": isinstance(exc, RetryableAwsError),
-            },
-        )
+        aws_call_failed(exc, "the job will be tried again")
         _come_back_later(record, runtime, receives)
         raise TryAgainLater(str(exc)) from exc
     except Exception as exc:
-        # Nothing rotor expects: count it (the ProcessingErrors alarm watches it), log it with
-        # the job (appended to every line above), and put the job back like any failure.
-        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
-        logger.exception(
-            "unexpected error; the job will be tried again",
-            extra={"error_type": type(exc).__name__, "error": str(exc)},
-        )
+        # Nothing rotor expects: counted (the ProcessingErrors alarm watches it), logged with
+        # the job (appended to every line above), and the job put back like any failure.
+        unexpected_error(exc, "the job will be tried again")
         _come_back_later(record, runtime, receives)
         raise TryAgainLater(f"{type(exc).__name__}: {exc}") from exc
-    for name, value in report.metrics.items():
-        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
+    add_counts(report.metrics)
     logger.info("job done", extra={"status": report.status, **report.detail})
     if report.deferred and _send_again_later(job, record, runtime):
         return {"status": report.status, **report.detail}

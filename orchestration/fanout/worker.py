@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from orchestration.ecs.shapes import snapshot_of
-from orchestration.errors import AwsCallError, InvalidReferenceError
+from orchestration.errors import InvalidReferenceError
 from orchestration.fanout import notices
 from orchestration.fanout.jobs import RedeployJob
 from orchestration.models import (
@@ -248,15 +248,9 @@ class RedeployWorker:
         if not window.claim(key, job.rotated_at):
             result.count(NOTIFICATIONS_SUPPRESSED)
             return result
-        try:
+        # Not sent: the window is given back so the job's retry notifies.
+        with window.released_on_failure(key):
             self._runtime.notifier.publish(notification)
-        except Exception:
-            # Not sent: give the window back so the job's retry notifies.
-            try:
-                window.release(key)
-            except AwsCallError as exc:  # keep the original error; say this one too
-                log.error("could not release the notify window for %s: %s", key, exc)
-            raise
         result.notifications.append(notification)
         result.count(metric)
         result.count(NOTIFICATIONS_SENT)
