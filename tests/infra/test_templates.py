@@ -161,6 +161,15 @@ def _for_moto(transformed: dict[str, Any]) -> dict[str, Any]:
     for name in [n for n, r in template["Resources"].items() if r["Type"] in MOTO_REMOVED]:
         del template["Resources"][name]
     template["Outputs"].pop("DashboardUrl")
+    # CloudFormation checks a Number parameter as a number but Ref gives its value as a string
+    # (so `!FindInMap [EcsContainers, !Ref WorkerConcurrency, Half]` finds the key "2"); moto
+    # gives an int, which is no mapping key. Declared as strings, moto's Ref is CloudFormation's.
+    for parameter in template["Parameters"].values():
+        if parameter["Type"] == "Number":
+            parameter["Type"] = "String"
+            parameter["Default"] = str(parameter["Default"])
+            for bound in ("MinValue", "MaxValue"):
+                parameter.pop(bound, None)
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Events::Archive":  # moto reads the pattern as JSON text
             props = resource["Properties"]
