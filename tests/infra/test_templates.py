@@ -174,6 +174,9 @@ def _for_moto(transformed: dict[str, Any]) -> dict[str, Any]:
         if resource["Type"] == "AWS::Events::Archive":  # moto reads the pattern as JSON text
             props = resource["Properties"]
             props["EventPattern"] = json.dumps(props["EventPattern"])
+        if resource["Type"] == "AWS::KMS::Key":  # moto reads the tags in the KMS API's shape
+            props = resource["Properties"]
+            props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props["Tags"]]
     return template
 
 
