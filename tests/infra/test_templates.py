@@ -425,3 +425,33 @@ def test_the_dashboard_body_is_json_once_substituted(stack: dict[str, Any]) -> N
     alarm_widget = next(w for w in widgets if w["type"] == "alarm")
     alarms = [n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert len(alarm_widget["properties"]["alarms"]) >= 7 <= len(alarms)
+
+
+# --- what watches and keeps the stack's events --------------------------------------------
+
+
+def test_every_function_has_an_errors_and_a_throttles_alarm(stack: dict[str, Any]) -> None:
+    resources = stack["Resources"]
+    functions = {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    watched = {
+        (r["Properties"]["MetricName"], r["Properties"]["Dimensions"][0]["Value"]["Ref"])
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/Lambda"
+    }
+    assert len(functions) == 4
+    assert {(m, f) for m in ("Errors", "Throttles") for f in functions} <= watched
+
+
+def test_the_archive_keeps_every_event_a_rule_routes(stack: dict[str, Any]) -> None:
+    (archive,) = [r for r in stack["Resources"].values() if r["Type"] == "AWS::Events::Archive"]
+    pattern = archive["Properties"]["EventPattern"]
+    sources = set()
+    for path in SAMPLE_EVENTS:
+        event = json.loads(path.read_text())
+        if route(event):
+            sources.add(event["source"])
+            assert matches(pattern, event), path.name
+    assert sources == {"aws.secretsmanager", "aws.ecs"}
+    # Not every ECS event of the account: only the deployment state changes the tracker sees.
+    task_change = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": {}}
+    assert not matches(pattern, task_change)
