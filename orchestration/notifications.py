@@ -49,6 +49,10 @@ class Notifier(Protocol):
         """Send it; return the message id when there is one."""
         ...
 
+    def with_retry(self, retry: RetryPolicy) -> Notifier:
+        """The same notifier, its calls made through ``retry`` (an invocation's deadline)."""
+        ...
+
 
 class SnsNotifier:
     def __init__(self, client: SNSClient, topic_arn: str, retry: RetryPolicy) -> None:
@@ -70,6 +74,9 @@ class SnsNotifier:
         )
         return answer.get("MessageId")
 
+    def with_retry(self, retry: RetryPolicy) -> SnsNotifier:
+        return SnsNotifier(self._client, self._topic_arn, retry)
+
 
 class LogOnlyNotifier:
     """Used when no topic is configured: the notification is logged, not sent."""
@@ -77,6 +84,9 @@ class LogOnlyNotifier:
     def publish(self, notification: Notification) -> str | None:
         log.warning("no ROTOR_TOPIC_ARN set; notification not sent: %s", notification.subject)
         return None
+
+    def with_retry(self, retry: RetryPolicy) -> LogOnlyNotifier:
+        return self  # makes no AWS call
 
 
 def render(title: str, rows: list[tuple[str, str]], sections: list[tuple[str, list[str]]]) -> str:

@@ -39,7 +39,6 @@ REDEPLOY_ROLLED_BACK = "RedeployRolledBack"  # rotor's deployment failed (circui
 TIME_TO_FRESH = "TimeToFresh"  # seconds from the new value to rotor's deployment completing
 #: Units other than Count.
 METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}
-UNTRUSTED_EVENTS = "UntrustedEvents"  # from an account neither ours nor ROTOR_TRUSTED_ACCOUNTS
 
 
 @dataclass(frozen=True, slots=True)

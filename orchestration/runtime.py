@@ -106,14 +106,19 @@ class Runtime:
         )
 
     def with_deadline(self, remaining: Callable[[], float]) -> Runtime:
-        """The same runtime whose retries stop when ``remaining()`` reaches zero: the state it
-        keeps (windows, ledger) is the same, reached through the bounded policy."""
+        """The same runtime whose retries stop when ``remaining()`` reaches zero: everything
+        that calls AWS (notifier, queue, windows, ledger, rollouts, stored task definitions)
+        keeps its state and is reached through the bounded policy."""
         retry = self.retry.with_deadline(remaining)
         return dataclasses.replace(
             self,
             retry=retry,
+            notifier=self.notifier.with_retry(retry),
+            queue=self.queue.with_retry(retry) if self.queue is not None else None,
             notify_window=self.notify_window.with_retry(retry),
             ledger=self.ledger.with_retry(retry),
+            rollouts=self.rollouts.with_retry(retry),
+            task_definitions=self.task_definitions.with_retry(retry),
         )
 
     def discovery(self) -> ConsumerDiscovery:

@@ -17,15 +17,9 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-from orchestration import (
-    AwsClients,
-)
+from orchestration import AwsClients
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
-# What rotor's code reads from the answer of a write; the rest of an answer is left empty.
-_ANSWERS: dict[str, dict[str, Any]] = {
-    "Publish": {"MessageId": "dry-run"},
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +54,8 @@ class DryRun:
         copied into each new client) and those already made."""
         hook: Any = self._before_call  # answers the call: botocore's hooks may return a response
         emitters = [clients.session.events]
-        for made in ("ecs", "secretsmanager", "sns", "dynamodb"):
-            client = clients.__dict__.get(made)  # cached_property: made already?
-            if client is not None:
-                emitters.append(client.meta.events)
+        # Clients are cached properties: those made already sit in the instance's __dict__.
+        emitters += [c.meta.events for c in vars(clients).values() if hasattr(c, "meta")]
         for events in emitters:
             events.register("before-parameter-build", _keep_params)
             events.register("before-call", hook)
@@ -81,13 +73,28 @@ class DryRun:
             if call not in self._calls:  # a retried claim or notification is one write
                 self._calls.append(call)
         answer = {
-            **_ANSWERS.get(operation, {}),
+            **_answer(operation, context.get(_PARAMS, {})),
             "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "dry-run"},
         }
         return AWSResponse("dry-run://", 200, HTTPHeaders(), None), answer
 
 
 _PARAMS = "rotor_dry_run_params"
+
+
+def _answer(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What rotor's code reads from the answer of a write; the rest is left empty."""
+    if operation in ("Publish", "SendMessage"):
+        return {"MessageId": "dry-run"}
+    if operation == "SendMessageBatch":  # every entry "sent"
+        return {
+            "Successful": [
+                {"Id": entry["Id"], "MessageId": f"dry-run-{entry['Id']}"}
+                for entry in params.get("Entries", [])
+            ],
+            "Failed": [],
+        }
+    return {}
 
 
 def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -104,6 +111,8 @@ def _target(params: dict[str, Any]) -> str:
     if "TopicArn" in params:
         subject = params.get("Subject")
         return f"{params['TopicArn']}" + (f": {subject}" if subject else "")
+    if "QueueUrl" in params:
+        return str(params["QueueUrl"])
     if "TableName" in params:
         key = params.get("Key") or {k: v for k, v in params.get("Item", {}).items() if k == "pk"}
         words = " ".join(str(v.get("S", v)) for v in key.values()) if key else ""

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.ecs.shapes import snapshot_of, summarize_task_definition
@@ -80,11 +80,6 @@ class Inventory:
     skipped: list[SkippedService] = field(default_factory=list)  # shapes rotor does not expect
     failures: list[ScanFailure] = field(default_factory=list)  # what could not be read
 
-    @property
-    def complete(self) -> bool:
-        """Every cluster and task definition was read: no consumer can have been missed."""
-        return not self.failures
-
     def consumers_of(self, secret: SecretIdentity) -> list[Consumer]:
         by_service: dict[str, tuple[ServiceSnapshot, list[TaskDefinitionSummary], list[Any]]] = {}
         for service, task_definition in self.services:
@@ -124,6 +119,10 @@ class TaskDefinitionCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        """The same entries; a cache that reads AWS reaches it through ``retry``."""
+        return self
 
 
 Described = tuple[list[ServiceSnapshot], list[str], list[SkippedService]]

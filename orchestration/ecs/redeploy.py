@@ -70,12 +70,9 @@ class Redeployer:
     def redeploy(
         self, verdicts: Sequence[Verdict], rotated_at: datetime, change: NewValue | None = None
     ) -> list[RedeployResult]:
-        # Action.MANUAL (CODE_DEPLOY, EXTERNAL) never gets here: AWS refuses a forced deployment.
-        stale = [
-            v
-            for v in verdicts
-            if v.action is Action.REDEPLOY and v.consumer.service.rotor_can_redeploy
-        ]
+        # The verdict is the one place that knows which controllers take a forced deployment:
+        # CODE_DEPLOY and EXTERNAL services are Action.MANUAL (AWS refuses the call).
+        stale = [v for v in verdicts if v.action is Action.REDEPLOY]
         if not stale:
             return []
         with ThreadPoolExecutor(min(self._max_workers, len(stale))) as pool:

@@ -34,6 +34,10 @@ class JobQueue(Protocol):
         """Enqueue ``jobs`` (duplicates by key once); return how many messages were sent."""
         ...
 
+    def with_retry(self, retry: RetryPolicy) -> JobQueue:
+        """The same queue, its calls made through ``retry`` (an invocation's deadline)."""
+        ...
+
 
 def unique(jobs: Sequence[AnyJob]) -> list[AnyJob]:
     seen: dict[str, AnyJob] = {}
@@ -47,6 +51,9 @@ class SqsJobQueue:
         self._sqs = sqs
         self.url = url
         self._retry = retry
+
+    def with_retry(self, retry: RetryPolicy) -> SqsJobQueue:
+        return SqsJobQueue(self._sqs, self.url, retry)
 
     def send(self, jobs: Sequence[AnyJob], *, delay_seconds: int = 0) -> int:
         delay = max(0, min(MAX_DELAY_SECONDS, delay_seconds))

@@ -9,10 +9,11 @@ read or written, rotor logs it and asks ECS, as without a table.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.ecs.discovery import TaskDefinitionCache
@@ -114,6 +115,11 @@ class StoredTaskDefinitionCache(TaskDefinitionCache):
         self._client = client
         self._table = table
         self._retry = retry
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        clone = copy.copy(self)  # the same entries and lock: the warm cache stays shared
+        clone._retry = retry
+        return clone
 
     def get(self, arn: str) -> TaskDefinitionSummary | None:
         found = super().get(arn)

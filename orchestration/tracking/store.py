@@ -111,6 +111,10 @@ class DeploymentRecord:
 
 
 class RolloutStore(Protocol):
+    def with_retry(self, retry: RetryPolicy) -> RolloutStore:
+        """The same records, reached through ``retry`` (an invocation's deadline)."""
+        ...
+
     def record_rotation(
         self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
     ) -> None:
@@ -173,6 +177,9 @@ def _matches(secret: str | None, record: RotationRecord) -> bool:
 
 
 class MemoryRolloutStore:
+    def with_retry(self, retry: RetryPolicy) -> MemoryRolloutStore:
+        return self  # makes no AWS call
+
     def __init__(self) -> None:
         self._rotations: dict[str, RotationRecord] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
@@ -286,6 +293,9 @@ class DynamoDbRolloutStore:
         self._client = client
         self._table = table
         self._retry = retry
+
+    def with_retry(self, retry: RetryPolicy) -> DynamoDbRolloutStore:
+        return DynamoDbRolloutStore(self._client, self._table, retry)
 
     # rotations and statuses
 

@@ -104,3 +104,29 @@ def test_replay_of_a_read_of_a_secret_scheduled_for_deletion(url, wired, capsys,
         assert len(inbox.drain()) == 1
         assert _deleted_date(url) is None
         assert _state(clients) != []
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "for-real"])
+def test_replay_with_a_redeploy_queue(url, wired, capsys, monkeypatch, dry_run):
+    """With ROTOR_REDEPLOY_QUEUE_URL the rotation enqueues jobs: a dry run sends none."""
+    del wired  # the topic, table and settings it makes are what this replay runs against
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=url)
+    queue_url = sqs.create_queue(QueueName="rotor-redeploy-jobs")["QueueUrl"]
+    monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", queue_url)
+    flags = ["--dry-run"] if dry_run else []
+
+    over_the_wire = ["--endpoint-url", url, "--region", REGION]
+    status = main(["replay", "events/rotation-succeeded.json", *over_the_wire, "--json", *flags])
+
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    data = json.loads(captured.out)
+    waiting = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert sorted(s.rsplit("/", 1)[-1] for s in data["queued"]) == ["api", "worker"]
+    if dry_run:
+        assert {c["operation"] for c in data["would_call"]} >= {"SendMessageBatch"}
+        assert waiting == "0"
+    else:
+        assert waiting == "2"
