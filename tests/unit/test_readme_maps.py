@@ -42,4 +42,3 @@ def test_the_module_map_lists_every_orchestration_module() -> None:
             if f"`{relative.name}`" not in row:
                 missing.append(str(relative))
     assert missing == []
-
