@@ -33,10 +33,11 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,10 +63,12 @@ from orchestration.aws.ratelimit import ECS_LIMITS, ApiRateLimiter  # noqa: E402
 from orchestration.aws.retry import RetryPolicy  # noqa: E402
 from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache  # noqa: E402
 from orchestration.secrets.references import SecretIdentity  # noqa: E402
+from tests.aws_fakes import queue_with_dead_letters, sqs_lambda_event  # noqa: E402
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 SECRET = SecretIdentity("aws", REGION, ACCOUNT, "prod/db", "Ab12Cd")
 SERVICES_PER_CLUSTER = 250
+T = TypeVar("T")
 
 
 def progress(message: str) -> None:
@@ -192,6 +195,17 @@ def one_by_one_scan(ecs: Any) -> int:
     return found
 
 
+def measure(standin: StrictEcs, run: Callable[[], T]) -> tuple[T, float, int, int]:
+    """``run()`` against the stand-in with its buckets full and its counts at zero: what it
+    returned, the seconds it took, the ECS calls it made and how many of them were throttled."""
+    standin.refill()
+    standin.reset_counts()
+    started = time.perf_counter()
+    result = run()
+    seconds = time.perf_counter() - started
+    return result, seconds, sum(standin.calls.values()), sum(standin.throttled.values())
+
+
 def bench_discovery(
     services: int, families: int, latency: float, workers: int, baseline: bool
 ) -> DiscoveryFigures:
@@ -206,22 +220,16 @@ def bench_discovery(
         discovery = ConsumerDiscovery(clients.ecs, RetryPolicy(), cache=cache, max_workers=workers)
 
         progress(f"discovery, {services} services: rotor, cold")
-        standin.refill()
-        standin.reset_counts()
-        started = time.perf_counter()
-        consumers = discovery.consumers(SECRET)
-        seconds_cold = time.perf_counter() - started
-        calls_cold, throttled_cold = sum(standin.calls.values()), sum(standin.throttled.values())
+        consumers, seconds_cold, calls_cold, throttled_cold = measure(
+            standin, lambda: discovery.consumers(SECRET)
+        )
 
         progress(f"discovery, {services} services: rotor, warm (summaries cached)")
         # A later invocation: the buckets (client and server side) have refilled.
         clients.ecs_rate_limiter.buckets.update(ApiRateLimiter().buckets)
-        standin.refill()
-        standin.reset_counts()
-        started = time.perf_counter()
-        warm = discovery.consumers(SECRET)
-        seconds_warm = time.perf_counter() - started
-        calls_warm, throttled_warm = sum(standin.calls.values()), sum(standin.throttled.values())
+        warm, seconds_warm, calls_warm, throttled_warm = measure(
+            standin, lambda: discovery.consumers(SECRET)
+        )
         assert len(warm) == len(consumers)
 
         one_calls = one_seconds = one_throttled = None
@@ -229,13 +237,9 @@ def bench_discovery(
             progress(f"discovery, {services} services: one-by-one scan")
             plain = boto3.client("ecs", region_name=REGION)
             standin.attach(plain)
-            standin.refill()
-            standin.reset_counts()
-            started = time.perf_counter()
-            found = one_by_one_scan(plain)
-            one_seconds = time.perf_counter() - started
-            one_calls = sum(standin.calls.values())
-            one_throttled = sum(standin.throttled.values())
+            found, one_seconds, one_calls, one_throttled = measure(
+                standin, lambda: one_by_one_scan(plain)
+            )
             assert found == len(consumers), (found, len(consumers))
 
     cold_bound = lower_bound(services, clusters, families)
@@ -325,22 +329,9 @@ def bench_fanout(consumers: int, latency: float) -> FanoutFigures:
             )
             backdate_deployment(backend, "prod", name, long_ago)
         sqs = boto3.client("sqs", region_name=REGION)
-        dlq = sqs.create_queue(QueueName="redeploy-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        url = sqs.create_queue(
-            QueueName="redeploy",
-            Attributes={
-                "VisibilityTimeout": "720",
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "8"}
-                ),
-            },
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        url, queue_arn, dlq = queue_with_dead_letters(
+            sqs, "redeploy", visibility_timeout=720, max_receives=8
+        )
 
         standin = StrictEcs(latency)
         clients = AwsClients(region=REGION)
@@ -367,25 +358,7 @@ def bench_fanout(consumers: int, latency: float) -> FanoutFigures:
             ).get("Messages", [])
             if not messages:
                 break
-            batch = {
-                "Records": [
-                    {
-                        "messageId": m["MessageId"],
-                        "receiptHandle": m["ReceiptHandle"],
-                        "body": m["Body"],
-                        "attributes": {
-                            "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
-                            "SentTimestamp": m["Attributes"]["SentTimestamp"],
-                        },
-                        "messageAttributes": {},
-                        "md5OfBody": m["MD5OfBody"],
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": queue_arn,
-                        "awsRegion": REGION,
-                    }
-                    for m in messages
-                ]
-            }
+            batch = sqs_lambda_event(messages, queue_arn, REGION)
             with contextlib.redirect_stdout(io.StringIO()):  # the worker's metrics (EMF)
                 answer = worker(batch, _Context())
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
@@ -465,41 +438,37 @@ def plot(discoveries: list[DiscoveryFigures], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     sizes = [d.services for d in discoveries]
     figure, (calls, seconds) = plt.subplots(1, 2, figsize=(11, 4.2))
-    calls.plot(sizes, [d.calls_cold for d in discoveries], "o-", label="rotor, cold")
-    calls.plot(sizes, [d.calls_warm for d in discoveries], "s-", label="rotor, warm")
-    calls.plot(sizes, [d.lower_bound_cold for d in discoveries], "k--", label="lower bound, cold")
     with_baseline = [d for d in discoveries if d.one_by_one_calls is not None]
-    if with_baseline:
-        calls.plot(
-            [d.services for d in with_baseline],
-            [d.one_by_one_calls for d in with_baseline],
-            "x:",
-            label="one-by-one",
+    panels = (
+        (calls, "calls", "lower_bound", "lower bound", "ECS calls", "ECS calls per scan"),
+        (seconds, "seconds", "floor", "rate-limit floor", "seconds", "Time per scan"),
+    )
+    for axes, measured, bound, bound_label, ylabel, title in panels:
+        for suffix, style, label in (("cold", "o-", "rotor, cold"), ("warm", "s-", "rotor, warm")):
+            axes.plot(
+                sizes, [getattr(d, f"{measured}_{suffix}") for d in discoveries], style, label=label
+            )
+        axes.plot(
+            sizes,
+            [getattr(d, f"{bound}_cold") for d in discoveries],
+            "k--",
+            label=f"{bound_label}, cold",
         )
-    calls.set(xlabel="services", ylabel="ECS calls", title="ECS calls per scan")
-    calls.set_xscale("log")
-    calls.set_yscale("log")
-    calls.legend()
-    seconds.plot(sizes, [d.seconds_cold for d in discoveries], "o-", label="rotor, cold")
-    seconds.plot(sizes, [d.seconds_warm for d in discoveries], "s-", label="rotor, warm")
-    seconds.plot(sizes, [d.floor_cold for d in discoveries], "k--", label="rate-limit floor, cold")
-    if with_baseline:
-        seconds.plot(
-            [d.services for d in with_baseline],
-            [d.one_by_one_seconds for d in with_baseline],
-            "x:",
-            label="one-by-one",
-        )
-    seconds.set(xlabel="services", ylabel="seconds", title="Time per scan")
-    seconds.set_xscale("log")
-    seconds.set_yscale("log")
-    seconds.legend()
-    from matplotlib.ticker import NullFormatter
-
-    for axes in (calls, seconds):
+        if with_baseline:
+            axes.plot(
+                [d.services for d in with_baseline],
+                [getattr(d, f"one_by_one_{measured}") for d in with_baseline],
+                "x:",
+                label="one-by-one",
+            )
+        axes.set(xlabel="services", ylabel=ylabel, title=title)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.legend()
         axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
         axes.xaxis.set_minor_formatter(NullFormatter())
     latency = discoveries[0].latency_ms

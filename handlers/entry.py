@@ -24,11 +24,10 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import add_counts, aws_call_failed, logger, metrics, tracer
 from handlers.trust import untrusted_reason
 from orchestration import (
     INVALID_EVENTS,
-    METRIC_UNITS,
     PROCESSING_ERRORS,
     UNTRUSTED_EVENTS,
     AwsCallError,
@@ -36,7 +35,6 @@ from orchestration import (
     EventKind,
     InvalidEventError,
     InvalidReferenceError,
-    RetryableAwsError,
     RetryableFailure,
     Runtime,
     Settings,
@@ -140,18 +138,9 @@ def _handle_event(
         )
     except AwsCallError as exc:
         # Raise so Lambda retries the event and finally hands it to the on-failure target.
-        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
-        logger.error(
-            "AWS call failed; the event will be retried",
-            extra={
-                "operation": exc.operation,
-                "code": exc.code,
-                "retryable": isinstance(exc, RetryableAwsError),
-            },
-        )
+        aws_call_failed(exc, "the event will be retried")
         raise
-    for name, value in outcome.metrics.items():
-        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
+    add_counts(outcome.metrics)
     result = outcome.to_dict()
     result.pop("notifications")
     logger.info(

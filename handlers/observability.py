@@ -14,9 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+
+from orchestration import METRIC_UNITS, PROCESSING_ERRORS, AwsCallError, RetryableAwsError
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "rotor"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Rotor"
@@ -32,3 +36,22 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 logging.getLogger(DOMAIN_LOGGER)  # registered, so that the copy below finds it
 copy_config_to_registered_loggers(source_logger=logger, include={DOMAIN_LOGGER})
+
+
+def add_counts(counts: Mapping[str, float]) -> None:
+    """Publish what a use case counted, each in its own unit (a count unless said otherwise)."""
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
+
+
+def aws_call_failed(exc: AwsCallError, then: str) -> None:
+    """Count and log an AWS error that stops the work; ``then`` says what happens next."""
+    metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
+    logger.error(
+        f"AWS call failed; {then}",
+        extra={
+            "operation": exc.operation,
+            "code": exc.code,
+            "retryable": isinstance(exc, RetryableAwsError),
+        },
+    )

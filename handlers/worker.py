@@ -24,14 +24,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.entry import runtime_from_environment
-from handlers.observability import logger, metrics, tracer
+from handlers.observability import add_counts, aws_call_failed, logger, metrics, tracer
 from orchestration import (
     INVALID_EVENTS,
-    METRIC_UNITS,
-    PROCESSING_ERRORS,
     AwsCallError,
     InvalidEventError,
-    RetryableAwsError,
     Runtime,
     SqsJobQueue,
     lambda_deadline,
@@ -62,19 +59,10 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
     try:
         report = run_job(job, runtime)
     except AwsCallError as exc:
-        metrics.add_metric(name=PROCESSING_ERRORS, unit=MetricUnit.Count, value=1)
-        logger.error(
-            "AWS call failed; the job will be tried again",
-            extra={
-                "operation": exc.operation,
-                "code": exc.code,
-                "retryable": isinstance(exc, RetryableAwsError),
-            },
-        )
+        aws_call_failed(exc, "the job will be tried again")
         _come_back_later(record, runtime, receives)
         raise TryAgainLater(str(exc)) from exc
-    for name, value in report.metrics.items():
-        metrics.add_metric(name=name, unit=METRIC_UNITS.get(name, MetricUnit.Count), value=value)
+    add_counts(report.metrics)
     logger.info("job done", extra={"status": report.status, **report.detail})
     if report.retryable:
         _come_back_later(record, runtime, receives)

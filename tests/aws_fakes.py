@@ -7,11 +7,13 @@ CODE_DEPLOY and EXTERNAL deployment controllers, which AWS refuses (InvalidParam
 through botocore's event hooks, so tests prove rotor against AWS's behaviour, not moto's.
 ``ErrorInjector`` answers a share of calls with an error (ThrottlingException by default)
 before they reach moto; ``LoseFirstAnswer`` lets a call land and then loses its answer.
-``ApiCalls`` counts every call a client makes, by operation.
+``ApiCalls`` counts every call a client makes, by operation. ``queue_with_dead_letters`` and
+``sqs_lambda_event`` stand in for the redeploy queue and Lambda's SQS event source.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import Counter
@@ -198,3 +200,54 @@ class LoseFirstAnswer:
         if not self.lost:
             self.lost = True
             raise ReadTimeoutError(endpoint_url="https://aws.invalid/")
+
+
+def queue_with_dead_letters(
+    sqs: Any, name: str, *, visibility_timeout: int, max_receives: int
+) -> tuple[str, str, str]:
+    """A queue that moves a message to ``<name>-dlq`` after ``max_receives`` receives, as the
+    stack's redeploy queue does: (queue URL, queue ARN, dead-letter queue URL)."""
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": _queue_arn(sqs, dlq), "maxReceiveCount": str(max_receives)}
+            ),
+        },
+    )["QueueUrl"]
+    return url, _queue_arn(sqs, url), dlq
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    answer = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(answer["Attributes"]["QueueArn"])
+
+
+def sqs_lambda_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source hands a function for ``messages`` (as received with
+    ``AttributeNames=["All"]``)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                    "SentTimestamp": m["Attributes"]["SentTimestamp"],
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": m["Attributes"].get(
+                        "ApproximateFirstReceiveTimestamp", "0"
+                    ),
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }

@@ -27,6 +27,18 @@ EVENTS = ROOT / "events"
 SAMPLE_EVENTS = sorted(p for p in EVENTS.glob("*.json") if p.name != "world.json")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+#: The services of events/world.json whose task definitions reference prod/db (admin-console
+#: reads prod/db-admin, gateway nothing of it), as cluster/service.
+PROD_DB_READERS = frozenset(
+    {
+        "prod/api",
+        "prod/worker",
+        "prod/reporting",
+        "prod/billing",
+        "prod/search",
+        "batch/nightly-export",
+    }
+)
 
 
 def load_event(name: str) -> dict[str, Any]:

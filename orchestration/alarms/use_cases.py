@@ -58,20 +58,14 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
             outcome.notifications_suppressed += 1
             outcome.count(NOTIFICATIONS_SUPPRESSED)
             continue
-        try:
+        # Not sent: the window is given back so the retried event (or the next read) notifies.
+        with runtime.notify_window.released_on_failure(key):
             consumers, discovery_note = _consumers(runtime, facts.identity)
             restored = _maybe_restore(runtime, facts, outcome)
             notification = _pending_access_notification(
                 event, facts, caller, consumers, discovery_note, restored
             )
             _send(runtime, notification, outcome)
-        except Exception:
-            # Not sent: give the window back so the retried event (or the next read) notifies.
-            try:
-                runtime.notify_window.release(key)
-            except AwsCallError as exc:  # keep the original error; say this one too
-                log.error("could not release the notify window for %s: %s", key, exc)
-            raise
     return outcome
 
 

@@ -11,17 +11,17 @@ or raises ``InvalidEventError`` with a clear message (a poison message is droppe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, computed_field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration.errors import InvalidEventError
 from orchestration.events.classification import Classification
 from orchestration.secrets.references import (
-    ReferenceField,
-    ReferenceKind,
     SecretIdentity,
     SecretReference,
 )
@@ -29,52 +29,23 @@ from orchestration.state.redeploy_ledger import NewValue
 from orchestration.times import iso
 
 
-class JobReference(BaseModel):
-    """One parsed reference to the secret, as the planner found it in the task definition."""
-
-    model_config = ConfigDict(frozen=True)
+@pydantic_dataclass(frozen=True, kw_only=True)
+class JobReference(SecretReference):
+    """One parsed reference to the secret, as the planner found it in the task definition: the
+    reference's own fields, and the container it stands in."""
 
     container: str
-    raw: str
-    field: ReferenceField
-    kind: ReferenceKind
-    partition: str
-    region: str
-    account: str
-    name_part: str
-    json_key: str | None = None
-    version_stage: str | None = None
-    version_id: str | None = None
 
     @classmethod
     def of(cls, container: str, ref: SecretReference) -> JobReference:
-        return cls(
-            container=container,
-            raw=ref.raw,
-            field=ref.field,
-            kind=ref.kind,
-            partition=ref.partition,
-            region=ref.region,
-            account=ref.account,
-            name_part=ref.name_part,
-            json_key=ref.json_key,
-            version_stage=ref.version_stage,
-            version_id=ref.version_id,
-        )
+        return cls(container=container, **_reference_fields(ref))
 
     def reference(self) -> tuple[str, SecretReference]:
-        return self.container, SecretReference(
-            raw=self.raw,
-            field=self.field,
-            kind=self.kind,
-            partition=self.partition,
-            region=self.region,
-            account=self.account,
-            name_part=self.name_part,
-            json_key=self.json_key,
-            version_stage=self.version_stage,
-            version_id=self.version_id,
-        )
+        return self.container, SecretReference(**_reference_fields(self))
+
+
+def _reference_fields(ref: SecretReference) -> dict[str, Any]:
+    return {f.name: getattr(ref, f.name) for f in dataclasses.fields(SecretReference)}
 
 
 class Rotation(BaseModel):

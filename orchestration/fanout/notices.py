@@ -4,6 +4,7 @@ often, a redeploy the circuit breaker rolled back."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from orchestration.notifications import Notification, render
 from orchestration.times import iso
@@ -22,87 +23,85 @@ def _secret_name(secret_arn: str) -> str:
 def stale_service(
     secret_arn: str, service_arn: str, rotated_at: datetime, reason: str
 ) -> Notification:
-    service = service_arn.rsplit("/", 1)[-1]
-    body = render(
-        f"{service} still runs tasks started before {_secret_name(secret_arn)} changed",
-        [
-            ("secret", secret_arn),
-            ("service", service_arn),
-            ("value changed", iso(rotated_at)),
-            ("why", reason),
-        ],
-        [
-            (
-                "what to do",
-                [
-                    "The service is tagged rotor:redeploy=notify, so rotor did not redeploy it.",
-                    "Deploy it when convenient; its tasks read the old value until then.",
-                ],
-            )
-        ],
-    )
-    return Notification(
-        kind=NOTIFY_ONLY,
+    service = _service_name(service_arn)
+    return _service_notice(
+        NOTIFY_ONLY,
+        secret_arn,
+        service_arn,
+        title=f"{service} still runs tasks started before {_secret_name(secret_arn)} changed",
         subject=f"rotor: {service} holds the old value of {_secret_name(secret_arn)}",
-        body=body,
-        secret=secret_arn,
-        data={"service": service_arn, "rotated_at": iso(rotated_at)},
+        facts=[("value changed", iso(rotated_at)), ("why", reason)],
+        what_to_do=[
+            "The service is tagged rotor:redeploy=notify, so rotor did not redeploy it.",
+            "Deploy it when convenient; its tasks read the old value until then.",
+        ],
+        data={"rotated_at": iso(rotated_at)},
     )
 
 
 def flapping(secret_arn: str, service_arn: str, rotated_at: datetime, limit: int) -> Notification:
-    service = service_arn.rsplit("/", 1)[-1]
-    body = render(
-        f"rotor did not redeploy {service}: {limit} forced deployments in the last hour",
-        [
-            ("secret", secret_arn),
-            ("service", service_arn),
+    service = _service_name(service_arn)
+    return _service_notice(
+        FLAPPING,
+        secret_arn,
+        service_arn,
+        title=f"rotor did not redeploy {service}: {limit} forced deployments in the last hour",
+        subject=f"rotor: {service} redeployed {limit} times in an hour; skipped",
+        facts=[
             ("value changed", iso(rotated_at)),
             ("limit", f"{limit} per hour (ROTOR_MAX_REDEPLOYS_PER_HOUR)"),
         ],
-        [
-            (
-                "what to do",
-                [
-                    "Find out why the secret keeps changing (a rotation or writer in a loop?).",
-                    "The service's tasks read the old value until it is deployed again.",
-                ],
-            )
+        what_to_do=[
+            "Find out why the secret keeps changing (a rotation or writer in a loop?).",
+            "The service's tasks read the old value until it is deployed again.",
         ],
-    )
-    return Notification(
-        kind=FLAPPING,
-        subject=f"rotor: {service} redeployed {limit} times in an hour; skipped",
-        body=body,
-        secret=secret_arn,
-        data={"service": service_arn, "limit": limit},
+        data={"limit": limit},
     )
 
 
 def rolled_back(secret_arn: str, service_arn: str, deployment_id: str, reason: str) -> Notification:
-    service = service_arn.rsplit("/", 1)[-1]
+    service = _service_name(service_arn)
+    return _service_notice(
+        ROLLED_BACK,
+        secret_arn,
+        service_arn,
+        title=f"rotor's redeploy of {service} failed and was rolled back",
+        subject=f"rotor: redeploy of {service} rolled back",
+        facts=[("deployment", deployment_id), ("reason", reason)],
+        what_to_do=[
+            "The service again runs tasks that hold the old credential.",
+            "Fix what stops the new tasks from starting, then deploy the service.",
+        ],
+        data={"deployment": deployment_id, "reason": reason},
+    )
+
+
+def _service_name(service_arn: str) -> str:
+    return service_arn.rsplit("/", 1)[-1]
+
+
+def _service_notice(
+    kind: str,
+    secret_arn: str,
+    service_arn: str,
+    *,
+    title: str,
+    subject: str,
+    facts: list[tuple[str, str]],
+    what_to_do: list[str],
+    data: dict[str, Any],
+) -> Notification:
+    """A notice about one service and one secret: the secret and service first among the
+    facts, and in ``data``."""
     body = render(
-        f"rotor's redeploy of {service} failed and was rolled back",
-        [
-            ("secret", secret_arn),
-            ("service", service_arn),
-            ("deployment", deployment_id),
-            ("reason", reason),
-        ],
-        [
-            (
-                "what to do",
-                [
-                    "The service again runs tasks that hold the old credential.",
-                    "Fix what stops the new tasks from starting, then deploy the service.",
-                ],
-            )
-        ],
+        title,
+        [("secret", secret_arn), ("service", service_arn), *facts],
+        [("what to do", what_to_do)],
     )
     return Notification(
-        kind=ROLLED_BACK,
-        subject=f"rotor: redeploy of {service} rolled back",
+        kind=kind,
+        subject=subject,
         body=body,
         secret=secret_arn,
-        data={"service": service_arn, "deployment": deployment_id, "reason": reason},
+        data={"service": service_arn, **data},
     )

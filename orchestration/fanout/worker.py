@@ -179,29 +179,36 @@ class RedeployWorker:
         return found if isinstance(found, ServiceSnapshot) else None
 
     def _notify_only(self, job: RedeployJob, verdict: Verdict) -> JobResult:
-        notification = notices.stale_service(
-            job.secret_arn, job.service_arn, job.rotated_at, verdict.reason
-        )
-        self._runtime.notifier.publish(notification)
-        result = self._finish(
+        return self._reported(
             job,
+            notices.stale_service(job.secret_arn, job.service_arn, job.rotated_at, verdict.reason),
             JobStatus.NOTIFIED,
             f"notify-only (tag {OPT_TAG}={NOTIFY_ONLY_VALUE}): stale, reported, not redeployed",
+            STALE_SERVICES_NOTIFIED,
         )
-        result.notifications.append(notification)
-        result.count(STALE_SERVICES_NOTIFIED)
-        return result
 
     def _flapping(self, job: RedeployJob, limit: int) -> JobResult:
-        notification = notices.flapping(job.secret_arn, job.service_arn, job.rotated_at, limit)
-        self._runtime.notifier.publish(notification)
-        result = self._finish(
+        return self._reported(
             job,
+            notices.flapping(job.secret_arn, job.service_arn, job.rotated_at, limit),
             JobStatus.SKIPPED,
             f"flapping: {limit} forced deployments in the last hour (ROTOR_MAX_REDEPLOYS_PER_HOUR)",
+            REDEPLOY_FLAPPING,
         )
+
+    def _reported(
+        self,
+        job: RedeployJob,
+        notification: Notification,
+        outcome: JobStatus,
+        detail: str,
+        metric: str,
+    ) -> JobResult:
+        """Publish ``notification`` about a job rotor does not redeploy, and finish the job."""
+        self._runtime.notifier.publish(notification)
+        result = self._finish(job, outcome, detail)
         result.notifications.append(notification)
-        result.count(REDEPLOY_FLAPPING)
+        result.count(metric)
         return result
 
     def _finish(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.ecs.discovery import Inventory
-from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.errors import RetryableAwsError
 from orchestration.events.classification import Classification
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
@@ -172,15 +172,9 @@ def _notify_manual(
         outcome.count(NOTIFICATIONS_SUPPRESSED)
         return
     notification = manual_notification(event, rotation.secret_arn, outcome.manual)
-    try:
+    # Not sent: the window is given back so the retried event notifies.
+    with runtime.notify_window.released_on_failure(key):
         runtime.notifier.publish(notification)
-    except Exception:
-        # Not sent: give the window back so the retried event notifies.
-        try:
-            runtime.notify_window.release(key)
-        except AwsCallError as exc:  # keep the original error; say this one too
-            log.error("could not release the notify window for %s: %s", key, exc)
-        raise
     outcome.notifications.append(notification)
     outcome.count(NOTIFICATIONS_SENT)
 

@@ -11,12 +11,16 @@ released with an owner check: a window another invocation opened since is never 
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
+from orchestration.errors import AwsCallError
 from orchestration.state.store import (
     DynamoDbStateStore,
     MemoryStateStore,
@@ -28,6 +32,8 @@ from orchestration.times import utc
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "notify#"
 
@@ -68,6 +74,20 @@ class NotifyWindow:
             record = self._mine.pop(key, None)
         if record is not None:
             self._store.release(record)
+
+    @contextmanager
+    def released_on_failure(self, key: str) -> Iterator[None]:
+        """Give ``key`` back when the block raises (the notification was not sent, so the
+        retried event notifies), then raise the block's error. A failure to give the window
+        back is logged, so the original error is the one raised."""
+        try:
+            yield
+        except Exception:
+            try:
+                self.release(key)
+            except AwsCallError as exc:
+                log.error("could not release the notify window for %s: %s", key, exc)
+            raise
 
 
 class MemoryNotifyWindow(NotifyWindow):

@@ -17,6 +17,7 @@ import pytest
 
 from orchestration.aws.clients import AwsClients
 from orchestration.events.routing import route
+from tests.aws_fakes import sqs_lambda_event
 from tests.conftest import SAMPLE_EVENTS
 from tests.infra.test_metrics_contract import Containers
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
@@ -75,11 +76,15 @@ def test_every_call_the_functions_make_is_granted_to_them(
     # The redeploy jobs the rotation function queued, as the SQS event source hands them over
     # (its own receive and delete are the worker role's too).
     current["function"] = "WorkerFunction"
-    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])
+    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     while messages := clients.sqs.receive_message(
         QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
     ).get("Messages", []):
-        containers.invoke("handlers.worker.lambda_handler", sqs_event(messages, arn))
+        containers.invoke(
+            "handlers.worker.lambda_handler", sqs_lambda_event(messages, arn, "us-east-1")
+        )
         for m in messages:
             clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
 
@@ -104,25 +109,3 @@ BATCH_ACTIONS = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
-
-
-def sqs_event(messages: list[dict[str, Any]], attributes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {
-                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
-                    "SentTimestamp": m["Attributes"]["SentTimestamp"],
-                },
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": attributes["Attributes"]["QueueArn"],
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }

@@ -10,7 +10,6 @@ backend (after every injected error), per service.
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,6 +23,7 @@ import time_machine
 
 from orchestration.aws.clients import AwsClients
 from orchestration.cli.world import Inbox, backdate_deployment
+from tests.aws_fakes import queue_with_dead_letters, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, load_event
 
 #: One clock for every test: each integration test starts at NOW (``_clock`` below), whenever
@@ -291,29 +291,7 @@ class RedeployQueue:
 
     def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The event Lambda's SQS event source hands the worker for ``messages``."""
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": {
-                        "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
-                        "SentTimestamp": m["Attributes"]["SentTimestamp"],
-                        "SenderId": "AIDAEXAMPLE",
-                        "ApproximateFirstReceiveTimestamp": m["Attributes"].get(
-                            "ApproximateFirstReceiveTimestamp", "0"
-                        ),
-                    },
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
+        return sqs_lambda_event(messages, self.arn, REGION)
 
     def delete(self, messages: list[dict[str, Any]], failed_ids: set[str]) -> None:
         """What the event source does after the worker returns: delete the successes."""
@@ -336,22 +314,9 @@ class RedeployQueue:
 @pytest.fixture
 def redeploy_queue(clients: AwsClients) -> RedeployQueue:
     sqs = clients.sqs
-    dlq = sqs.create_queue(QueueName="rotor-redeploy-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url = sqs.create_queue(
-        QueueName="rotor-redeploy",
-        Attributes={
-            "VisibilityTimeout": "120",
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
-            ),
-        },
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    url, arn, dlq = queue_with_dead_letters(
+        sqs, "rotor-redeploy", visibility_timeout=120, max_receives=MAX_RECEIVES
+    )
     return RedeployQueue(sqs, url, arn, dlq)
 
 

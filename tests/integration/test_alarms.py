@@ -549,16 +549,11 @@ def test_forced_deletion_of_a_secret_still_referenced_says_it_cannot_be_restored
 def test_deletion_of_a_secret_nobody_references_is_quiet(
     clients: AwsClients, alarm_runtime: Runtime, inbox: Inbox
 ) -> None:
-    sm = clients.secretsmanager
-    arn = sm.create_secret(Name="prod/unused-token", SecretString="placeholder")["ARN"]
-    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
-    event = load_event("delete-secret-recovery-window.json")
-    event["detail"]["requestParameters"]["secretId"] = "prod/unused-token"
-    event["detail"]["responseElements"].update(arn=arn, name="prod/unused-token")
+    event = _unused_secret_deletion(clients)
 
     outcome = run(event, alarm_runtime)
 
-    assert outcome.secret == arn
+    assert outcome.secret == event["detail"]["responseElements"]["arn"]  # the created secret
     assert "DeletedSecretStillReferenced" not in outcome.metrics
     assert outcome.notifications == []
     assert inbox.drain() == []

@@ -17,7 +17,7 @@ import pytest
 
 from orchestration.cli.main import main
 from orchestration.cli.world import EmbeddedWorld
-from tests.conftest import ROOT
+from tests.conftest import PROD_DB_READERS, ROOT
 from tests.integration.conftest import EcsWorld
 
 pytestmark = pytest.mark.integration
@@ -105,14 +105,7 @@ def test_discover_json_lists_consumers_with_action_and_reason(world_probe, capsy
     rows = {f"{r['cluster']}/{r['service']}": r for r in data["consumers"]}
     assert len(rows) == len(data["consumers"])
     # Services that do not reference prod/db (admin-console reads prod/db-admin) are absent.
-    assert set(rows) == {
-        "prod/api",
-        "prod/worker",
-        "prod/reporting",
-        "prod/billing",
-        "prod/search",
-        "batch/nightly-export",
-    }
+    assert set(rows) == PROD_DB_READERS
     for row in rows.values():
         assert {"cluster", "service", "task_definition", "action", "reason", "references"} <= set(
             row

@@ -7,8 +7,6 @@ changes each of them, so each assertion can fail.
 
 from __future__ import annotations
 
-import json
-
 import boto3
 import pytest
 
@@ -16,7 +14,12 @@ from orchestration.aws.clients import AwsClients
 from orchestration.cli.main import main
 from orchestration.cli.world import Inbox
 from tests.conftest import REGION
-from tests.integration.test_moto_server import deployments, server_url, url
+from tests.integration.test_moto_server import (
+    deployments,
+    replay_over_the_wire,
+    server_url,
+    url,
+)
 
 __all__ = ["server_url", "url"]  # fixtures
 
@@ -58,12 +61,8 @@ def test_replay_of_a_rotation(url, wired, capsys, dry_run):
     before = deployments(url)
     flags = ["--dry-run"] if dry_run else []
 
-    over_the_wire = ["--endpoint-url", url, "--region", REGION]
-    status = main(["replay", "events/rotation-succeeded.json", *over_the_wire, "--json", *flags])
+    data = replay_over_the_wire(url, capsys, "events/rotation-succeeded.json", *flags)
 
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    data = json.loads(captured.out)
     changed = {name for name in before if deployments(url)[name]["id"] != before[name]["id"]}
     # The plan is the same either way.
     assert sorted(s.rsplit("/", 1)[-1] for s in data["redeployed"]) == ["api", "worker"]
@@ -115,12 +114,8 @@ def test_replay_with_a_redeploy_queue(url, wired, capsys, monkeypatch, dry_run):
     monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", queue_url)
     flags = ["--dry-run"] if dry_run else []
 
-    over_the_wire = ["--endpoint-url", url, "--region", REGION]
-    status = main(["replay", "events/rotation-succeeded.json", *over_the_wire, "--json", *flags])
+    data = replay_over_the_wire(url, capsys, "events/rotation-succeeded.json", *flags)
 
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    data = json.loads(captured.out)
     waiting = sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"]

@@ -91,26 +91,18 @@ def test_a_terminal_sees_progress_on_stderr_and_a_file_does_not(tmp_path):
     assert done.returncode == 0 and done.stderr == ""
 
 
+def pip(*args: str) -> None:
+    command = [sys.executable, "-m", "pip", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_the_demo_runs_from_an_installed_wheel_outside_the_checkout(tmp_path: Path):
     wheels = tmp_path / "wheels"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr[-2000:]
+    pip("wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT))
     (wheel,) = wheels.glob("rotor-*.whl")
     target = tmp_path / "site"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-t", str(target), str(wheel)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
+    pip("install", "-q", "--no-deps", "-t", str(target), str(wheel))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -24,8 +24,9 @@ from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.runtime import Runtime
 from tests.aws_fakes import ErrorInjector
-from tests.conftest import ACCOUNT, REGION, Sleeps, load_event, make_runtime
+from tests.conftest import Sleeps, load_event, make_runtime
 from tests.integration.conftest import EcsWorld
+from tests.integration.workers import FakeLambdaContext
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +36,6 @@ WORLD_SERVICES = [
     for s in ("api", "worker", "reporting", "billing", "search", "admin-console", "gateway")
 ] + [("batch", "nightly-export")]
 USER_AGENT = load_event("put-secret-value-awscurrent.json")["detail"]["userAgent"]
-
-
-class FakeLambdaContext:
-    function_name = "rotor-rotation"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rotor-rotation"
-
-    def __init__(self, remaining_millis: int = 900_000) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._remaining = remaining_millis
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining
 
 
 @pytest.fixture(autouse=True)

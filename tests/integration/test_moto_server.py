@@ -18,7 +18,7 @@ import pytest
 from orchestration.aws.clients import AwsClients
 from orchestration.cli.main import main
 from orchestration.cli.world import load_world, seed_world
-from tests.conftest import REGION, ROOT
+from tests.conftest import PROD_DB_READERS, REGION, ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
@@ -75,24 +75,23 @@ def test_seeded_world_is_visible_over_the_wire(url):
     assert before["prod/api"]["createdAt"].isoformat().startswith("2026-11-02T09:00:00")
 
 
+def replay_over_the_wire(
+    url: str, capsys: pytest.CaptureFixture[str], sample: str, *flags: str
+) -> Any:
+    """``rotor replay SAMPLE --json [FLAGS]`` against the moto server: its JSON, once it
+    exited 0."""
+    over_the_wire = ["--endpoint-url", url, "--region", REGION]
+    status = main(["replay", sample, *over_the_wire, "--json", *flags])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    return json.loads(captured.out)
+
+
 def test_replay_over_the_wire_redeploys_each_stale_consumer_once(url, capsys):
     before = deployments(url)
 
-    status = main(
-        [
-            "replay",
-            "events/rotation-succeeded.json",
-            "--endpoint-url",
-            url,
-            "--region",
-            REGION,
-            "--json",
-        ]
-    )
+    data = replay_over_the_wire(url, capsys, "events/rotation-succeeded.json")
 
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    data = json.loads(captured.out)
     assert data["kind"] == "rotation"
     assert data["secret"] == DB
     assert sorted(a.rsplit("/", 1)[-1] for a in data["redeployed"]) == ["api", "worker"]
@@ -105,20 +104,8 @@ def test_replay_over_the_wire_redeploys_each_stale_consumer_once(url, capsys):
         assert after[name]["createdAt"] > before[name]["createdAt"]
 
     # The native label event for the same rotation changes nothing more.
-    status = main(
-        [
-            "replay",
-            "events/secret-label-updated-awscurrent.json",
-            "--endpoint-url",
-            url,
-            "--region",
-            REGION,
-            "--json",
-        ]
-    )
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    assert json.loads(captured.out)["redeployed"] == []
+    again = replay_over_the_wire(url, capsys, "events/secret-label-updated-awscurrent.json")
+    assert again["redeployed"] == []
     assert deployments(url) == after
 
 
@@ -132,14 +119,7 @@ def test_discover_over_the_wire(url, capsys):
     data = json.loads(captured.out)
     assert data["secret"] == DB
     rows = {f"{r['cluster']}/{r['service']}": r for r in data["consumers"]}
-    assert set(rows) == {
-        "prod/api",
-        "prod/worker",
-        "prod/reporting",
-        "prod/billing",
-        "prod/search",
-        "batch/nightly-export",
-    }
+    assert set(rows) == PROD_DB_READERS
     assert rows["prod/api"]["action"] == "redeploy"
     assert rows["prod/reporting"]["action"] == "skip"
     assert rows["prod/reporting"]["reason"].startswith("pinned")

@@ -410,14 +410,6 @@ def test_the_older_text_sample_is_pending_deletion_access() -> None:
     assert classify(event).kind is EventKind.PENDING_DELETION_ACCESS
 
 
-def test_other_invalid_request_errors_are_ignored() -> None:
-    event = load("get-secret-value-marked-for-deletion-by-name.json")
-    event["detail"]["errorMessage"] = (
-        "You provided an invalid value for the VersionStage parameter."
-    )
-    assert classify(event).kind is EventKind.IGNORE
-
-
 def test_rotation_failed_with_error_message_is_rotation_failed() -> None:
     event = load("rotation-failed.json")
     message = event["detail"]["errorMessage"]
@@ -428,18 +420,38 @@ def test_rotation_failed_with_error_message_is_rotation_failed() -> None:
     assert message in result.reason
 
 
-def test_rotation_failed_with_error_code_is_still_rotation_failed() -> None:
-    event = load("rotation-failed.json")
-    event["detail"]["errorCode"] = "InternalFailure"
-    assert classify(event).kind is EventKind.ROTATION_FAILED
-
-
-def test_rotation_failed_mentioning_deletion_is_still_rotation_failed() -> None:
-    event = load("rotation-failed.json")
-    event["detail"]["errorMessage"] = (
-        "You can't perform this operation on the secret because it was marked for deletion."
-    )
-    assert classify(event).kind is EventKind.ROTATION_FAILED
+@pytest.mark.parametrize(
+    ("sample", "key", "value", "kind"),
+    [
+        pytest.param(
+            "get-secret-value-marked-for-deletion-by-name.json",
+            "errorMessage",
+            "You provided an invalid value for the VersionStage parameter.",
+            EventKind.IGNORE,
+            id="other-invalid-request-errors-are-ignored",
+        ),
+        pytest.param(
+            "rotation-failed.json",
+            "errorCode",
+            "InternalFailure",
+            EventKind.ROTATION_FAILED,
+            id="rotation-failed-with-error-code-is-still-rotation-failed",
+        ),
+        pytest.param(
+            "rotation-failed.json",
+            "errorMessage",
+            "You can't perform this operation on the secret because it was marked for deletion.",
+            EventKind.ROTATION_FAILED,
+            id="rotation-failed-mentioning-deletion-is-still-rotation-failed",
+        ),
+    ],
+)
+def test_the_error_in_the_detail_decides_the_kind(
+    sample: str, key: str, value: str, kind: EventKind
+) -> None:
+    event = load(sample)
+    event["detail"][key] = value
+    assert classify(event).kind is kind
 
 
 @pytest.mark.parametrize(
