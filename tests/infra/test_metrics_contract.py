@@ -31,7 +31,7 @@ from orchestration.aws.retry import RetryPolicy
 from orchestration.events.routing import route, rules_of
 from orchestration.settings import Settings
 from orchestration.tracking.store import DeploymentRecord, DynamoDbRolloutStore
-from tests.aws_fakes import FailFor
+from tests.aws_fakes import FailFor, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
 
@@ -134,34 +134,12 @@ class Containers:
             QueueUrl=self.jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
         ).get("Messages", []):
             self.jobs_run += len(messages)
-            answer = self.invoke(WORKER, sqs_event(messages, arn["Attributes"]["QueueArn"]))
+            queue_arn = arn["Attributes"]["QueueArn"]
+            answer = self.invoke(WORKER, sqs_lambda_event(messages, queue_arn, REGION))
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
             for m in messages:
                 if m["MessageId"] not in failed:
                     sqs.delete_message(QueueUrl=self.jobs, ReceiptHandle=m["ReceiptHandle"])
-
-
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """The event Lambda's SQS event source hands the worker for ``messages``."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {
-                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
-                    "SentTimestamp": m["Attributes"]["SentTimestamp"],
-                },
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
-    }
 
 
 @dataclass
