@@ -2,7 +2,10 @@
 
 The handlers process every sample event the template's rules route to them (plus the failures
 that only errors produce: an AWS error, a permanently failed redeploy, an untrusted account)
-inside moto, and their embedded-metric-format output is read from stdout. Each alarm on rotor's
+inside moto, and their embedded-metric-format output is read from stdout. As deployed, the
+redeploy queue is set (a moto SQS queue): the rotation function queues the jobs and the worker
+(handlers.worker, fed the messages as the SQS event source hands them over) carries them out,
+so each metric is read from the handler that emits it in the stack. Each alarm on rotor's
 namespace must watch a (namespace, name, dimensions) the handlers really printed; each AWS/Lambda
 and AWS/SQS alarm must watch a function or queue of the template; the CloudTrail alarm must
 watch the template's own metric filter. A renamed metric fails here instead of silencing an alarm.
@@ -16,6 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +31,7 @@ from orchestration.aws.retry import RetryPolicy
 from orchestration.events.routing import route, rules_of
 from orchestration.settings import Settings
 from orchestration.tracking.store import DeploymentRecord, DynamoDbRolloutStore
-from tests.aws_fakes import FailFor
+from tests.aws_fakes import FailFor, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
 
@@ -73,45 +77,105 @@ def _emitted(stdout: str) -> set[Metric]:
     return found
 
 
+WORKER = "handlers.worker.lambda_handler"
+
+
 class Containers:
     """The deployed handlers (the template's ``Handler`` strings), each time in a new container.
 
     A handler module is reloaded so that ``make_handler`` builds a new container runtime, from
-    the environment as in Lambda (``ROTOR_*``), on the test's moto clients.
+    the environment as in Lambda (``ROTOR_*``), on the test's moto clients. With ``jobs`` (the
+    redeploy queue's URL), whatever an invocation queued is then handed to the worker, as the
+    SQS event source does, until the queue has nothing visible; with ``output`` (capsys), what
+    each handler prints is kept per handler in ``printed``.
     """
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, clients: AwsClients) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        clients: AwsClients,
+        *,
+        jobs: str | None = None,
+        output: pytest.CaptureFixture[str] | None = None,
+    ) -> None:
         monkeypatch.setattr(handlers.entry, "AwsClients", lambda: clients)
         self.loaded: dict[str, Callable[..., Any]] = {}
+        self.clients = clients
+        self.jobs = jobs
+        self.output = output
+        self.printed: dict[str, list[str]] = {}
+        self.jobs_run = 0
 
     def fresh(self) -> None:
         self.loaded.clear()
 
-    def invoke(self, handler_path: str, event: dict[str, Any]) -> None:
+    def invoke(self, handler_path: str, event: dict[str, Any]) -> Any:
         if handler_path not in self.loaded:
             module_name, function_name = handler_path.rsplit(".", 1)
             module = importlib.reload(importlib.import_module(module_name))
             self.loaded[handler_path] = getattr(module, function_name)
+        answer = None
         try:
-            self.loaded[handler_path](event, FakeLambdaContext())
+            answer = self.loaded[handler_path](event, FakeLambdaContext())
         except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
             assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
+        if self.output is not None:
+            self.printed.setdefault(handler_path, []).append(self.output.readouterr().out)
+        if self.jobs is not None and handler_path != WORKER:
+            self.drain()
+        return answer
+
+    def drain(self) -> None:
+        """The SQS event source: receive, invoke the worker, delete what it did not fail."""
+        assert self.jobs is not None
+        sqs = self.clients.sqs
+        arn = sqs.get_queue_attributes(QueueUrl=self.jobs, AttributeNames=["QueueArn"])
+        while messages := sqs.receive_message(
+            QueueUrl=self.jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", []):
+            self.jobs_run += len(messages)
+            queue_arn = arn["Attributes"]["QueueArn"]
+            answer = self.invoke(WORKER, sqs_lambda_event(messages, queue_arn, REGION))
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            for m in messages:
+                if m["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=self.jobs, ReceiptHandle=m["ReceiptHandle"])
+
+
+@dataclass
+class Emissions:
+    every: set[Metric]
+    by_handler: dict[str, set[Metric]]
+    jobs_run: int
+    printed: dict[str, list[str]]
+
+    def total(self, handler: str, name: str) -> float:
+        """The sum of every value of metric ``name`` that ``handler`` printed."""
+        found = 0.0
+        for line in "\n".join(self.printed.get(handler, [])).splitlines():
+            if line.startswith("{") and '"_aws"' in line:
+                value = json.loads(line).get(name, 0)
+                found += sum(value) if isinstance(value, list) else value
+        return found
 
 
 @pytest.fixture
-def emitted(
+def emissions(
     world: Any,
     clients: AwsClients,
     inbox: Any,  # noqa: F811
     state_table: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> Iterator[set[Metric]]:
-    """Every metric the handlers print while processing what the deployed rules send them."""
+) -> Iterator[Emissions]:
+    """Every metric the handlers print while processing what the deployed rules send them,
+    and the redeploy jobs the rotation function queues."""
     monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
     monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
-    containers = Containers(monkeypatch, clients)
+    jobs = clients.sqs.create_queue(QueueName="rotor-redeploy")["QueueUrl"]
+    monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", jobs)
     capsys.readouterr()
+    containers = Containers(monkeypatch, clients, jobs=jobs, output=capsys)
     # Rollouts, in the state table every container shares: the sample deployments are rotor's
     # (one completes, one rolls back), and prod/api was force-deployed as often as the flap
     # guard allows this hour.
@@ -136,11 +200,12 @@ def emitted(
     foreign["account"] = "999999999999"
     containers.invoke(route(foreign)[0].handler, foreign)
     # ... a redeploy that failed for good (admin-console holds prod/db-admin's old value) ...
-    failing = FailFor("UpdateService", "AccessDeniedException")  # from here on, every one
+    failing = FailFor("UpdateService", "AccessDeniedException")  # for this event's jobs
     failing.attach(clients.ecs)
     rotation = load_event("put-secret-value-awscurrent.json")
-    containers.invoke(route(rotation)[0].handler, rotation)
+    containers.invoke(route(rotation)[0].handler, rotation)  # the worker runs its jobs too
     assert failing.hits == 1
+    clients.ecs.meta.events.unregister("before-call.ecs.UpdateService", failing._fail)
     # ... an event the rules route but rotor cannot read (poison: dropped and counted) ...
     poison = load_event("delete-secret-recovery-window.json")
     poison["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
@@ -164,15 +229,25 @@ def emitted(
     FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
     stopped = load_event("rotation-succeeded.json")
     containers.invoke(route(stopped)[0].handler, stopped)
-    yield _emitted(capsys.readouterr().out)
+    assert not capsys.readouterr().out  # everything printed was kept per handler
+    by_handler = {h: _emitted("\n".join(out)) for h, out in containers.printed.items()}
+    yield Emissions(
+        set().union(*by_handler.values()), by_handler, containers.jobs_run, containers.printed
+    )
     # Leave the handler modules as a new process would have them: no runtime on dead clients.
     monkeypatch.undo()
     for module in {h.rsplit(".", 1)[0] for h in containers.loaded} | {
         "handlers.rotation",
         "handlers.alarms",
         "handlers.tracker",
+        "handlers.worker",
     }:
         importlib.reload(importlib.import_module(module))
+
+
+@pytest.fixture
+def emitted(emissions: Emissions) -> set[Metric]:
+    return emissions.every
 
 
 def _globals_env(stack: dict[str, Any]) -> dict[str, Any]:
@@ -263,3 +338,20 @@ def test_a_renamed_metric_breaks_the_contract(stack: dict[str, Any], emitted: se
         "RotationFunctionErrorsAlarm",
     ]
     assert rules_of(renamed)  # the edited copy still parses as a template
+
+
+def test_the_redeploys_are_counted_where_the_stack_makes_them(emissions: Emissions) -> None:
+    """With the queue set, as deployed, the rotation function plans and queues; the worker
+    redeploys (and refuses, and fails); the tracker sees the deployments end."""
+    assert emissions.jobs_run >= 3
+
+    def names(handler: str) -> set[str]:
+        return {name for _, name, _ in emissions.by_handler.get(handler, set())}
+
+    worker = names(WORKER)
+    assert {"RedeploysStarted", "RedeployFailures", "RedeployFlapping"} <= worker
+    assert {"TimeToFresh", "RedeployRolledBack"} <= names("handlers.tracker.lambda_handler")
+    # Queued, the rotation function starts no deployment itself: the worker does.
+    assert emissions.total(WORKER, "RedeploysStarted") >= 1
+    assert emissions.total("handlers.rotation.lambda_handler", "RedeploysStarted") == 0
+    assert emissions.total("handlers.rotation.lambda_handler", "RedeploysQueued") >= 3

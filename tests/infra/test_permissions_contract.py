@@ -95,6 +95,9 @@ def test_every_call_the_functions_make_is_granted_to_them(
     assert {c for c in calls["RotationFunction"] if c.startswith("dynamodb:")}
     for function, made in calls.items():
         assert made - _granted(stack, function) == set(), function
+    # The worker describes the secret right before its ledger claim (the version current now,
+    # not the one planned): granted explicitly, whether or not this run's code made the call.
+    assert "secretsmanager:DescribeSecret" in _granted(stack, "WorkerFunction")
     # No function may call what it does not need: only the worker redeploys.
     for function in ("AlarmsFunction", "RotationFunction", "TrackerFunction"):
         assert "ecs:UpdateService" not in _granted(stack, function), function

@@ -161,10 +161,22 @@ def _for_moto(transformed: dict[str, Any]) -> dict[str, Any]:
     for name in [n for n, r in template["Resources"].items() if r["Type"] in MOTO_REMOVED]:
         del template["Resources"][name]
     template["Outputs"].pop("DashboardUrl")
+    # CloudFormation checks a Number parameter as a number but Ref gives its value as a string
+    # (so `!FindInMap [EcsContainers, !Ref WorkerConcurrency, Half]` finds the key "2"); moto
+    # gives an int, which is no mapping key. Declared as strings, moto's Ref is CloudFormation's.
+    for parameter in template["Parameters"].values():
+        if parameter["Type"] == "Number":
+            parameter["Type"] = "String"
+            parameter["Default"] = str(parameter["Default"])
+            for bound in ("MinValue", "MaxValue"):
+                parameter.pop(bound, None)
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Events::Archive":  # moto reads the pattern as JSON text
             props = resource["Properties"]
             props["EventPattern"] = json.dumps(props["EventPattern"])
+        if resource["Type"] == "AWS::KMS::Key":  # moto reads the tags in the KMS API's shape
+            props = resource["Properties"]
+            props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props["Tags"]]
     return template
 
 
@@ -413,3 +425,33 @@ def test_the_dashboard_body_is_json_once_substituted(stack: dict[str, Any]) -> N
     alarm_widget = next(w for w in widgets if w["type"] == "alarm")
     alarms = [n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert len(alarm_widget["properties"]["alarms"]) >= 7 <= len(alarms)
+
+
+# --- what watches and keeps the stack's events --------------------------------------------
+
+
+def test_every_function_has_an_errors_and_a_throttles_alarm(stack: dict[str, Any]) -> None:
+    resources = stack["Resources"]
+    functions = {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    watched = {
+        (r["Properties"]["MetricName"], r["Properties"]["Dimensions"][0]["Value"]["Ref"])
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/Lambda"
+    }
+    assert len(functions) == 4
+    assert {(m, f) for m in ("Errors", "Throttles") for f in functions} <= watched
+
+
+def test_the_archive_keeps_every_event_a_rule_routes(stack: dict[str, Any]) -> None:
+    (archive,) = [r for r in stack["Resources"].values() if r["Type"] == "AWS::Events::Archive"]
+    pattern = archive["Properties"]["EventPattern"]
+    sources = set()
+    for path in SAMPLE_EVENTS:
+        event = json.loads(path.read_text())
+        if route(event):
+            sources.add(event["source"])
+            assert matches(pattern, event), path.name
+    assert sources == {"aws.secretsmanager", "aws.ecs"}
+    # Not every ECS event of the account: only the deployment state changes the tracker sees.
+    task_change = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": {}}
+    assert not matches(pattern, task_change)
