@@ -51,6 +51,7 @@ from orchestration.secrets.references import (
     SecretIdentity,
     SecretReference,
     parse_reference,
+    partition_of,
 )
 from orchestration.settings import Settings
 from orchestration.times import iso, iso_or_none
@@ -103,6 +104,7 @@ __all__ = [
     "parse_job",
     "parse_reference",
     "parse_since",
+    "partition_of",
     "plan",
     "primary_created_at",
     "process",

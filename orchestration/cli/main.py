@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ from orchestration import (
     fixed_deadline,
     iso,
     parse_event_text,
+    partition_of,
     plan,
 )
 from orchestration.cli.dry_run import DryRun
@@ -60,7 +60,6 @@ CLI_DEADLINE_SECONDS = 600.0
 #: The command line talks to AWS from a person's machine: a host that does not answer is
 #: given up on quickly (the retry policy then tries again), rather than after Lambda's timeouts.
 CLI_TIMEOUTS = Config(connect_timeout=2, read_timeout=15)
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -460,7 +459,8 @@ def _check_settings(runtime: Runtime) -> None:
 
 
 def _region(text: str) -> str:
-    if not _REGION.match(text):
+    """A region of some partition botocore knows (aws, aws-cn, aws-us-gov, aws-eusc, …)."""
+    if partition_of(text) is None:
         raise argparse.ArgumentTypeError(f"not an AWS region: {text!r} (e.g. eu-west-1)")
     return text
 
