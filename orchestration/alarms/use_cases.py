@@ -129,6 +129,7 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
             ),
             ("What to do:", todo),
         ],
+        rest=_discover_command(facts.identity),
     )
     _send(
         runtime,
@@ -237,9 +238,9 @@ def _pending_access_notification(
             f"  {_restore_command(identity)}",
             "Otherwise stop the caller from reading it, and move the services above off it.",
         ]
-    services = _consumer_lines(consumers, caller)
-    if discovery_note:
-        services.append(discovery_note)
+    # What rotor could not check first: a long list is cut, never this.
+    services = [discovery_note] if discovery_note else []
+    services += _consumer_lines(consumers, caller)
     body = render(
         f"rotor: {identity.name} was read while scheduled for deletion",
         [
@@ -259,6 +260,7 @@ def _pending_access_notification(
             ("ECS services still referencing it (they break when it is deleted):", services),
             ("What to do:", todo or ["Nothing: the secret is no longer scheduled for deletion."]),
         ],
+        rest=_discover_command(identity),
     )
     return Notification(
         kind=event.kind.value,
@@ -338,7 +340,7 @@ def _could_not_check_notification(
                 [
                     "Give rotor read access to what it could not check (or fix ROTOR_CLUSTERS),",
                     "or check those services by hand before the secret is gone:",
-                    f"  rotor discover {facts.identity.arn}",
+                    f"  {_discover_command(facts.identity)}",
                     *(
                         []
                         if event.force_delete
@@ -403,6 +405,10 @@ def _send(runtime: Runtime, notification: Notification, outcome: EventOutcome) -
     runtime.notifier.publish(notification)
     outcome.notifications.append(notification)
     outcome.count(NOTIFICATIONS_SENT)
+
+
+def _discover_command(secret: SecretIdentity) -> str:
+    return f"rotor discover '{secret.arn}' --region {secret.region}"
 
 
 def _restore_command(secret: SecretIdentity) -> str:
