@@ -36,6 +36,7 @@ from orchestration.events.routing import Route, route, unrouted_note
 from orchestration.fanout.consume import JobReport, run_job
 from orchestration.fanout.jobs import PlanJob, RedeployJob, parse_job
 from orchestration.fanout.queue import SqsJobQueue, deferral_delay
+from orchestration.notifications import printable
 from orchestration.outcome import (
     INVALID_EVENTS,
     METRIC_UNITS,
@@ -107,6 +108,7 @@ __all__ = [
     "partition_of",
     "plan",
     "primary_created_at",
+    "printable",
     "process",
     "render_status",
     "route",

@@ -50,6 +50,7 @@ from orchestration import (
     parse_event_text,
     partition_of,
     plan,
+    printable,
 )
 from orchestration.cli.dry_run import DryRun
 from orchestration.cli.progress import Progress
@@ -225,8 +226,8 @@ def _explain(args: argparse.Namespace) -> int:
         rows.append(("caller", event.caller.describe()))
     if event.service_arn:
         rows.append(("service", event.service_arn))
-    for key, value in rows:
-        print(f"  {key + ':':9} {value}")
+    for key, value in rows:  # what a caller wrote (a user agent) is shown, never run
+        print(f"  {key + ':':9} {printable(value)}")
     return EXIT_OK
 
 
