@@ -36,6 +36,7 @@ from orchestration.events.routing import Route, route, unrouted_note
 from orchestration.fanout.consume import JobReport, run_job
 from orchestration.fanout.jobs import PlanJob, RedeployJob, parse_job
 from orchestration.fanout.queue import SqsJobQueue, deferral_delay
+from orchestration.notifications import printable
 from orchestration.outcome import (
     INVALID_EVENTS,
     METRIC_UNITS,
@@ -51,6 +52,7 @@ from orchestration.secrets.references import (
     SecretIdentity,
     SecretReference,
     parse_reference,
+    partition_of,
 )
 from orchestration.settings import Settings
 from orchestration.times import iso, iso_or_none
@@ -103,8 +105,10 @@ __all__ = [
     "parse_job",
     "parse_reference",
     "parse_since",
+    "partition_of",
     "plan",
     "primary_created_at",
+    "printable",
     "process",
     "render_status",
     "route",
