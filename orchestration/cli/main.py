@@ -1,10 +1,10 @@
-"""The ``rotor`` command line: explain, discover, replay, status, demo.
+"""The ``rotor`` command line: explain, discover, replay, status, demo, doctor.
 
 ``--output json`` (or ``--json``) prints exactly one JSON object on stdout. Every error is one
 line on stderr, with exit status 2 for bad input (a file that is not an event, a secret that
 does not exist, bad settings, a malformed option) and 1 for a run that failed (an AWS error,
 a redeploy that failed). Only ``replay`` (without ``--dry-run``) and ``demo`` (inside its own
-embedded world) write; ``explain`` and ``discover`` only read.
+embedded world) write; ``explain``, ``discover`` and ``doctor`` only read.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from orchestration import (
     parse_event_text,
     plan,
 )
+from orchestration.cli.doctor import add_doctor_options
 from orchestration.cli.dry_run import DryRun
 from orchestration.cli.progress import Progress
 from orchestration.cli.show import print_outcome, print_table
@@ -203,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "replay the sample events against the embedded world", aws=False)
     demo.add_argument("--events", type=Path, default=None, help="folder of sample events")
+
+    doctor = command(
+        "doctor", _doctor, "check the account's prerequisites for rotor (reads only)", aws=False
+    )
+    add_doctor_options(doctor, region=_region, endpoint_url=_endpoint_url)
+    output(doctor)
     return parser
 
 
@@ -367,6 +374,15 @@ def _demo(args: argparse.Namespace) -> int:
     from orchestration.cli.demo import run_demo
 
     return run_demo(args.events, sys.stdout)
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from orchestration.cli.doctor import run_doctor
+
+    return run_doctor(args, sys.stdout)
 
 
 # --- shared ------------------------------------------------------------------------------
