@@ -21,6 +21,7 @@ states, the functions' reserved concurrency and its parameters, which resources 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +36,7 @@ from orchestration.events.routing import Rule, load_template, rules_of
 
 T = TypeVar("T")
 
+_ACCOUNT_ID = re.compile(r"\b\d{12}\b")
 DEFAULT_STACK = "rotor"  # infra/samconfig.toml's stack_name
 FORWARDER_TEMPLATE = "forwarder.yaml"
 #: Lambda refuses a reservation that leaves the account fewer unreserved executions than this.
@@ -789,7 +791,8 @@ def put_events_principals(policy: str | None) -> set[str]:
 
 
 def _accounts(text: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in text.split(",") if a.strip())
+    """The account ids of a ``CommaDelimitedList`` parameter's value."""
+    return tuple(dict.fromkeys(_ACCOUNT_ID.findall(text)))
 
 
 def _as_int(value: Any) -> int:
