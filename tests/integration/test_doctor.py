@@ -701,3 +701,45 @@ def test_bad_settings_exit_2(moto, capsys, monkeypatch):
 
 def test_an_unknown_region_exits_2(moto, capsys):
     assert main(["doctor", "--region", "xx-nowhere-9"]) == 2
+
+
+# --- what it cannot read --------------------------------------------------------------------
+
+
+def test_a_read_it_is_not_allowed_is_reported_unknown(complete, capsys):
+    """AccessDenied on one read: that check is unknown (exit 1), naming the permission; the
+    others are still checked."""
+    real = botocore.session.Session.create_client
+
+    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = real(self, *args, **kwargs)
+        client.meta.events.register_first("before-send.cloudtrail.GetEventSelectors", denied)
+        return client
+
+    def denied(request: Any, **_: Any) -> AWSResponse:
+        body = json.dumps({"__type": "AccessDeniedException", "Message": "not authorized"})
+        return AWSResponse(request.url, 400, {}, _Raw(body.encode()))  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session.Session, "create_client", create_client)
+        code, data, _ = doctor(capsys)
+
+    assert code == 1
+    assert not_ok(data) == {"cloudtrail": "unknown"}
+    assert set(checks(data)) >= RULES | {"concurrency", "state-table"}  # the rest still checked
+    assert "cloudtrail:GetEventSelectors" in checks(data)["cloudtrail"]["fix"]
+    assert data["unknown"] == 1 and data["ok"] is False
+
+
+def test_no_credentials_stops_the_run_with_one_line(capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code = main(["doctor", "--region", REGION])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err.startswith("rotor: error: ") and captured.err.count("\n") == 1
+    assert "credentials" in captured.err.lower()
