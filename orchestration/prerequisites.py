@@ -299,6 +299,7 @@ class _Stack:
 class _TrailFinding:
     name: str
     where: str
+    home: str  # changes to a trail are made in its home region
     logging: bool = False
     coverage: Coverage = field(default_factory=lambda: Coverage(reads=False, writes=False))
     error: str = ""
@@ -320,6 +321,19 @@ class _Doctor:
     def __init__(self, clients: AwsClients, retry: RetryPolicy) -> None:
         self.clients = clients
         self.retry = retry
+        self._regions: dict[str, AwsClients] = {}  # clients of trails' home regions
+
+    def _in_region(self, region: str) -> AwsClients:
+        if region == self.clients.region:
+            return self.clients
+        if region not in self._regions:
+            self._regions[region] = AwsClients(
+                self.clients.session,
+                region=region,
+                endpoint_url=self.clients.endpoint_url,
+                config=self.clients.config,
+            )
+        return self._regions[region]
 
     def call(self, action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """One read, named by its IAM action (so an AccessDenied says what to grant)."""
@@ -375,7 +389,7 @@ class _Doctor:
             name,
             CheckStatus.MISSING,
             _trail_consequence(findings) + ": " + detail,
-            _trail_fix(findings[0]),
+            _trail_fix(max(findings, key=_closeness)),
         )
 
     def _trail_finding(self, trail: Mapping[str, Any], region: str) -> _TrailFinding:
@@ -384,7 +398,9 @@ class _Doctor:
         if trail.get("IsOrganizationTrail"):
             where = "organization, " + where
         display = str(trail.get("Name") or arn)
-        cloudtrail = self.clients.cloudtrail
+        home = str(trail.get("HomeRegion") or region)
+        # Read where the trail lives: a multi-region trail is a shadow in other regions.
+        cloudtrail = self._in_region(home).cloudtrail
         try:
             status = self.call("cloudtrail:GetTrailStatus", cloudtrail.get_trail_status, Name=arn)
             selectors = self.call(
@@ -392,9 +408,9 @@ class _Doctor:
             )
         except AwsCallError as exc:
             _raise_if_fatal(exc)
-            return _TrailFinding(display, where, error=f"{exc.code}: {exc.message}")
+            return _TrailFinding(display, where, home, error=f"{exc.code}: {exc.message}")
         coverage = management_coverage(selectors, custom=trail.get("HasCustomEventSelectors"))
-        return _TrailFinding(display, where, bool(status.get("IsLogging")), coverage)
+        return _TrailFinding(display, where, home, bool(status.get("IsLogging")), coverage)
 
     # --- the rotor stack
 
@@ -835,18 +851,24 @@ def _trail_consequence(findings: Sequence[_TrailFinding]) -> str:
     )
 
 
+def _closeness(finding: _TrailFinding) -> int:
+    """How near a trail is to what rotor needs: the fix is for the nearest."""
+    return 2 * finding.logging + finding.coverage.reads + finding.coverage.writes
+
+
 def _trail_fix(finding: _TrailFinding) -> str:
+    name = f"{finding.name} --region {finding.home}"
     if finding.coverage.reads and finding.coverage.writes and not finding.logging:
-        return f"aws cloudtrail start-logging --name {finding.name}"
+        return f"aws cloudtrail start-logging --name {name}"
     fix = (
         f"log read and write management events on trail {finding.name}: aws cloudtrail "
-        f"put-event-selectors --trail-name {finding.name} --event-selectors "
+        f"put-event-selectors --trail-name {name} --event-selectors "
         '\'[{"ReadWriteType":"All","IncludeManagementEvents":true}]\' (this replaces its '
         "selectors: keep its data-event selectors in the list, or use --advanced-event-selectors "
         "with eventCategory=Management and no readOnly field)"
     )
     if not finding.logging:
-        fix += f"; then aws cloudtrail start-logging --name {finding.name}"
+        fix += f"; then aws cloudtrail start-logging --name {name}"
     return fix
 
 

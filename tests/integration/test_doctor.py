@@ -431,7 +431,9 @@ def test_reports_a_trail_that_is_not_logging(moto, capsys):
     cloudtrail = checks(data)["cloudtrail"]
     assert cloudtrail["status"] == "missing"
     assert "not logging" in cloudtrail["detail"]
-    assert cloudtrail["fix"] == "aws cloudtrail start-logging --name management-events"
+    assert cloudtrail["fix"] == (
+        f"aws cloudtrail start-logging --name management-events --region {REGION}"
+    )
 
 
 # --- the stack and its rules -------------------------------------------------------------------
@@ -743,3 +745,29 @@ def test_no_credentials_stops_the_run_with_one_line(capsys, monkeypatch):
     assert captured.out == ""
     assert captured.err.startswith("rotor: error: ") and captured.err.count("\n") == 1
     assert "credentials" in captured.err.lower()
+
+
+def test_a_multi_region_trail_of_another_home_region_counts(moto, capsys):
+    trail(region="eu-west-1")
+    deploy(STACK, standin_template())
+
+    code, data, _ = doctor(capsys)
+
+    assert (code, not_ok(data)) == (0, {})
+    assert "multi-region" in checks(data)["cloudtrail"]["detail"]
+
+
+def test_a_multi_region_trail_is_read_and_fixed_in_its_home_region(moto, capsys):
+    """Here it is a shadow: its status and selectors are read, and changed, where it lives."""
+    trail(region="eu-west-1", read_write="WriteOnly")
+    deploy(STACK, standin_template())
+
+    _, data, _ = doctor(capsys)
+
+    cloudtrail = checks(data)["cloudtrail"]
+    assert cloudtrail["status"] == "missing"
+    assert (
+        "multi-region" in cloudtrail["detail"]
+        and "write management events only" in (cloudtrail["detail"])
+    )
+    assert "--trail-name management-events --region eu-west-1" in cloudtrail["fix"]
