@@ -17,6 +17,7 @@ that limit less what moto's functions reserve.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,9 @@ from orchestration.cli.main import main
 from orchestration.events.routing import load_template
 from orchestration.prerequisites import READ_OPERATIONS
 from tests.conftest import ACCOUNT, REGION, ROOT
+from tests.integration.test_moto_server import server_url
+
+__all__ = ["server_url"]  # fixture
 
 pytestmark = pytest.mark.integration
 
@@ -125,9 +129,11 @@ def forwarder_template() -> dict[str, Any]:
     return {"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}
 
 
-def deploy(name: str, template: dict[str, Any], **parameters: str) -> dict[str, str]:
+def deploy(
+    name: str, template: dict[str, Any], endpoint_url: str | None = None, **parameters: str
+) -> dict[str, str]:
     """Create the stack; its resources, logical id -> physical id."""
-    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
     cloudformation.create_stack(
         StackName=name,
         TemplateBody=json.dumps(template),
@@ -146,15 +152,16 @@ def trail(
     logging: bool = True,
     read_write: str | None = "All",
     advanced: list[dict[str, Any]] | None = None,
+    endpoint_url: str | None = None,
 ) -> str:
     """A trail as an account has it; by default multi-region, logging, all management events."""
-    s3 = boto3.client("s3", region_name=region)
+    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
     bucket = f"{name}-logs-{region}"
     if region == "us-east-1":
         s3.create_bucket(Bucket=bucket)
     else:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-    cloudtrail = boto3.client("cloudtrail", region_name=region)
+    cloudtrail = boto3.client("cloudtrail", region_name=region, endpoint_url=endpoint_url)
     arn: str = cloudtrail.create_trail(
         Name=name, S3BucketName=bucket, IsMultiRegionTrail=multi_region
     )["TrailARN"]
@@ -771,3 +778,23 @@ def test_a_multi_region_trail_is_read_and_fixed_in_its_home_region(moto, capsys)
         and "write management events only" in (cloudtrail["detail"])
     )
     assert "--trail-name management-events --region eu-west-1" in cloudtrail["fix"]
+
+
+# --- over the wire --------------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_over_the_wire_against_an_endpoint(server_url, capsys):
+    """``--endpoint-url``: every read goes over HTTP to the (moto) server."""
+    reset = urllib.request.Request(f"{server_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(reset, timeout=10) as answer:
+        assert answer.status == 200
+    trail(endpoint_url=server_url, read_write="ReadOnly")
+    deploy(STACK, standin_template(), endpoint_url=server_url)
+
+    code, data, account = doctor(capsys, "--endpoint-url", server_url)
+
+    assert code == 1
+    assert not_ok(data) == {"cloudtrail": "missing"}
+    assert set(checks(data)) >= RULES | {"concurrency", "state-table"}
+    assert {f"{prefix}:{op}" for prefix, op in account.calls} <= READ_OPERATIONS
