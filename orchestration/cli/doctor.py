@@ -22,9 +22,11 @@ from orchestration import (
     CheckStatus,
     DoctorReport,
     DoctorScope,
+    RetryPolicy,
     Settings,
     UsageError,
     check_prerequisites,
+    fixed_deadline,
 )
 
 #: CloudFormation's stack names (or a stack id, an ARN).
@@ -62,16 +64,16 @@ def add_doctor_options(
 
 
 def run_doctor(args: argparse.Namespace, out: TextIO) -> int:
-    from orchestration.cli.main import CLI_TIMEOUTS, EXIT_FAILED, EXIT_OK, _check_region
+    from orchestration.cli import main as cli
 
     settings = Settings.from_env()
     clients = AwsClients.from_options(
         region=args.region, profile=args.profile, endpoint_url=args.endpoint_url
     )
-    clients.config = BOTOCORE_CONFIG.merge(CLI_TIMEOUTS)
+    clients.config = BOTOCORE_CONFIG.merge(cli.CLI_TIMEOUTS)
     if not clients.region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
-    _check_region(clients.region, known_only=not args.endpoint_url)
+    cli._check_region(clients.region, known_only=not args.endpoint_url)
     stack = args.stack
     if stack is None and args.forwarder_stack is None:
         stack = DEFAULT_STACK
@@ -84,14 +86,14 @@ def run_doctor(args: argparse.Namespace, out: TextIO) -> int:
         topic_arn=settings.topic_arn,
         trusted_accounts=tuple(settings.trusted_accounts),
     )
-    report = check_prerequisites(clients, scope)
+    # A person waits: a few attempts per read, within the command line's deadline.
+    retry = RetryPolicy(max_attempts=4).with_deadline(fixed_deadline(cli.CLI_DEADLINE_SECONDS))
+    report = check_prerequisites(clients, scope, retry)
     if args.output == "json":
-        from orchestration.cli.main import _print_json
-
-        _print_json(report.to_dict())
+        cli._print_json(report.to_dict())
     else:
         print_report(report, out)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return cli.EXIT_OK if report.ok else cli.EXIT_FAILED
 
 
 _LABELS = {

@@ -798,3 +798,19 @@ def test_over_the_wire_against_an_endpoint(server_url, capsys):
     assert not_ok(data) == {"cloudtrail": "missing"}
     assert set(checks(data)) >= RULES | {"concurrency", "state-table"}
     assert {f"{prefix}:{op}" for prefix, op in account.calls} <= READ_OPERATIONS
+
+
+def test_an_unreachable_endpoint_is_a_failed_run_in_one_line(capsys, monkeypatch):
+    from orchestration.cli import main as cli
+
+    monkeypatch.setattr(cli, "CLI_DEADLINE_SECONDS", 0.0)  # no retries after the first attempt
+
+    code = main(["doctor", "--region", REGION, "--endpoint-url", "http://127.0.0.1:9"])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(
+        "rotor: error: cloudtrail:DescribeTrails failed: ConnectionError"
+    )
