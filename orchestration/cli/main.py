@@ -1,10 +1,10 @@
-"""The ``rotor`` command line: explain, discover, replay, status, demo, doctor.
+"""The ``rotor`` command line: explain, discover, replay, status, demo.
 
 ``--output json`` (or ``--json``) prints exactly one JSON object on stdout. Every error is one
 line on stderr, with exit status 2 for bad input (a file that is not an event, a secret that
 does not exist, bad settings, a malformed option) and 1 for a run that failed (an AWS error,
 a redeploy that failed). Only ``replay`` (without ``--dry-run``) and ``demo`` (inside its own
-embedded world) write; ``explain``, ``discover`` and ``doctor`` only read.
+embedded world) write; ``explain`` and ``discover`` only read.
 """
 
 from __future__ import annotations
