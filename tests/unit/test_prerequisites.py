@@ -186,3 +186,14 @@ def test_lowering_takes_the_furthest_above_its_minimum_first():
     assert lower_to_fit(values, minimums, uses, 3) == {"B": 2}
     assert lower_to_fit(values, minimums, uses, 5) == {"A": 1, "B": 1}
     assert lower_to_fit(values, minimums, uses, 0) == {}
+
+
+def test_the_default_stack_is_the_one_samconfig_deploys():
+    import tomllib
+    from pathlib import Path
+
+    from orchestration.prerequisites import DEFAULT_STACK
+
+    samconfig = Path(__file__).resolve().parents[2] / "infra" / "samconfig.toml"
+    stack = tomllib.loads(samconfig.read_text())["default"]["global"]["parameters"]["stack_name"]
+    assert stack == DEFAULT_STACK
