@@ -44,6 +44,14 @@ from orchestration.outcome import (
     UNTRUSTED_EVENTS,
     EventOutcome,
 )
+from orchestration.prerequisites import (
+    DEFAULT_STACK,
+    Check,
+    CheckStatus,
+    DoctorReport,
+    DoctorScope,
+    check_prerequisites,
+)
 from orchestration.rotation.freshness import plan
 from orchestration.rotation.new_value import describe_verdict
 from orchestration.runtime import Runtime, fixed_deadline, lambda_deadline
@@ -61,6 +69,7 @@ from orchestration.tracking.status import parse_since, render_status, status_rep
 __all__ = [
     "ALARM_KINDS",
     "BOTOCORE_CONFIG",
+    "DEFAULT_STACK",
     "INVALID_EVENTS",
     "METRIC_UNITS",
     "PROCESSING_ERRORS",
@@ -69,8 +78,12 @@ __all__ = [
     "UNTRUSTED_EVENTS",
     "AwsCallError",
     "AwsClients",
+    "Check",
+    "CheckStatus",
     "Classification",
     "ConfigurationError",
+    "DoctorReport",
+    "DoctorScope",
     "EventKind",
     "EventOutcome",
     "InvalidEventError",
@@ -94,6 +107,7 @@ __all__ = [
     "SqsJobQueue",
     "TryAgainLater",
     "UsageError",
+    "check_prerequisites",
     "classify",
     "deferral_delay",
     "describe_verdict",

@@ -52,6 +52,7 @@ from orchestration import (
     plan,
     printable,
 )
+from orchestration.cli.doctor import add_doctor_options
 from orchestration.cli.dry_run import DryRun
 from orchestration.cli.progress import Progress
 from orchestration.cli.show import print_outcome, print_table
@@ -203,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "replay the sample events against the embedded world", aws=False)
     demo.add_argument("--events", type=Path, default=None, help="folder of sample events")
+
+    doctor = command(
+        "doctor", _doctor, "check the account's prerequisites for rotor (reads only)", aws=False
+    )
+    add_doctor_options(doctor, region=_region, endpoint_url=_endpoint_url)
+    output(doctor)
     return parser
 
 
@@ -367,6 +374,15 @@ def _demo(args: argparse.Namespace) -> int:
     from orchestration.cli.demo import run_demo
 
     return run_demo(args.events, sys.stdout)
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from orchestration.cli.doctor import run_doctor
+
+    return run_doctor(args, sys.stdout)
 
 
 # --- shared ------------------------------------------------------------------------------
