@@ -108,14 +108,21 @@ def condition_keys(action: str) -> set[str]:
 
 
 @cache
-def handler_permissions(resource_type: str) -> frozenset[str]:
+def provider_schema(resource_type: str) -> dict[str, Any]:
     import cfnlint
 
     schemas = Path(cfnlint.__file__).parent / "data" / "schemas"
     providers = json.loads((schemas / "providers" / f"{REGION}.json").read_text())
     assert resource_type in providers, f"cfn-lint has no schema for {resource_type}"
-    schema = json.loads((schemas / "resources" / f"{providers[resource_type]}.json").read_text())
-    handlers = schema["handlers"]
+    schema: dict[str, Any] = json.loads(
+        (schemas / "resources" / f"{providers[resource_type]}.json").read_text()
+    )
+    return schema
+
+
+@cache
+def handler_permissions(resource_type: str) -> frozenset[str]:
+    handlers = provider_schema(resource_type)["handlers"]
     return frozenset(
         p
         for h in ("create", "read", "update", "delete")
@@ -262,7 +269,7 @@ GATES: dict[str, dict[str, tuple[str | None, str]]] = {
         ),
         **dict.fromkeys(
             ["logs:CreateLogDelivery", "firehose:TagDeliveryStream"],
-            ("DeliveryDestination", "log delivery"),
+            (None, "vended log delivery to S3 or Firehose, which no log group of rotor sets up"),
         ),
         "logs:PutBearerTokenAuthentication": (
             "BearerTokenAuthenticationEnabled",
@@ -666,6 +673,8 @@ def test_the_gated_permissions_are_for_properties_the_stack_does_not_set(
 ) -> None:
     for kind, gates in GATES.items():
         assert set(gates) <= handler_permissions(kind), kind  # still what the handler lists
+        properties = provider_schema(kind)["properties"]
+        assert {p for p, _ in gates.values() if p is not None} <= set(properties), kind
     used = [
         f"{r.logical}.{prop} ({action})"
         for r in pipeline_stack
@@ -1242,3 +1251,23 @@ def test_deployed_with_the_bootstrap_outputs_the_roles_carry_the_boundary_and_no
     sns = boto3.client("sns", region_name=MOTO_REGION)
     (topic,) = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     assert sns.get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"] == key
+
+
+@pytest.mark.parametrize(
+    "name",
+    [f"/aws/lambda/{STACK}-RotationFunction-{SUFFIX}", f"{STACK}-RotationLogGroup-{SUFFIX}"],
+)
+def test_the_execution_role_can_manage_function_log_groups(
+    execution_role: list[dict[str, Any]], name: str
+) -> None:
+    # One log group per function, named after the function or by CloudFormation: whichever
+    # way the template names them, the role is ready.
+    group = StackResource(
+        "RotationLogGroup",
+        "AWS::Logs::LogGroup",
+        {"LogGroupName": name, "RetentionInDays": 30},
+        _fill(arn_format("logs", "log-group"), name),
+    )
+    needs = list(needs_of(group))
+    assert any(n.action == "logs:CreateLogGroup" for n in needs)
+    assert [str(n) for n in needs if not allowed(execution_role, n)] == []
