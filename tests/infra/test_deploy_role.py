@@ -1171,26 +1171,30 @@ def test_the_artifacts_bucket_is_versioned_private_encrypted_and_tls_only(
     )
 
 
+CI_VARIABLES = {
+    "RotorPipelineRoleArn": "ROTOR_PIPELINE_ROLE_ARN",
+    "RotorCloudFormationRoleArn": "ROTOR_CLOUDFORMATION_ROLE_ARN",
+    "RotorArtifactsBucket": "ROTOR_ARTIFACTS_BUCKET",
+    "RotorPermissionsBoundaryArn": "ROTOR_PERMISSIONS_BOUNDARY_ARN",
+    "RotorTopicKmsKeyArn": "ROTOR_TOPIC_KMS_KEY_ARN",
+}
+
+
 def test_the_outputs_are_the_ci_variables(bootstrap: dict[str, Any]) -> None:
     outputs = bootstrap["Outputs"]
-    assert set(outputs) == {
-        "RotorPipelineRoleArn",
-        "RotorCloudFormationRoleArn",
-        "RotorArtifactsBucket",
-        "RotorPermissionsBoundaryArn",
-        "RotorTopicKmsKeyArn",
-    }
-    for name, output in outputs.items():
-        variable = (
-            re.sub(r"(?<!^)(?=[A-Z])", "_", name)
-            .upper()
-            .replace("CLOUD_FORMATION", "CLOUDFORMATION")
-            .replace("KMS_KEY", "KMS_KEY")
-        )
-        assert variable in output["Description"], name
+    assert set(outputs) == set(CI_VARIABLES)
+    for name, variable in CI_VARIABLES.items():
+        assert variable in outputs[name]["Description"], name
+    readme = (INFRA.parent / "README.md").read_text()
+    assert all(v in readme for v in CI_VARIABLES.values())
     resolve = bootstrap_resolver(bootstrap)
-    assert resolve(outputs["RotorTopicKmsKeyArn"]["Value"]) == TOPIC_KEY
-    assert resolve(outputs["RotorPermissionsBoundaryArn"]["Value"]) == BOUNDARY
+    assert {n: resolve(o["Value"]) for n, o in outputs.items()} == {
+        "RotorPipelineRoleArn": PIPELINE_ROLE,
+        "RotorCloudFormationRoleArn": EXECUTION_ROLE,
+        "RotorArtifactsBucket": BUCKET,
+        "RotorPermissionsBoundaryArn": BOUNDARY,
+        "RotorTopicKmsKeyArn": TOPIC_KEY,
+    }
 
 
 def test_the_topic_key_lets_cloudwatch_alarms_publish(
@@ -1219,17 +1223,23 @@ def test_deployed_with_the_bootstrap_outputs_the_roles_carry_the_boundary_and_no
 
     iam = boto3.client("iam", region_name=MOTO_REGION)
     kms = boto3.client("kms", region_name=MOTO_REGION)
-    policy = iam.create_policy(
-        PolicyName=f"{STACK}-functions-boundary",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}],
-            }
-        ),
-    )["Policy"]["Arn"]
-    key = kms.create_key(Description="the bootstrap's topic key")["KeyMetadata"]["Arn"]
+    cfn = boto3.client("cloudformation", region_name=MOTO_REGION)
+    # The administrator's step. (moto skips the OIDC provider and the bucket policy.)
+    cfn.create_stack(
+        StackName=f"{STACK}-bootstrap",
+        TemplateBody=(INFRA / "bootstrap.yaml").read_text(),
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+        Parameters=[{"ParameterKey": "ProjectPath", "ParameterValue": "group/rotor"}],
+    )
+    (bootstrapped,) = cfn.describe_stacks(StackName=f"{STACK}-bootstrap")["Stacks"]
+    assert bootstrapped["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in bootstrapped["Outputs"]}
+    policy, key = outputs["RotorPermissionsBoundaryArn"], outputs["RotorTopicKmsKeyArn"]
+    version = iam.get_policy(PolicyArn=policy)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=policy, VersionId=version)["PolicyVersion"]
+    assert "ecs:UpdateService" in json.dumps(document["Document"])
 
+    # The pipeline's step, with the outputs.
     stack = create_stack(transformed, PermissionsBoundaryArn=policy, TopicKmsKeyArn=key)
 
     assert stack["StackStatus"] == "CREATE_COMPLETE"
@@ -1237,6 +1247,7 @@ def test_deployed_with_the_bootstrap_outputs_the_roles_carry_the_boundary_and_no
     descriptions = [
         kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"].get("Description")
         for k in kms.list_keys()["Keys"]
+        if k["KeyArn"] != key  # (moto cannot describe a key CloudFormation made)
     ]
     assert "Encrypts rotor's notification topic." not in descriptions  # the stack's own key
     roles = [n for n in stack["resources"] if n.endswith("FunctionRole")]
@@ -1271,3 +1282,15 @@ def test_the_execution_role_can_manage_function_log_groups(
     needs = list(needs_of(group))
     assert any(n.action == "logs:CreateLogGroup" for n in needs)
     assert [str(n) for n in needs if not allowed(execution_role, n)] == []
+
+
+def test_the_bootstrap_roles_are_named_outside_the_stacks_roles(bootstrap: dict[str, Any]) -> None:
+    # The execution role manages and passes roles named <stack>-*: never these two.
+    resolve = bootstrap_resolver(bootstrap)
+    for logical, arn in [
+        ("PipelineRole", PIPELINE_ROLE),
+        ("CloudFormationExecutionRole", EXECUTION_ROLE),
+    ]:
+        name = resolve(bootstrap["Resources"][logical]["Properties"]["RoleName"])
+        assert arn.endswith(f":role/{name}")
+        assert not fnmatchcase(name, f"{STACK}-*")
