@@ -539,6 +539,8 @@ def needs_of(resource: StackResource) -> Iterator[Need]:
                 if resource.type != "AWS::Lambda::Function"
                 else resource.arn
             )
+        if "lambda:Principal" in keys:
+            context["lambda:Principal"] = resource.properties["Principal"]
         if "kms:ViaService" in keys and action_service == "kms" and service != "kms":
             context["kms:ViaService"] = f"{service}.{REGION}.amazonaws.com"
         policies = (
@@ -993,6 +995,8 @@ def test_the_execution_role_changes_roles_only_with_the_boundary(
             {"lambda:FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments-Worker"},
         ),
         Need("lambda:CreateEventSourceMapping", "*"),
+        Need("lambda:AddPermission", FUNCTION, {"lambda:Principal": "*"}),
+        Need("lambda:AddPermission", FUNCTION, {"lambda:Principal": "210987654321"}),
         Need("secretsmanager:GetSecretValue", "*"),
         *[
             Need(a, r)
