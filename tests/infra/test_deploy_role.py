@@ -539,6 +539,8 @@ def needs_of(resource: StackResource) -> Iterator[Need]:
                 if resource.type != "AWS::Lambda::Function"
                 else resource.arn
             )
+        if "events:TargetArn" in keys:
+            context["events:TargetArn"] = [t["Arn"] for t in resource.properties["Targets"]]
         if "lambda:Principal" in keys:
             context["lambda:Principal"] = resource.properties["Principal"]
         if "kms:ViaService" in keys and action_service == "kms" and service != "kms":
@@ -572,7 +574,8 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, An
                 return False  # and any other does not
             given = [str(g) for g in _listed(context[key])]
             if operator.startswith("ForAllValues:"):
-                ok = all(g in wanted for g in given)
+                like = operator.endswith("Like")
+                ok = all(any(fnmatchcase(g, w) if like else g == w for w in wanted) for g in given)
             elif operator in (
                 "StringEquals",
                 "ArnEquals",
@@ -995,6 +998,16 @@ def test_the_execution_role_changes_roles_only_with_the_boundary(
             {"lambda:FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments-Worker"},
         ),
         Need("lambda:CreateEventSourceMapping", "*"),
+        Need(
+            "events:PutTargets",
+            f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{STACK}-DeletionRule-{SUFFIX}",
+            {
+                "events:TargetArn": [
+                    FUNCTION,
+                    f"arn:aws:events:{REGION}:210987654321:event-bus/default",
+                ]
+            },
+        ),
         Need("lambda:AddPermission", FUNCTION, {"lambda:Principal": "*"}),
         Need("lambda:AddPermission", FUNCTION, {"lambda:Principal": "210987654321"}),
         Need("secretsmanager:GetSecretValue", "*"),
