@@ -484,6 +484,7 @@ def _could_not_check_notification(
                 ],
             ),
         ],
+        rest=_discover_command(facts.identity),
     )
     return Notification(
         kind=event.kind.value,
