@@ -7,7 +7,7 @@ change.
 
 from orchestration.aws.clients import BOTOCORE_CONFIG, AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.dispatch import process
+from orchestration.dispatch import HANDLER_KINDS, Handled, handle, process, untrusted_reason
 from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import (
     AwsCallError,
@@ -59,6 +59,7 @@ from orchestration.tracking.status import parse_since, render_status, status_rep
 __all__ = [
     "ALARM_KINDS",
     "BOTOCORE_CONFIG",
+    "HANDLER_KINDS",
     "INVALID_EVENTS",
     "METRIC_UNITS",
     "PROCESSING_ERRORS",
@@ -71,6 +72,7 @@ __all__ = [
     "ConfigurationError",
     "EventKind",
     "EventOutcome",
+    "Handled",
     "InvalidEventError",
     "InvalidReferenceError",
     "JobReport",
@@ -96,6 +98,7 @@ __all__ = [
     "deferral_delay",
     "describe_verdict",
     "fixed_deadline",
+    "handle",
     "iso",
     "iso_or_none",
     "lambda_deadline",
@@ -111,4 +114,5 @@ __all__ = [
     "run_job",
     "status_report",
     "unrouted_note",
+    "untrusted_reason",
 ]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 #: Per attempt. AWS endpoints answer a connection in milliseconds; a short connect timeout leaves
 #: the time to the read. The read timeout is cut, attempt by attempt, to the caller's time left.
@@ -122,4 +123,10 @@ class AwsClients:
     @cached_property
     def sqs(self) -> SQSClient:
         client: SQSClient = self._client("sqs")
+        return client
+
+    @cached_property
+    def sts(self) -> STSClient:
+        """Only ``GetCallerIdentity`` (no permission needed): the command line's own account."""
+        client: STSClient = self._client("sts")
         return client
