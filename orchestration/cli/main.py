@@ -363,16 +363,17 @@ def _replay(args: argparse.Namespace) -> int:
     dry_run = DryRun() if args.dry_run else None
     results: list[tuple[Route, Handled]] = []
     aws = _aws(args, dry_run, replay=True)
-    with aws as runtime:
-        for routed in _one_per_function(routes):
-            # The routed function's own path: the trust check, its kinds, the use case.
-            handled = handle(
-                raw,
-                HANDLER_KINDS.get(routed.handler, frozenset()),
-                lambda: runtime,
-                aws.own_account,
-            )
-            results.append((routed, handled))
+    if routes:  # no rule, no function: nothing to connect to
+        with aws as runtime:
+            for routed in _one_per_function(routes):
+                # The routed function's own path: the trust check, its kinds, the use case.
+                handled = handle(
+                    raw,
+                    HANDLER_KINDS.get(routed.handler, frozenset()),
+                    lambda: runtime,
+                    aws.own_account,
+                )
+                results.append((routed, handled))
     outcomes: list[tuple[str, EventOutcome]] = [
         (h.status, h.as_outcome() or EventOutcome(event)) for _, h in results
     ] or [("unrouted", EventOutcome(event, notes=[unrouted_note()]))]
@@ -672,12 +673,11 @@ def _read_event(source: str) -> tuple[Any, Classification]:
         raise UsageError(f"{source}: {exc.strerror or exc}") from None
     try:
         raw, taken = unwrap(parse_event_text(text))
-        event = classify(raw)
+        for layer in taken:
+            _note(f"{_label(source)}: {layer}: taking the event inside")
+        return raw, classify(raw)
     except InvalidEventError as exc:
         raise InvalidEventError(f"{_label(source)}: {exc}") from None
-    for layer in taken:
-        _note(f"{_label(source)}: {layer}: taking the event inside")
-    return raw, event
 
 
 def _print_json(data: dict[str, Any]) -> None:
