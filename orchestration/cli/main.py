@@ -16,7 +16,8 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -102,9 +103,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    with _logging_to_stderr(verbose=args.verbose):
+        return _run(args)
+
+
+@contextmanager
+def _logging_to_stderr(*, verbose: bool) -> Iterator[None]:
+    """rotor's logs on stderr while a command runs: warnings (``rotor: warning: ...``), and
+    with ``-v`` progress too; the logging set-up is as it was afterwards."""
+    root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogFormat(verbose=args.verbose))
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+    handler.setFormatter(_LogFormat(verbose=verbose))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
@@ -383,8 +403,7 @@ def _replay(args: argparse.Namespace) -> int:
     )
     if args.output == "json":
         data: dict[str, Any] = {"status": status, **outcome_json(outcome, dry=dry_run is not None)}
-        status_of = {r.handler: h.status for r, h in results}
-        data["routes"] = [{**r.to_dict(), "status": status_of[r.handler]} for r in routes]
+        data["routes"] = [r.to_dict() for r in routes]
         if would_call is not None:
             data["dry_run"] = True
             data["would_call"] = [call.to_dict() for call in would_call]

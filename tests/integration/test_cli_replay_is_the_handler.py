@@ -90,7 +90,7 @@ def _assert_same(handled: list[dict[str, Any]], replayed: dict[str, Any]) -> Non
         return
     (by_handler,) = handled  # every sample reaches at most one function
     assert replayed["status"] == by_handler["status"]
-    assert [r["status"] for r in replayed["routes"]] == [by_handler["status"]]
+    assert len(replayed["routes"]) == 1
     if by_handler["status"] == "processed":
         for key in COMPARED:
             assert _normal(replayed[key]) == _normal(by_handler[key]), key
