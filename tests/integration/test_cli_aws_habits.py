@@ -141,3 +141,35 @@ def test_a_name_that_does_not_exist_stays_bad_input(world_without_api_signer, ca
     assert status == 2
     assert captured.out == ""
     assert captured.err.startswith("rotor: error: no secret")
+
+
+# --- the trust check against an account -------------------------------------------------------
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted"])
+def test_replay_against_an_account_takes_its_own_account_from_the_credentials(
+    world, capsys, monkeypatch, tmp_path: Path, trusted
+):
+    """The Lambda's own account is its function's; on the command line it is the account of
+    the credentials (GetCallerIdentity), so another account's event is rejected as deployed."""
+    event = json.loads((EVENTS / "rotation-succeeded.json").read_text())
+    event["account"] = "999999999999"
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    if trusted:
+        monkeypatch.setenv("ROTOR_TRUSTED_ACCOUNTS", "999999999999")
+
+    status = main(["replay", str(path), "--region", "us-east-1", "--dry-run", "--json"])
+
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    data = json.loads(captured.out)
+    if trusted:
+        assert data["status"] == "processed" and len(data["would_redeploy"]) == 2
+    else:
+        assert data["status"] == "rejected" and data["would_redeploy"] == []
+        assert data["notes"] == [
+            "rejected: event from account 999999999999, not one of 123456789012 "
+            "(ROTOR_TRUSTED_ACCOUNTS)"
+        ]
+        assert [c["operation"] for c in data["would_call"]] == []
