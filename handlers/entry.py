@@ -1,4 +1,9 @@
-"""What every rotor Lambda does around its use case: classify, process, count, report.
+"""What every rotor Lambda does around its use case: count, log, report, retry.
+
+The per-event path itself (classify, the trust check, the kinds the function acts on, the use
+case) is ``orchestration.handle``, which ``rotor replay`` runs too; what is Lambda's own is
+here: the deadline, the function's account (from its ARN), Powertools' logs and metrics, and
+raising so that Lambda retries.
 
 A handler is built by ``make_handler(accept, runtime_factory)``: the kinds of event the function
 acts on, and how to build its runtime. The runtime is built on the first event the function
