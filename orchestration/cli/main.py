@@ -111,17 +111,24 @@ def _main(argv: Sequence[str] | None) -> int:
 def _logging_to_stderr(*, verbose: bool) -> Iterator[None]:
     """rotor's logs on stderr while a command runs: warnings (``rotor: warning: ...``), and
     with ``-v`` progress too; the logging set-up is as it was afterwards."""
-    root = logging.getLogger()
+    root, domain = logging.getLogger(), logging.getLogger("orchestration")
+    level = logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LogFormat(verbose=verbose))
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setLevel(level)
+    # The domain's records reach the root's handlers, unless something in this process (the
+    # Lambda's logging set-up, imported alongside) stopped them there: then they get it too.
+    attached = [root] if domain.propagate else [root, domain]
+    saved = root.level
+    for logger in attached:
+        logger.addHandler(handler)
+    root.setLevel(level)
     try:
         yield
     finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+        for logger in attached:
+            logger.removeHandler(handler)
+        root.setLevel(saved)
 
 
 def _run(args: argparse.Namespace) -> int:
