@@ -3,8 +3,12 @@
 ``--output json`` (or ``--json``) prints exactly one JSON object on stdout. Every error is one
 line on stderr, with exit status 2 for bad input (a file that is not an event, a secret that
 does not exist, bad settings, a malformed option) and 1 for a run that failed (an AWS error,
-a redeploy that failed). Only ``replay`` (without ``--dry-run``) and ``demo`` (inside its own
-embedded world) write; ``explain`` and ``discover`` only read.
+a redeploy that failed); Ctrl-C ends quietly with 130. Only ``replay`` (without ``--dry-run``)
+and ``demo`` (inside its own embedded world) write; ``explain`` and ``discover`` only read.
+
+``replay`` runs the routed function's own path (``orchestration.handle``: the trust check, the
+kinds the function acts on, the use case), as the Lambda handlers do; only the runtime differs:
+the account of the credentials (or the embedded world's) stands for the function's account.
 """
 
 from __future__ import annotations
