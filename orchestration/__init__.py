@@ -7,7 +7,7 @@ change.
 
 from orchestration.aws.clients import BOTOCORE_CONFIG, AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.dispatch import HANDLER_KINDS, Handled, handle, process, untrusted_reason
+from orchestration.dispatch import HANDLER_KINDS, Handled, handle, process
 from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import (
     AwsCallError,
@@ -114,5 +114,4 @@ __all__ = [
     "run_job",
     "status_report",
     "unrouted_note",
-    "untrusted_reason",
 ]
