@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from handlers.entry import make_handler
-from orchestration import ALARM_KINDS
+from orchestration import HANDLER_KINDS
 
-lambda_handler = make_handler(ALARM_KINDS)
+lambda_handler = make_handler(HANDLER_KINDS["handlers.alarms.lambda_handler"])

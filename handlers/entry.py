@@ -1,4 +1,9 @@
-"""What every rotor Lambda does around its use case: classify, process, count, report.
+"""What every rotor Lambda does around its use case: count, log, report, retry.
+
+The per-event path itself (classify, the trust check, the kinds the function acts on, the use
+case) is ``orchestration.handle``, which ``rotor replay`` runs too; what is Lambda's own is
+here: the deadline, the function's account (from its ARN), Powertools' logs and metrics, and
+raising so that Lambda retries.
 
 A handler is built by ``make_handler(accept, runtime_factory)``: the kinds of event the function
 acts on, and how to build its runtime. The runtime is built on the first event the function
@@ -21,7 +26,6 @@ from collections.abc import Callable, Collection
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.observability import (
@@ -32,21 +36,17 @@ from handlers.observability import (
     tracer,
     unexpected_error,
 )
-from handlers.trust import untrusted_reason
+from handlers.trust import own_account
 from orchestration import (
-    INVALID_EVENTS,
-    UNTRUSTED_EVENTS,
     AwsCallError,
     AwsClients,
+    Classification,
     EventKind,
-    InvalidEventError,
-    InvalidReferenceError,
     RetryableFailure,
     Runtime,
     Settings,
-    classify,
+    handle,
     lambda_deadline,
-    process,
 )
 
 LambdaHandler = Callable[[Any, LambdaContext], dict[str, Any]]
@@ -100,49 +100,47 @@ def _handle_event(
     accept: Collection[EventKind],
     runtime: Callable[[], Runtime],
 ) -> dict[str, Any]:
-    try:
-        classification = classify(event)
-    except (InvalidEventError, InvalidReferenceError) as exc:
-        metrics.add_metric(name=INVALID_EVENTS, unit=MetricUnit.Count, value=1)
-        logger.error(
-            "dropped an event rotor cannot read",
-            extra={"error": str(exc), "event_summary": _summary(event)},
+    def classified(classification: Classification) -> None:
+        logger.set_correlation_id(classification.event_id)
+        # ``name`` (the logging record's logger name) tells rotor's domain lines apart; the
+        # clear_state of each invocation drops it with the other keys, so it is added here.
+        logger.append_keys(
+            name="%(name)s", kind=classification.kind.value, secret=classification.secret
         )
-        logger.debug("dropped event body", extra={"event": event})
-        return {"status": "dropped", "error": str(exc)}
-    logger.set_correlation_id(classification.event_id)
-    # ``name`` (the logging record's logger name) tells rotor's domain lines apart; the
-    # clear_state of each invocation drops it with the other keys, so it is added here.
-    logger.append_keys(
-        name="%(name)s", kind=classification.kind.value, secret=classification.secret
-    )
-    tracer.put_annotation("kind", classification.kind.value)
-    untrusted = untrusted_reason(
-        classification.account,
-        context.invoked_function_arn,
-        runtime().settings.trusted_accounts,
-    )
-    if untrusted:
-        metrics.add_metric(name=UNTRUSTED_EVENTS, unit=MetricUnit.Count, value=1)
-        logger.warning("rejected an event from an untrusted account", extra={"error": untrusted})
-        return {"status": "rejected", "kind": classification.kind.value, "reason": untrusted}
-    if classification.kind not in accept:
-        logger.info("not for this function", extra={"reason": classification.reason})
-        return {
-            "status": "ignored",
-            "kind": classification.kind.value,
-            "reason": classification.reason,
-        }
+        tracer.put_annotation("kind", classification.kind.value)
+
     try:
-        outcome = process(
-            classification,
-            runtime().with_deadline(lambda_deadline(context.get_remaining_time_in_millis)),
+        # The path ``rotor replay`` runs too; what is Lambda's own is the deadline, the
+        # function's account and what follows: logs, metrics, the retry.
+        handled = handle(
+            event,
+            accept,
+            lambda: runtime().with_deadline(lambda_deadline(context.get_remaining_time_in_millis)),
+            lambda: own_account(context.invoked_function_arn),
+            classified=classified,
         )
     except AwsCallError as exc:
         # Raise so Lambda retries the event and finally hands it to the on-failure target.
         aws_call_failed(exc, "the event will be retried")
         raise
-    add_counts(outcome.metrics)
+    add_counts(handled.metrics)
+    if handled.status == "dropped":
+        logger.error(
+            "dropped an event rotor cannot read",
+            extra={"error": handled.reason, "event_summary": _summary(event)},
+        )
+        logger.debug("dropped event body", extra={"event": event})
+        return {"status": "dropped", "error": handled.reason}
+    kind = handled.classification.kind.value if handled.classification else None
+    if handled.status == "rejected":
+        logger.warning(
+            "rejected an event from an untrusted account", extra={"error": handled.reason}
+        )
+        return {"status": "rejected", "kind": kind, "reason": handled.reason}
+    if handled.status == "ignored" or handled.outcome is None:
+        logger.info("not for this function", extra={"reason": handled.reason})
+        return {"status": "ignored", "kind": kind, "reason": handled.reason}
+    outcome = handled.outcome
     result = outcome.to_dict()
     result.pop("notifications")
     logger.info(

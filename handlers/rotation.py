@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from handlers.entry import make_handler
-from orchestration import REDEPLOY_KINDS
+from orchestration import HANDLER_KINDS
 
-lambda_handler = make_handler(REDEPLOY_KINDS)
+lambda_handler = make_handler(HANDLER_KINDS["handlers.rotation.lambda_handler"])

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from handlers.entry import make_handler
-from orchestration import TRACKER_KINDS
+from orchestration import HANDLER_KINDS
 
-lambda_handler = make_handler(TRACKER_KINDS)
+lambda_handler = make_handler(HANDLER_KINDS["handlers.tracker.lambda_handler"])

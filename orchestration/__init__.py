@@ -7,7 +7,7 @@ change.
 
 from orchestration.aws.clients import BOTOCORE_CONFIG, AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.dispatch import process
+from orchestration.dispatch import HANDLER_KINDS, Handled, handle, process
 from orchestration.ecs.shapes import primary_created_at
 from orchestration.errors import (
     AwsCallError,
@@ -70,6 +70,7 @@ __all__ = [
     "ALARM_KINDS",
     "BOTOCORE_CONFIG",
     "DEFAULT_STACK",
+    "HANDLER_KINDS",
     "INVALID_EVENTS",
     "METRIC_UNITS",
     "PROCESSING_ERRORS",
@@ -86,6 +87,7 @@ __all__ = [
     "DoctorScope",
     "EventKind",
     "EventOutcome",
+    "Handled",
     "InvalidEventError",
     "InvalidReferenceError",
     "JobReport",
@@ -112,6 +114,7 @@ __all__ = [
     "deferral_delay",
     "describe_verdict",
     "fixed_deadline",
+    "handle",
     "iso",
     "iso_or_none",
     "lambda_deadline",

@@ -32,6 +32,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _MAX_WINDOW_SECONDS = 7 * 86400
 MAX_DEBOUNCE_SECONDS = 900  # SQS DelaySeconds maximum
+#: arn:PARTITION:sns:REGION:ACCOUNT:NAME (topic names: letters, digits, - and _, up to 256).
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+#: http(s)://HOST/ACCOUNT/NAME: SQS's own endpoints, and any other endpoint (a local stand-in).
+_QUEUE_URL = re.compile(r"https?://[^/\s]+/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?")
 
 
 class Settings(BaseSettings):
@@ -95,6 +99,25 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("topic_arn")
+    @classmethod
+    def _topic_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC_ARN.fullmatch(value):
+            raise ValueError(
+                f"expected an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME), got {value!r}"
+            )
+        return value
+
+    @field_validator("redeploy_queue_url")
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        if value is not None and not _QUEUE_URL.fullmatch(value):
+            raise ValueError(
+                "expected an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), "
+                f"got {value!r}"
+            )
+        return value
 
     @field_validator("trusted_accounts")
     @classmethod

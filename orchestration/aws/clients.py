@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 #: Per attempt. AWS endpoints answer a connection in milliseconds; a short connect timeout leaves
 #: the time to the read. The read timeout is cut, attempt by attempt, to the caller's time left.
@@ -148,4 +149,10 @@ class AwsClients:
     @cached_property
     def lambda_(self) -> LambdaClient:
         client: LambdaClient = self._client("lambda")
+        return client
+
+    @cached_property
+    def sts(self) -> STSClient:
+        """Only ``GetCallerIdentity`` (no permission needed): the command line's own account."""
+        client: STSClient = self._client("sts")
         return client

@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from orchestration import (
+    HANDLER_KINDS,
     AwsClients,
     Classification,
     ConfigurationError,
     EventOutcome,
     InvalidEventError,
     RetryPolicy,
+    Route,
     Runtime,
     Settings,
     classify,
+    handle,
     iso,
     iso_or_none,
     parse_event_text,
@@ -67,8 +70,6 @@ STORY = (
 
 
 def run_demo(folder: Path | None, out: TextIO) -> int:
-    from orchestration import process
-
     events_dir = folder or embedded.events_dir()
     if not (events_dir / "world.json").is_file():
         raise ConfigurationError(f"no sample events and world.json at {events_dir}")
@@ -90,10 +91,7 @@ def run_demo(folder: Path | None, out: TextIO) -> int:
             if event.event_time > datetime.now(UTC):
                 world.move_clock_to(event.event_time)
             routes = route(raw)  # the deployed rules decide whether a function runs at all
-            outcomes: list[EventOutcome] = [
-                process(event, runtime) if routes else EventOutcome(event, notes=[unrouted_note()])
-                for _ in range(step.repeat)
-            ]
+            outcomes = [_run(raw, event, routes, runtime, world) for _ in range(step.repeat)]
             events += step.repeat
             times = f" ({step.repeat} times)" if step.repeat > 1 else ""
             print_outcome(
@@ -122,6 +120,22 @@ def run_demo(folder: Path | None, out: TextIO) -> int:
             file=out,
         )
     return 0 if failures == 0 else 1
+
+
+def _run(
+    raw: Any, event: Classification, routes: list[Route], runtime: Runtime, world: EmbeddedWorld
+) -> EventOutcome:
+    """What the routed function does with the event, as ``rotor replay`` runs it (the trust
+    check, the function's kinds, the use case), in the world's account."""
+    if not routes:
+        return EventOutcome(event, notes=[unrouted_note()])
+    handled = handle(
+        raw,
+        HANDLER_KINDS.get(routes[0].handler, frozenset()),
+        lambda: runtime,
+        lambda: world.account,
+    )
+    return handled.as_outcome() or EventOutcome(event)
 
 
 def _load(path: Path) -> tuple[Any, Classification]:

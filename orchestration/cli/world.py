@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,6 +76,10 @@ def _shape_problem(world: object) -> str | None:
     for key in ("account", "region"):
         if not isinstance(world[key], str) or not world[key]:
             return f"{key} must be a non-empty string"
+    if not re.fullmatch(r"\d{12}", world["account"]):
+        return f"account must be a 12-digit AWS account id, not {world['account']!r}"
+    if world["region"] not in _known_regions():
+        return f"region {world['region']!r} is not an AWS region (e.g. us-east-1)"
     for key in ("seeded_at", "now"):
         if key in world and _moment(world[key]) is None:
             return f"{key} must be an ISO 8601 time"
@@ -86,8 +91,8 @@ def _shape_problem(world: object) -> str | None:
     for secret in world.get("secrets", []):
         if not isinstance(secret.get("arn"), str):
             return "each secret needs an arn (string)"
-        if not isinstance(secret.get("tags", {}), dict):
-            return f"tags of {secret['arn']} must be an object"
+        if problem := _tags_problem(secret.get("tags", {}), f"secret {secret['arn']}"):
+            return problem
         version = secret.get("current_version")
         if version is not None and (not isinstance(version, str) or not 32 <= len(version) <= 64):
             return f"current_version of {secret['arn']} must be 32 to 64 characters"
@@ -109,7 +114,32 @@ def _shape_problem(world: object) -> str | None:
                 return f"desired_count of {cluster['name']}/{service['name']} must be a number"
             if "deployed_at" in service and _moment(service["deployed_at"]) is None:
                 return f"deployed_at of {cluster['name']}/{service['name']} must be a time"
+            where = f"service {cluster['name']}/{service['name']}"
+            if problem := _tags_problem(service.get("tags", {}), where):
+                return problem
     return None
+
+
+def _tags_problem(tags: object, where: str) -> str | None:
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        return f"tags of {where} must be an object of strings, not {json.dumps(tags)}"
+    return None
+
+
+def _known_regions() -> set[str]:
+    """The regions botocore knows (ECS's; every region has ECS), read from its endpoint data
+    alone: no session, so no profile or config file is consulted."""
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+
+    resolver = EndpointResolver(create_loader().load_data("endpoints"))
+    return {
+        region
+        for partition in resolver.get_available_partitions()
+        for region in resolver.get_available_endpoints("ecs", partition)
+    }
 
 
 def _moment(value: object) -> datetime | None:
@@ -214,6 +244,7 @@ class EmbeddedWorld:
         self._mock: Any = None
         self._clock: Any = None
         self._saved_environment: dict[str, str | None] = {}
+        self.account: str | None = None  # the world's account, once started
 
     def __enter__(self) -> AwsClients:
         try:
@@ -224,6 +255,7 @@ class EmbeddedWorld:
                 f"the embedded world needs {exc.name}: pip install 'rotor[demo]'"
             ) from None
         world = load_world(self.path)
+        self.account = world["account"]
         self._seal_environment(world["region"])
         try:
             self.move_clock_to(_moment(world.get("seeded_at")) or _moment(DEFAULT_NOW))

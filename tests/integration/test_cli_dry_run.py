@@ -64,10 +64,14 @@ def test_replay_of_a_rotation(url, wired, capsys, dry_run):
     data = replay_over_the_wire(url, capsys, "events/rotation-succeeded.json", *flags)
 
     changed = {name for name in before if deployments(url)[name]["id"] != before[name]["id"]}
-    # The plan is the same either way.
-    assert sorted(s.rsplit("/", 1)[-1] for s in data["redeployed"]) == ["api", "worker"]
+    # The plan is the same either way; a dry run says it would.
+    redeployed = data["would_redeploy" if dry_run else "redeployed"]
+    assert sorted(s.rsplit("/", 1)[-1] for s in redeployed) == ["api", "worker"]
+    counted = data["would_metrics" if dry_run else "metrics"]
+    assert counted["RedeploysStarted"] == 2
     if dry_run:
         assert data["dry_run"] is True
+        assert not {"redeployed", "metrics", "notifications", "queued"} & set(data)
         would = {(c["operation"], c["target"].rsplit("/", 1)[-1]) for c in data["would_call"]}
         assert {("UpdateService", "api"), ("UpdateService", "worker")} <= would
         assert any(c["operation"] in ("PutItem", "UpdateItem") for c in data["would_call"])
@@ -95,6 +99,9 @@ def test_replay_of_a_read_of_a_secret_scheduled_for_deletion(url, wired, capsys,
         assert "would notify: rotor: prod/legacy-token read while scheduled" in captured.out
         assert "would restore: " + LEGACY in captured.out
         assert "dry run: nothing was written, it would call:" in captured.out
+        # Nothing was sent or counted: what would have been is labelled so.
+        assert "would count: " in captured.out and "NotificationsSent=1" in captured.out
+        assert "metrics:" not in captured.out and "notification:" not in captured.out
         assert "Publish " in captured.out and "RestoreSecret " + LEGACY in captured.out
         assert inbox.drain() == []
         assert _deleted_date(url) is not None
@@ -119,7 +126,8 @@ def test_replay_with_a_redeploy_queue(url, wired, capsys, monkeypatch, dry_run):
     waiting = sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"]
-    assert sorted(s.rsplit("/", 1)[-1] for s in data["queued"]) == ["api", "worker"]
+    queued = data["would_queue" if dry_run else "queued"]
+    assert sorted(s.rsplit("/", 1)[-1] for s in queued) == ["api", "worker"]
     if dry_run:
         assert {c["operation"] for c in data["would_call"]} >= {"SendMessageBatch"}
         assert waiting == "0"

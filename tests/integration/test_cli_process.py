@@ -91,6 +91,23 @@ def test_a_terminal_sees_progress_on_stderr_and_a_file_does_not(tmp_path):
     assert done.returncode == 0 and done.stderr == ""
 
 
+def test_the_demo_needs_its_extra_and_says_so():
+    """`pip install .` without the demo extra: the embedded world says what to install."""
+    code = "import sys; sys.modules['moto'] = None; import rotor; sys.exit(rotor.main())"
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == "rotor: error: the embedded world needs moto: pip install 'rotor[demo]'\n"
+
+
 def pip(*args: str) -> None:
     command = [sys.executable, "-m", "pip", *args]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
@@ -120,7 +137,18 @@ def test_the_demo_runs_from_an_installed_wheel_outside_the_checkout(tmp_path: Pa
         check=False,
     )
     demo = run(["demo"], cwd=elsewhere, env=env)
+    # The `rotor` command's light entry point is in the wheel too.
+    command = subprocess.run(
+        [sys.executable, "-m", "rotor", "--version"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
     assert where.stdout.strip() == str(target / "orchestration" / "cli" / "samples" / "world.json")
+    assert (target / "rotor.py").is_file()
+    assert command.returncode == 0 and command.stdout.startswith("rotor "), command.stderr
     assert demo.returncode == 0, demo.stderr
     assert "Summary: 209 events replayed, 4 redeploys (4 services, each once)" in demo.stdout

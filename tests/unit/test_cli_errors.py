@@ -114,9 +114,10 @@ def test_a_world_file_that_is_not_utf8_json_or_has_wrong_types_is_bad_input(
     [
         ("", "empty secret id"),
         ("   ", "empty secret id"),
-        ("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/nope-AbCdEf", "no secret"),
+        ("prod/nope", "no secret"),
+        ("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/nope", "no secret"),
     ],
-    ids=["empty", "blank", "full-arn-that-does-not-exist"],
+    ids=["empty", "blank", "name-that-does-not-exist", "partial-arn-that-does-not-exist"],
 )
 def test_a_secret_that_cannot_be_meant_is_bad_input(capsys, secret, words):
     status = main(["discover", secret, "--world"])
