@@ -181,7 +181,7 @@ def locked() -> dict[str, str]:
 
 
 def _name(name: str) -> str:
-    """A distribution name as PEP 503 normalises it (PyYAML, pydantic_core: pyyaml, pydantic-core)."""
+    """A distribution name as PEP 503 normalises it (pydantic_core: pydantic-core)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
