@@ -2,8 +2,8 @@
 
 CI installs them once in a second environment and runs the unit tests against them, so every
 lower bound in pyproject.toml is one the code is known to work with. Tools that only lint or
-type-check (ruff, mypy, stubs) or check the SAM template (cfn-lint, aws-sam-translator, run by
-the infra step) are left out: the unit tests do not use them.
+type-check (ruff, mypy, stubs) or check the SAM template (cfn-lint, aws-sam-translator,
+policy_sentry, run by the infra step) are left out: the unit tests do not use them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ import re
 import tomllib
 from pathlib import Path
 
-SKIP = {"rotor", "ruff", "mypy", "boto3-stubs", "types-pyyaml", "cfn-lint", "aws-sam-translator"}
+SKIP = {
+    "rotor",
+    "ruff",
+    "mypy",
+    "boto3-stubs",
+    "types-pyyaml",
+    "cfn-lint",
+    "aws-sam-translator",
+    "policy_sentry",
+}
 project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
     "project"
 ]

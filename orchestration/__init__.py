@@ -36,12 +36,21 @@ from orchestration.events.routing import Route, route, unrouted_note
 from orchestration.fanout.consume import JobReport, run_job
 from orchestration.fanout.jobs import PlanJob, RedeployJob, parse_job
 from orchestration.fanout.queue import SqsJobQueue, deferral_delay
+from orchestration.notifications import printable
 from orchestration.outcome import (
     INVALID_EVENTS,
     METRIC_UNITS,
     PROCESSING_ERRORS,
     UNTRUSTED_EVENTS,
     EventOutcome,
+)
+from orchestration.prerequisites import (
+    DEFAULT_STACK,
+    Check,
+    CheckStatus,
+    DoctorReport,
+    DoctorScope,
+    check_prerequisites,
 )
 from orchestration.rotation.freshness import plan
 from orchestration.rotation.new_value import describe_verdict
@@ -51,6 +60,7 @@ from orchestration.secrets.references import (
     SecretIdentity,
     SecretReference,
     parse_reference,
+    partition_of,
 )
 from orchestration.settings import Settings
 from orchestration.times import iso, iso_or_none
@@ -59,6 +69,7 @@ from orchestration.tracking.status import parse_since, render_status, status_rep
 __all__ = [
     "ALARM_KINDS",
     "BOTOCORE_CONFIG",
+    "DEFAULT_STACK",
     "INVALID_EVENTS",
     "METRIC_UNITS",
     "PROCESSING_ERRORS",
@@ -67,8 +78,12 @@ __all__ = [
     "UNTRUSTED_EVENTS",
     "AwsCallError",
     "AwsClients",
+    "Check",
+    "CheckStatus",
     "Classification",
     "ConfigurationError",
+    "DoctorReport",
+    "DoctorScope",
     "EventKind",
     "EventOutcome",
     "InvalidEventError",
@@ -92,6 +107,7 @@ __all__ = [
     "SqsJobQueue",
     "TryAgainLater",
     "UsageError",
+    "check_prerequisites",
     "classify",
     "deferral_delay",
     "describe_verdict",
@@ -103,8 +119,10 @@ __all__ = [
     "parse_job",
     "parse_reference",
     "parse_since",
+    "partition_of",
     "plan",
     "primary_created_at",
+    "printable",
     "process",
     "render_status",
     "route",

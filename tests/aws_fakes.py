@@ -251,3 +251,54 @@ def sqs_lambda_event(messages: list[dict[str, Any]], queue_arn: str, region: str
             for m in messages
         ]
     }
+
+
+class SnsPublishLimits:
+    """Refuse a ``Publish`` as AWS does and moto does not: a message whose body and attributes
+    (names, data types and values) pass 262,144 bytes of UTF-8 (moto counts characters of the
+    body only), or a subject that is not ASCII, holds a line break or control character, or
+    is not under 100 characters. Records the size of every publish that reached moto."""
+
+    LIMIT = 262_144
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.refused: list[str] = []
+
+    def attach(self, client: Any) -> SnsPublishLimits:
+        client.meta.events.register("before-parameter-build.sns.Publish", self._inspect)
+        client.meta.events.register("before-call.sns.Publish", self._refuse)
+        return self
+
+    @staticmethod
+    def size(params: dict[str, Any]) -> int:
+        total = len(str(params.get("Message", "")).encode("utf-8"))
+        for name, value in (params.get("MessageAttributes") or {}).items():
+            total += len(name.encode("utf-8")) + len(str(value["DataType"]).encode("utf-8"))
+            total += len(str(value.get("StringValue", "")).encode("utf-8"))
+        return total
+
+    def _inspect(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        size = self.size(params)
+        subject = params.get("Subject")
+        problem = None
+        if size > self.LIMIT:
+            problem = f"Invalid parameter: Message too long ({size} bytes)"
+        elif subject is not None and (
+            not subject.isascii()
+            or not subject.isprintable()
+            or len(subject) >= 100
+            or not subject[:1].strip()
+        ):
+            problem = f"Invalid parameter: Subject {subject!r}"
+        if problem:
+            context["sns_refused"] = problem
+        else:
+            self.sizes.append(size)
+
+    def _refuse(self, context: dict[str, Any], **_: Any) -> Any:
+        problem = context.get("sns_refused")
+        if problem:
+            self.refused.append(problem)
+            return _error_response(400, "InvalidParameter", problem)
+        return None

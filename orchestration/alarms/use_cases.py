@@ -8,7 +8,9 @@ the expensive part (discovery) runs only for the read that notifies.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestration.ecs.discovery import Inventory
@@ -34,6 +36,8 @@ from orchestration.times import iso_or_none, utc
 log = logging.getLogger(__name__)
 
 RESTORE_TAG = "rotor:restore-on-access"
+#: Notify-window keys of the partial deletion warnings an event's attempts sent.
+_PARTIAL_PREFIX = "deletion-partial|"
 
 
 def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -70,7 +74,16 @@ def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> E
 
 
 def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventOutcome:
-    """DeleteSecret succeeded: warn, naming every service that still references the secret."""
+    """DeleteSecret succeeded: warn, naming every service that still references the secret.
+
+    A scan that a retry may complete (throttled, timed out) fails the event as retryable, so
+    Lambda retries it; but what it found goes out at once, naming what it could not check yet,
+    since every retry may stay throttled and the event end in the dead-letter queue. Each
+    attempt sends that partial warning only when it says something new (other consumers,
+    other parts unchecked), so three throttled attempts send one. The attempt that reads
+    everything sends the complete warning, or, when a partial warning went out and nothing
+    references the secret, says so.
+    """
     outcome = EventOutcome(event)
     facts = runtime.secret_lookup().describe(
         event.secret_id,
@@ -79,17 +92,36 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
         written_by_aws=event.secret_written_by_aws,
     )
     outcome.secret = facts.identity.arn
-    name = facts.identity.name
-    consumers, not_checked = _consumers_for_warning(runtime, facts.identity, outcome)
+    scan = _scan_for_warning(runtime, facts.identity, outcome)
+    consumers = scan.consumers
     outcome.consumers = [c.to_dict() for c in consumers]
-    if not consumers and not not_checked:
+    if scan.retrying:
+        if consumers:
+            warning = _still_referenced_notification(event, facts, scan)
+        else:
+            warning = _could_not_check_notification(event, facts, scan)
+        if _send_once(runtime, event, _partial_key(event, scan), warning, outcome) and consumers:
+            outcome.count(DELETED_SECRET_STILL_REFERENCED)
+        return outcome
+    if not consumers and not scan.not_checked:
         outcome.notes.append("no ECS service references this secret; nothing will break")
+        if _partial_warning_sent(runtime, event):
+            _send(runtime, _all_clear_notification(event, facts), outcome)
         return outcome
     if not consumers:
         # Never a false all-clear: say what rotor could not check, and how to check it.
-        _send(runtime, _could_not_check_notification(event, facts, not_checked), outcome)
+        _send(runtime, _could_not_check_notification(event, facts, scan), outcome)
         return outcome
     outcome.count(DELETED_SECRET_STILL_REFERENCED)
+    _send(runtime, _still_referenced_notification(event, facts, scan), outcome)
+    return outcome
+
+
+def _still_referenced_notification(
+    event: Classification, facts: SecretFacts, scan: _WarningScan
+) -> Notification:
+    name = facts.identity.name
+    consumers = scan.consumers
     if event.force_delete:
         when = "deleted immediately, without recovery (forceDeleteWithoutRecovery)"
         todo = [
@@ -107,8 +139,20 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
             "Otherwise move every service above off the secret before that date.",
         ]
     state = "was deleted" if event.force_delete else "is scheduled for deletion"
+    count = f"at least {len(consumers)}" if scan.retrying else f"{len(consumers)}"
+    if scan.retrying:
+        not_checked = (
+            "Not checked yet (a retry may read it; rotor retries the event and sends a complete"
+            " warning once it can; if every retry fails, this is all rotor found):"
+        )
+        todo += [
+            "To list every service that references it, once ECS answers again:",
+            f"  {_discover_command(facts.identity)}",
+        ]
+    else:
+        not_checked = "Could not check (more services may reference it):"
     body = render(
-        f"rotor: secret {name} {state} but {len(consumers)} ECS service(s) still reference it",
+        f"rotor: secret {name} {state} but {count} ECS service(s) still reference it",
         [
             ("Secret", name),
             ("ARN", facts.identity.arn),
@@ -122,33 +166,26 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
                 "Still referenced by (new tasks of these services will fail to start):",
                 _consumer_lines(consumers, event.caller),
             ),
-            *(
-                [("Could not check (more services may reference it):", not_checked)]
-                if not_checked
-                else []
-            ),
+            *([(not_checked, scan.not_checked)] if scan.not_checked else []),
             ("What to do:", todo),
         ],
+        rest=_discover_command(facts.identity),
     )
-    _send(
-        runtime,
-        Notification(
-            kind=event.kind.value,
-            subject=(
-                f"rotor: {name} ({'deleted' if event.force_delete else 'scheduled for deletion'})"
-                f" is still used by {len(consumers)} service(s)"
-            ),
-            body=body,
-            secret=facts.identity.arn,
-            data={
-                "services": [c.service.arn for c in consumers],
-                "recoverable": not event.force_delete,
-                "could_not_check": not_checked,
-            },
+    return Notification(
+        kind=event.kind.value,
+        subject=(
+            f"rotor: {name} ({'deleted' if event.force_delete else 'scheduled for deletion'})"
+            f" is still used by {count} service(s)"
         ),
-        outcome,
+        body=body,
+        secret=facts.identity.arn,
+        data={
+            "services": [c.service.arn for c in consumers],
+            "recoverable": not event.force_delete,
+            "could_not_check": scan.not_checked,
+            "complete": not scan.retrying,
+        },
     )
-    return outcome
 
 
 def handle_rotation_failed(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -237,9 +274,9 @@ def _pending_access_notification(
             f"  {_restore_command(identity)}",
             "Otherwise stop the caller from reading it, and move the services above off it.",
         ]
-    services = _consumer_lines(consumers, caller)
-    if discovery_note:
-        services.append(discovery_note)
+    # What rotor could not check first: a long list is cut, never this.
+    services = [discovery_note] if discovery_note else []
+    services += _consumer_lines(consumers, caller)
     body = render(
         f"rotor: {identity.name} was read while scheduled for deletion",
         [
@@ -259,6 +296,7 @@ def _pending_access_notification(
             ("ECS services still referencing it (they break when it is deleted):", services),
             ("What to do:", todo or ["Nothing: the secret is no longer scheduled for deletion."]),
         ],
+        rest=_discover_command(identity),
     )
     return Notification(
         kind=event.kind.value,
@@ -285,45 +323,86 @@ def _consumers(runtime: Runtime, secret: SecretIdentity) -> tuple[list[Consumer]
     return inventory.consumers_of(secret), f"(could not check all: {note})" if note else None
 
 
-def _consumers_for_warning(
+@dataclass(frozen=True, slots=True)
+class _WarningScan:
+    """What a deletion warning knows: the consumers found, and what could not be read."""
+
+    consumers: list[Consumer]
+    not_checked: list[str]  # what rotor could not check, as a person reads it
+    unchecked: tuple[str, ...]  # the same, as stable subjects (no error text)
+    retrying: bool  # part of it failed for a reason a retry may fix: the event is retried
+
+
+def _scan_for_warning(
     runtime: Runtime, secret: SecretIdentity, outcome: EventOutcome
-) -> tuple[list[Consumer], list[str]]:
+) -> _WarningScan:
     """The consumers of a secret being deleted, and what rotor could not check.
 
-    A scan that failed for a reason a retry may fix (throttled, timed out) raises
-    ``RetryableAwsError``: the event is retried (Lambda's retries, then its on-failure
-    destination), and the warning that then goes out is complete. A scan that failed for a
-    reason a retry cannot fix (access denied, a cluster that does not exist) gives its
-    consumers so far and says what it could not check: the warning goes out now, saying so.
+    Whatever failed is in ``outcome.failed``: a part that failed for a reason a retry may fix
+    (throttled, timed out) makes the event retryable (Lambda's retries, then its on-failure
+    destination); a part that failed for a reason a retry cannot fix (access denied, a
+    cluster that does not exist) is only reported.
     """
     try:
         inventory: Inventory = runtime.discovery().scan()
-    except RetryableAwsError:
-        raise
     except AwsCallError as exc:
         log.warning("could not list the consumers of %s: %s", secret.arn, exc)
-        outcome.failed.append(Failure("(all)", str(exc), retryable=False, scope="cluster"))
-        return [], [f"could not list ECS clusters: {exc}"]
-    retryable = [f for f in inventory.failures if f.retryable]
-    if retryable:
-        first = retryable[0]
-        raise RetryableAwsError(
-            "DiscoverConsumers",
-            "Incomplete",
-            f"{len(retryable)} part(s) of the ECS scan could not be read ({first.describe()});"
-            " retry the event for a complete warning",
-        )
+        retryable = isinstance(exc, RetryableAwsError)
+        outcome.failed.append(Failure("(all)", str(exc), retryable=retryable, scope="cluster"))
+        return _WarningScan([], [f"could not list ECS clusters: {exc}"], ("(all)",), retryable)
     outcome.report_scan(inventory)
-    return inventory.consumers_of(secret), [f.describe() for f in inventory.failures]
+    return _WarningScan(
+        inventory.consumers_of(secret),
+        [f.describe() for f in inventory.failures],
+        tuple(sorted(f"{f.scope} {f.subject}" for f in inventory.failures)),
+        any(f.retryable for f in inventory.failures),
+    )
 
 
-def _could_not_check_notification(
-    event: Classification, facts: SecretFacts, not_checked: list[str]
-) -> Notification:
+def _partial_key(event: Classification, scan: _WarningScan) -> str:
+    """One partial warning per event and content: the consumers found, what is unchecked."""
+    content = "\n".join([*sorted(c.service.arn for c in scan.consumers), "", *scan.unchecked])
+    return f"{_PARTIAL_PREFIX}{event.event_id}|{hashlib.sha256(content.encode()).hexdigest()}"
+
+
+def _send_once(
+    runtime: Runtime,
+    event: Classification,
+    key: str,
+    notification: Notification,
+    outcome: EventOutcome,
+) -> bool:
+    """Send a partial warning unless an earlier attempt of the event sent the same one.
+
+    The claim is made at the event's time, which every retry of the event shares; it is given
+    back when the send fails, so the next attempt sends it. Across Lambda containers this
+    needs ``ROTOR_STATE_TABLE``, like every notify window.
+    """
+    if not runtime.notify_window.claim(key, event.event_time):
+        outcome.notifications_suppressed += 1
+        outcome.count(NOTIFICATIONS_SUPPRESSED)
+        outcome.notes.append("an earlier attempt of this event sent the same partial warning")
+        return False
+    with runtime.notify_window.released_on_failure(key):
+        _send(runtime, notification, outcome)
+    # Remembered, so the attempt that reads everything says when nothing references it.
+    runtime.notify_window.claim(f"{_PARTIAL_PREFIX}{event.event_id}", event.event_time)
+    return True
+
+
+def _partial_warning_sent(runtime: Runtime, event: Classification) -> bool:
+    """Whether an earlier attempt of this event sent a partial warning."""
+    key = f"{_PARTIAL_PREFIX}{event.event_id}"
+    if runtime.notify_window.claim(key, event.event_time):
+        runtime.notify_window.release(key)  # taken only to look
+        return False
+    return True
+
+
+def _all_clear_notification(event: Classification, facts: SecretFacts) -> Notification:
     name = facts.identity.name
-    state = "was deleted" if event.force_delete else "is scheduled for deletion"
     body = render(
-        f"rotor: secret {name} {state}; rotor could not check every ECS service for it",
+        f"rotor: secret {name}: no ECS service references it (scan now complete)",
         [
             ("Secret", name),
             ("ARN", facts.identity.arn),
@@ -332,13 +411,63 @@ def _could_not_check_notification(
             ("Account / region", f"{event.account} / {event.region}"),
         ],
         [
-            ("No reference found in what rotor could read, but it could not check:", not_checked),
+            (
+                "What it means:",
+                [
+                    "An earlier warning said rotor could not check every ECS service yet.",
+                    "rotor has now read every cluster: no service references this secret.",
+                ],
+            )
+        ],
+    )
+    return Notification(
+        kind=event.kind.value,
+        subject=f"rotor: {name} deleted; no ECS service references it (scan complete)",
+        body=body,
+        secret=facts.identity.arn,
+        data={"services": [], "recoverable": not event.force_delete, "complete": True},
+    )
+
+
+def _could_not_check_notification(
+    event: Classification, facts: SecretFacts, scan: _WarningScan
+) -> Notification:
+    name = facts.identity.name
+    state = "was deleted" if event.force_delete else "is scheduled for deletion"
+    if scan.retrying:
+        heading = (
+            "No reference found so far, but rotor could not check yet (a retry may read it;"
+            " rotor retries the event and says what it finds):"
+        )
+        fix = "If the retries fail too, check those services by hand before the secret is gone:"
+    else:
+        heading = "No reference found in what rotor could read, but it could not check:"
+        fix = "or check those services by hand before the secret is gone:"
+    body = render(
+        f"rotor: secret {name} {state}; rotor could not check every ECS service for it"
+        + (" yet" if scan.retrying else ""),
+        [
+            ("Secret", name),
+            ("ARN", facts.identity.arn),
+            ("Deleted by", (event.caller or Caller()).describe()),
+            ("At", iso_or_none(event.event_time) or "?"),
+            ("Account / region", f"{event.account} / {event.region}"),
+        ],
+        [
+            (heading, scan.not_checked),
             (
                 "What to do:",
                 [
-                    "Give rotor read access to what it could not check (or fix ROTOR_CLUSTERS),",
-                    "or check those services by hand before the secret is gone:",
-                    f"  rotor discover {facts.identity.arn}",
+                    *(
+                        []
+                        if scan.retrying
+                        else [
+                            "Give rotor read access to what it could not check"
+                            " (or fix ROTOR_CLUSTERS),"
+                        ]
+                    ),
+                    fix,
+                    f"  {_discover_command(facts.identity)}",
                     *(
                         []
                         if event.force_delete
@@ -350,13 +479,15 @@ def _could_not_check_notification(
     )
     return Notification(
         kind=event.kind.value,
-        subject=f"rotor: {name} deleted; could not check every ECS service for it",
+        subject=f"rotor: {name} deleted; could not check every ECS service for it"
+        + (" yet" if scan.retrying else ""),
         body=body,
         secret=facts.identity.arn,
         data={
             "services": [],
             "recoverable": not event.force_delete,
-            "could_not_check": not_checked,
+            "could_not_check": scan.not_checked,
+            "complete": False,
         },
     )
 
@@ -403,6 +534,10 @@ def _send(runtime: Runtime, notification: Notification, outcome: EventOutcome) -
     runtime.notifier.publish(notification)
     outcome.notifications.append(notification)
     outcome.count(NOTIFICATIONS_SENT)
+
+
+def _discover_command(secret: SecretIdentity) -> str:
+    return f"rotor discover '{secret.arn}' --region {secret.region}"
 
 
 def _restore_command(secret: SecretIdentity) -> str:

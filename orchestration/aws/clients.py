@@ -17,8 +17,12 @@ from botocore.config import Config
 from orchestration.aws.ratelimit import CALLER_TIME_LEFT, ApiRateLimiter
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudtrail import CloudTrailClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -122,4 +126,26 @@ class AwsClients:
     @cached_property
     def sqs(self) -> SQSClient:
         client: SQSClient = self._client("sqs")
+        return client
+
+    # The account's prerequisites (``rotor doctor``): read only.
+
+    @cached_property
+    def cloudtrail(self) -> CloudTrailClient:
+        client: CloudTrailClient = self._client("cloudtrail")
+        return client
+
+    @cached_property
+    def cloudformation(self) -> CloudFormationClient:
+        client: CloudFormationClient = self._client("cloudformation")
+        return client
+
+    @cached_property
+    def events(self) -> EventBridgeClient:
+        client: EventBridgeClient = self._client("events")
+        return client
+
+    @cached_property
+    def lambda_(self) -> LambdaClient:
+        client: LambdaClient = self._client("lambda")
         return client

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -49,8 +48,11 @@ from orchestration import (
     fixed_deadline,
     iso,
     parse_event_text,
+    partition_of,
     plan,
+    printable,
 )
+from orchestration.cli.doctor import add_doctor_options
 from orchestration.cli.dry_run import DryRun
 from orchestration.cli.progress import Progress
 from orchestration.cli.show import print_outcome, print_table
@@ -60,7 +62,6 @@ CLI_DEADLINE_SECONDS = 600.0
 #: The command line talks to AWS from a person's machine: a host that does not answer is
 #: given up on quickly (the retry policy then tries again), rather than after Lambda's timeouts.
 CLI_TIMEOUTS = Config(connect_timeout=2, read_timeout=15)
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -203,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "replay the sample events against the embedded world", aws=False)
     demo.add_argument("--events", type=Path, default=None, help="folder of sample events")
+
+    doctor = command(
+        "doctor", _doctor, "check the account's prerequisites for rotor (reads only)", aws=False
+    )
+    add_doctor_options(doctor, region=_region, endpoint_url=_endpoint_url)
+    output(doctor)
     return parser
 
 
@@ -226,8 +233,8 @@ def _explain(args: argparse.Namespace) -> int:
         rows.append(("caller", event.caller.describe()))
     if event.service_arn:
         rows.append(("service", event.service_arn))
-    for key, value in rows:
-        print(f"  {key + ':':9} {value}")
+    for key, value in rows:  # what a caller wrote (a user agent) is shown, never run
+        print(f"  {key + ':':9} {printable(value)}")
     return EXIT_OK
 
 
@@ -369,6 +376,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.events, sys.stdout)
 
 
+# --- doctor ------------------------------------------------------------------------------
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from orchestration.cli.doctor import run_doctor
+
+    return run_doctor(args, sys.stdout)
+
+
 # --- shared ------------------------------------------------------------------------------
 
 
@@ -460,7 +476,8 @@ def _check_settings(runtime: Runtime) -> None:
 
 
 def _region(text: str) -> str:
-    if not _REGION.match(text):
+    """A region of some partition botocore knows (aws, aws-cn, aws-us-gov, aws-eusc, …)."""
+    if partition_of(text) is None:
         raise argparse.ArgumentTypeError(f"not an AWS region: {text!r} (e.g. eu-west-1)")
     return text
 

@@ -111,6 +111,7 @@ def manual_notification(
             ),
             ("What to do:", todo),
         ],
+        rest=f"rotor discover '{secret_arn}' --region {_region(secret_arn)}",
     )
     return Notification(
         kind="manual_redeploy",

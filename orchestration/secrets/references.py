@@ -12,6 +12,8 @@ ECS accepts these forms (docs/references.md has the whole grammar, with examples
   task definition's own account and region.
 
 Names are compared whole, never by prefix, and never across account, region or partition.
+Partitions and their regions are botocore's (its ``partitions.json``): a region is valid when
+some partition's ``regionRegex`` matches it, and an ARN's partition must be that region's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
+
+from botocore.loaders import create_loader
 
 from orchestration.errors import InvalidReferenceError
 
@@ -28,13 +33,27 @@ SSM_PASSTHROUGH_PREFIX = "/aws/reference/secretsmanager/"
 # Secret names: 1-512 of letters, digits and /_+=.@-  (managed secrets add "!", as in rds!db-…).
 _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@!-]{1,512}")
 _SUFFIX = re.compile(r"-([A-Za-z0-9]{6})$")
-_PARTITION = re.compile(r"aws(-[a-z]+)*")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _ACCOUNT = re.compile(r"\d{12}")
 # SSM parameter names: letters, digits, _.-/ ; a ":version" or ":label" selector may follow.
 _SSM_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,2048}(:[A-Za-z0-9_.\-]{1,100})?")
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _STAGE = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
+
+
+@cache
+def _partitions() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Each partition botocore knows (aws, aws-cn, aws-us-gov, aws-eusc, aws-iso…) with the
+    pattern of its region names, read once from botocore's own data."""
+    data = create_loader().load_data("partitions")
+    return tuple(
+        (str(p["id"]), re.compile(str(p["regionRegex"]), re.ASCII)) for p in data["partitions"]
+    )
+
+
+def partition_of(region: str) -> str | None:
+    """The partition ``region`` belongs to (``eusc-de-east-1``: ``aws-eusc``), or None when
+    no partition's region pattern matches it (not an AWS region)."""
+    return next((pid for pid, pattern in _partitions() if pattern.fullmatch(region)), None)
 
 
 class ReferenceField(StrEnum):
@@ -98,13 +117,13 @@ class SecretIdentity:
         *,
         account: str,
         region: str,
-        partition: str = "aws",
         trust_suffix: bool = False,
     ) -> SecretIdentity:
         """Best identity from an event alone (a bare name lives in the event's account and
-        region). With ``trust_suffix`` (an ARN AWS wrote) a trailing ``-XXXXXX`` is the ARN
-        suffix; without it (the caller's words) the whole tail is the name, since
-        ``…:secret:prod/api-signer`` may be a partial ARN, never ``prod/api`` + ``signer``."""
+        region, and so in that region's partition). With ``trust_suffix`` (an ARN AWS wrote)
+        a trailing ``-XXXXXX`` is the ARN suffix; without it (the caller's words) the whole
+        tail is the name, since ``…:secret:prod/api-signer`` may be a partial ARN, never
+        ``prod/api`` + ``signer``."""
         if secret_id.startswith("arn:"):
             partition, region, account, resource = _split_secretsmanager_arn(secret_id)
             if ":" in resource:
@@ -115,6 +134,8 @@ class SecretIdentity:
                 except InvalidReferenceError:
                     pass
             return cls.from_name(resource, partition=partition, region=region, account=account)
+        partition = partition_of(region) or ""
+        _check_location(partition, region, account, secret_id)
         return cls.from_name(secret_id, partition=partition, region=region, account=account)
 
 
@@ -287,10 +308,13 @@ def _split_secretsmanager_arn(arn: str) -> tuple[str, str, str, str]:
 
 
 def _check_location(partition: str, region: str, account: str, value: str) -> None:
-    if not _PARTITION.fullmatch(partition):
-        raise InvalidReferenceError(f"bad partition {partition!r} in {value!r}")
-    if not _REGION.fullmatch(region):
+    region_partition = partition_of(region)
+    if region_partition is None:
         raise InvalidReferenceError(f"bad region {region!r} in {value!r}")
+    if partition != region_partition:
+        raise InvalidReferenceError(
+            f"bad partition {partition!r} in {value!r}: {region} is in {region_partition}"
+        )
     if not _ACCOUNT.fullmatch(account):
         raise InvalidReferenceError(f"bad account {account!r} in {value!r}")
 

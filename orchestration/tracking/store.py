@@ -181,10 +181,17 @@ def _ms(moment: datetime) -> int:
 
 
 def _matches(secret: str | None, record: StoredRotation) -> bool:
+    """Whether ``secret`` (a name, a partial or a full ARN) names the record's secret: names
+    are compared whole, never by prefix. Only a full ARN's ``-XXXXXX`` suffix (six letters
+    or digits) is dropped to compare: ``prod/db`` is not ``prod/db-admin``."""
     if secret is None:
         return True
-    name = record.secret_arn.split(":secret:", 1)[-1]
-    return secret in (record.secret_arn, name) or name.rsplit("-", 1)[0] == secret
+    arn = record.secret_arn
+    name = arn.split(":secret:", 1)[-1]
+    stem, dash, suffix = name.rpartition("-")
+    if dash and stem and len(suffix) == 6 and suffix.isascii() and suffix.isalnum():
+        return secret in (arn, name, stem, arn[: -len(suffix) - 1])
+    return secret in (arn, name)
 
 
 # --- in memory ----------------------------------------------------------------------------

@@ -75,9 +75,9 @@ def test_the_log_groups_are_created_with_the_retention_given(
     # strings for moto, see test_templates._for_moto)
     groups = {
         g["logGroupName"]: int(g.get("retentionInDays", 0))
-        for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/rotor/")["logGroups"]
+        for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/rotor-")["logGroups"]
     }
-    assert groups == {f"/aws/lambda/rotor/{f}": 90 for f in FUNCTIONS}
+    assert groups == {f"/aws/lambda/rotor-{f}": 90 for f in FUNCTIONS}
     assert {stack["resources"][f"{f}LogGroup"] for f in FUNCTIONS} == set(groups)
 
 

@@ -18,7 +18,6 @@ import pytest
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.dispatch import process
-from orchestration.errors import RetryableAwsError
 from orchestration.events.classification import classify
 from orchestration.outcome import EventOutcome
 from orchestration.runtime import Runtime
@@ -574,22 +573,28 @@ def test_a_deletion_warning_whose_scan_was_throttled_is_retried_never_an_all_cle
     clients: AwsClients, alarm_runtime: Runtime, inbox: Inbox, operation: str
 ) -> None:
     """Throttled to the end of the retry budget: the event fails as retryable (Lambda retries
-    it), and the retry sends the complete warning."""
+    it) after saying what it could not check yet; the retry sends the complete warning."""
     injector = ErrorInjector(1.0, operations={operation}).attach(clients.ecs)
     event = load_event("delete-secret-recovery-window.json")
 
-    with pytest.raises(RetryableAwsError):
-        run(event, alarm_runtime)
+    throttled = run(event, alarm_runtime)
 
     assert injector.injected[operation] > 0
-    assert inbox.drain() == []
+    assert throttled.retryable_failures
+    assert "nothing will break" not in " ".join(throttled.notes)
+    partial = only_message(inbox)
+    assert "could not check every ECS service for it yet" in partial["Subject"]
+    not_checked = section(partial["Message"], "No reference found so far")
+    assert not_checked and all("injected ThrottlingException" in line for line in not_checked)
 
     injector.rate = 0.0
     outcome = run(event, alarm_runtime)
+    assert not outcome.failed
     assert outcome.metrics["DeletedSecretStillReferenced"] == 1
     body = only_message(inbox)["Message"]
     assert [s.split(":")[0] for s in section(body, "Still referenced by")] == ["prod/api"]
     assert "Could not check" not in body
+    assert "Not checked yet" not in body
     assert "nothing will break" not in " ".join(outcome.notes)
 
 

@@ -18,11 +18,14 @@ from handlers.observability import metrics
 from orchestration import ALARM_KINDS
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
+from orchestration.errors import RetryableFailure
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from tests.aws_fakes import ApiCalls
+from tests.aws_fakes import ApiCalls, ErrorInjector, FailFor
 from tests.conftest import load_event, make_runtime
 from tests.integration.conftest import Inbox
+from tests.integration.test_alarms import LEGACY_ARN as LEGACY_FULL_ARN
+from tests.integration.test_alarms import _unused_secret_deletion, add_service, section
 
 pytestmark = pytest.mark.integration
 
@@ -293,3 +296,141 @@ def test_cold_start_runtime_publishes_to_the_topic_in_rotor_topic_arn(
     sent = inbox.drain()
     assert len(sent) == 1
     assert sent[0]["Subject"] == "rotor: RotationAbandoned for prod/db"
+
+
+# ------------------------------------------- a deletion warning whose scan stays throttled
+
+
+def _batch_cluster(clients: AwsClients) -> str:
+    return str(clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"])
+
+
+def _attempts(invoke, event: dict[str, Any], count: int = 3) -> list[BaseException]:
+    """Lambda's asynchronous invocation: the first attempt and its two retries, each of which
+    fails; then the event would go to the on-failure destination."""
+    errors = []
+    for _ in range(count):
+        with pytest.raises(RetryableFailure) as failed:
+            invoke(copy.deepcopy(event))
+        errors.append(failed.value)
+    return errors
+
+
+def test_a_deletion_whose_scan_stays_throttled_warns_once_with_what_it_knows(
+    invoke, clients: AwsClients, inbox: Inbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One cluster throttled through every retry (ECS answers ThrottlingException at the
+    botocore level): each attempt fails as retryable, but the warning naming the consumer found
+    in the other cluster, and the cluster not checked, goes out, and only once."""
+    batch = _batch_cluster(clients)
+    throttle = FailFor("ListServices", "ThrottlingException", cluster=batch).attach(clients.ecs)
+    event = load_event("delete-secret-recovery-window.json")
+
+    _attempts(invoke, event)
+
+    assert throttle.hits > 0
+    emf = Emf.read(capsys)
+    assert emf.total("NotificationsSent") == 1
+    assert emf.total("NotificationsSuppressed") == 2
+    (partial,) = inbox.drain()
+    assert "is still used by at least 1 service(s)" in partial["Subject"]
+    body = partial["Message"]
+    assert "prod/legacy-token is scheduled for deletion but at least 1 ECS service(s)" in body
+    assert [s.split(":")[0] for s in section(body, "Still referenced by")] == ["prod/api"]
+    (unchecked,) = section(body, "Not checked yet")
+    assert unchecked.startswith(f"could not read cluster {batch}")
+    assert "ThrottlingException" in unchecked
+    assert "restore-secret" in " ".join(section(body, "What to do:"))
+
+    # ECS answers again (a later retry, or the event redriven from the dead-letter queue).
+    clients.ecs.meta.events.unregister("before-call.ecs.ListServices", throttle._fail)
+    result = invoke(copy.deepcopy(event))
+
+    assert result["status"] == "processed"
+    (complete,) = inbox.drain()
+    assert "is still used by 1 service(s)" in complete["Subject"]
+    assert "Not checked yet" not in complete["Message"]
+    assert "Could not check" not in complete["Message"]
+
+
+def test_a_deletion_nothing_seems_to_reference_says_so_once_then_gives_the_all_clear(
+    invoke, clients: AwsClients, inbox: Inbox
+) -> None:
+    """Every ECS call of the scan throttled: nothing is known, so the warning says what rotor
+    could not check yet (once over three attempts); the attempt that reads everything and
+    finds no consumer says so, since a warning went out before."""
+    event = _unused_secret_deletion(clients)
+    throttle = ErrorInjector(1.0, operations={"ListClusters"}).attach(clients.ecs)
+
+    _attempts(invoke, event)
+
+    (partial,) = inbox.drain()
+    assert partial["Subject"].endswith("could not check every ECS service for it yet")
+    (unchecked,) = section(partial["Message"], "No reference found so far")
+    assert unchecked.startswith("could not list ECS clusters: ListClusters failed: Throttling")
+    assert "rotor discover" in " ".join(section(partial["Message"], "What to do:"))
+
+    throttle.rate = 0.0
+    result = invoke(copy.deepcopy(event))
+
+    assert result["status"] == "processed"
+    (all_clear,) = inbox.drain()
+    assert "no ECS service references it" in all_clear["Subject"]
+
+
+def test_a_deletion_whose_scan_was_never_throttled_sends_no_all_clear(
+    invoke, clients: AwsClients, inbox: Inbox
+) -> None:
+    result = invoke(_unused_secret_deletion(clients))
+
+    assert result["status"] == "processed"
+    assert inbox.drain() == []
+
+
+def test_a_partial_warning_with_more_to_say_goes_out_again(
+    invoke, clients: AwsClients, inbox: Inbox
+) -> None:
+    """A retry that found another consumer (or has other parts unchecked) says so; one that
+    knows the same as before stays quiet."""
+    batch = _batch_cluster(clients)
+    event = load_event("delete-secret-recovery-window.json")
+    throttle_batch = FailFor("ListServices", "ThrottlingException", cluster=batch)
+    throttle_batch.attach(clients.ecs)
+    _attempts(invoke, event, count=2)
+    assert len(inbox.drain()) == 1
+
+    # The next attempt reads batch (where another service uses the secret) but not prod.
+    events = clients.ecs.meta.events
+    events.unregister("before-parameter-build.ecs.ListServices", throttle_batch._match)
+    events.unregister("before-call.ecs.ListServices", throttle_batch._fail)
+    add_service(clients, "batch", "legacy-report", LEGACY_FULL_ARN)
+    prod = clients.ecs.describe_clusters(clusters=["prod"])["clusters"][0]["clusterArn"]
+    FailFor("ListServices", "ThrottlingException", cluster=prod).attach(clients.ecs)
+    _attempts(invoke, event, count=1)
+
+    (again,) = inbox.drain()
+    assert [s.split(":")[0] for s in section(again["Message"], "Still referenced by")] == [
+        "batch/legacy-report"
+    ]
+    assert section(again["Message"], "Not checked yet")[0].startswith(
+        f"could not read cluster {prod}"
+    )
+
+
+def test_the_partial_warning_is_sent_once_across_lambda_containers(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """Lambda may run each retry in another container: with ROTOR_STATE_TABLE the windows are
+    shared, so the partial warning still goes out once."""
+    FailFor("ListServices", "ThrottlingException", cluster=_batch_cluster(clients)).attach(
+        clients.ecs
+    )
+    event = load_event("delete-secret-recovery-window.json")
+    settings = Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    for _ in range(3):  # each attempt in a fresh container
+        runtime = make_runtime(clients, retry, settings)
+        handler = make_handler(ALARM_KINDS, lambda runtime=runtime: runtime)
+        with pytest.raises(RetryableFailure):
+            handler(copy.deepcopy(event), FakeLambdaContext())
+
+    assert len(inbox.drain()) == 1

@@ -69,6 +69,15 @@ def test_invalid_region_is_bad_input(capsys, region):
 
 
 @pytest.mark.parametrize(
+    "region", ["eusc-de-east-1", "cn-north-1", "us-gov-west-1", "us-isob-east-1", "eu-west-1"]
+)
+def test_a_region_of_any_partition_botocore_knows_is_a_region(region):
+    from orchestration.cli.main import _region
+
+    assert _region(region) == region
+
+
+@pytest.mark.parametrize(
     ("content", "label"),
     [
         (b"\xff\xfe{}", "not UTF-8"),

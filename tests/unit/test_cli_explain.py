@@ -77,6 +77,24 @@ def test_explain_text_names_caller_and_service(capsys: pytest.CaptureFixture[str
     assert "service:  arn:aws:ecs:us-east-1:123456789012:service/prod/api" in out
 
 
+def test_explain_text_shows_a_hostile_user_agent_as_one_escaped_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = load_event("get-secret-value-marked-for-deletion.json")
+    event["detail"]["userAgent"] = "cli\n  secret:   prod/other\x1b[2J\x1b]0;owned\x07" + "A" * 5000
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(event))
+
+    main(["explain", str(path)])
+
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\x07")
+    assert "  secret:   prod/other" not in out.splitlines()
+    (caller,) = [line for line in out.splitlines() if line.startswith("  caller:")]
+    assert "via cli\\n  secret:   prod/other\\x1b[2J\\x1b]0;owned\\x07AAA" in caller
+    assert len(caller) < 1_100
+
+
 def _without_detail(tmp_path: Path) -> Path:
     event = load_event("rotation-succeeded.json")
     del event["detail"]

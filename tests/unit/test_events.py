@@ -751,3 +751,62 @@ def test_deeply_nested_json_text_is_invalid_event() -> None:
     InvalidEventError like any other text that is not an event."""
     with pytest.raises(InvalidEventError):
         classify("[" * 100_000 + "]" * 100_000)
+
+
+# --- partitions: every region botocore knows, not only the commercial one -----------------
+
+
+def _moved(path: Path, partition: str, region: str) -> dict[str, Any]:
+    """The sample as it reads in ``region`` (of ``partition``): every ARN and region moved."""
+    text = path.read_text().replace("arn:aws:", f"arn:{partition}:")
+    value: dict[str, Any] = json.loads(text.replace("us-east-1", region))
+    return value
+
+
+@pytest.mark.parametrize(
+    ("partition", "region"),
+    [
+        ("aws-eusc", "eusc-de-east-1"),
+        ("aws-cn", "cn-north-1"),
+        ("aws-us-gov", "us-gov-west-1"),
+        ("aws-iso", "us-iso-east-1"),
+        ("aws-iso-b", "us-isob-east-1"),
+        ("aws-iso-e", "eu-isoe-west-1"),
+        ("aws-iso-f", "us-isof-south-1"),
+    ],
+)
+@pytest.mark.parametrize("path", SAMPLE_EVENTS, ids=sample_id)
+def test_sample_events_of_every_partition_classify_as_in_aws(
+    path: Path, partition: str, region: str
+) -> None:
+    result = classify(_moved(path, partition, region))
+    assert result.kind is EXPECTED_KINDS[path.name]
+    assert result.region == region
+    expected = EXPECTED_SECRETS[path.name]
+    if expected is not None:
+        moved = expected.replace("arn:aws:", f"arn:{partition}:").replace("us-east-1", region)
+        assert result.secret == moved
+        identity = result.secret_identity()
+        assert identity is not None
+        assert (identity.partition, identity.region) == (partition, region)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in SAMPLE_EVENTS
+        if EXPECTED_KINDS[p.name] is not EventKind.IGNORE and EXPECTED_SECRETS[p.name]
+    ],
+    ids=sample_id,
+)
+def test_an_event_from_a_made_up_region_is_invalid(path: Path) -> None:
+    with pytest.raises(InvalidEventError, match="region"):
+        classify(_moved(path, "aws", "moon-base-1"))
+
+
+def test_an_arn_whose_partition_is_not_its_regions_is_invalid() -> None:
+    label = next(p for p in SAMPLE_EVENTS if p.name == "secret-label-updated-awscurrent.json")
+    event = _moved(label, "aws", "cn-north-1")
+    with pytest.raises(InvalidEventError, match="partition"):
+        classify(event)

@@ -11,6 +11,7 @@ from orchestration.secrets.references import (
     SecretIdentity,
     SecretReference,
     parse_reference,
+    partition_of,
 )
 
 REGION = "us-east-1"
@@ -466,14 +467,14 @@ POINTS_AT_CASES = [
     ),
     (
         "partition-aws-cn",
-        f"arn:aws-cn:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd",
+        f"arn:aws-cn:secretsmanager:cn-north-1:{ACCOUNT}:secret:prod/db-Ab12Cd",
         SECRETS,
         PROD_DB,
         False,
     ),
     (
         "partition-aws-us-gov",
-        f"arn:aws-us-gov:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd",
+        f"arn:aws-us-gov:secretsmanager:us-gov-west-1:{ACCOUNT}:secret:prod/db-Ab12Cd",
         SECRETS,
         PROD_DB,
         False,
@@ -563,6 +564,32 @@ INVALID_CASES = [
         SECRETS,
         "partition",
     ),
+    # An ARN's partition is its region's: botocore's partitions.json decides which that is.
+    (
+        "aws-cn-partition-in-an-aws-region",
+        f"arn:aws-cn:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd",
+        SECRETS,
+        "partition",
+    ),
+    (
+        "aws-partition-in-the-eusc-region",
+        f"arn:aws:secretsmanager:eusc-de-east-1:{ACCOUNT}:secret:prod/db-Ab12Cd",
+        SECRETS,
+        "partition",
+    ),
+    (
+        "gov-region-under-aws-partition",
+        f"arn:aws:ssm:us-gov-west-1:{ACCOUNT}:parameter/x",
+        SECRETS,
+        "partition",
+    ),
+    ("made-up-region", f"arn:aws:secretsmanager:moon-base-1:{ACCOUNT}:secret:x", SECRETS, "region"),
+    (
+        "made-up-eusc-region",
+        f"arn:aws-eusc:secretsmanager:eusc-xx-east-1:{ACCOUNT}:secret:x",
+        SECRETS,
+        "region",
+    ),
     (
         "not-secret-type",
         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:rule:prod/db",
@@ -636,6 +663,31 @@ def test_non_string_reference_raises(value: object) -> None:
             secret("a-b-c", "Ab12Cd", partition="aws-us-gov", region="us-gov-west-1"),
             id="aws-us-gov",
         ),
+        pytest.param(
+            "arn:aws-eusc:secretsmanager:eusc-de-east-1:123456789012:secret:prod/db-Ab12Cd",
+            secret("prod/db", "Ab12Cd", partition="aws-eusc", region="eusc-de-east-1"),
+            id="aws-eusc",
+        ),
+        pytest.param(
+            "arn:aws-iso:secretsmanager:us-iso-east-1:123456789012:secret:prod/db-Ab12Cd",
+            secret("prod/db", "Ab12Cd", partition="aws-iso", region="us-iso-east-1"),
+            id="aws-iso",
+        ),
+        pytest.param(
+            "arn:aws-iso-b:secretsmanager:us-isob-east-1:123456789012:secret:prod/db-Ab12Cd",
+            secret("prod/db", "Ab12Cd", partition="aws-iso-b", region="us-isob-east-1"),
+            id="aws-iso-b",
+        ),
+        pytest.param(
+            "arn:aws-iso-e:secretsmanager:eu-isoe-west-1:123456789012:secret:prod/db-Ab12Cd",
+            secret("prod/db", "Ab12Cd", partition="aws-iso-e", region="eu-isoe-west-1"),
+            id="aws-iso-e",
+        ),
+        pytest.param(
+            "arn:aws-iso-f:secretsmanager:us-isof-south-1:123456789012:secret:prod/db-Ab12Cd",
+            secret("prod/db", "Ab12Cd", partition="aws-iso-f", region="us-isof-south-1"),
+            id="aws-iso-f",
+        ),
     ],
 )
 def test_identity_from_full_arn_round_trips(arn: str, expected: SecretIdentity) -> None:
@@ -702,3 +754,63 @@ def test_event_words_split_a_suffix_only_when_aws_wrote_the_arn(trust_suffix, na
     )
     # Kept whole, the caller's partial ARN never matches the look-alike prod/api.
     assert look_alike.points_at(identity) is trust_suffix
+
+
+# --- partitions and regions: botocore's data, not a pattern of rotor's own -----------------
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [
+        ("us-east-1", "aws"),
+        ("eu-west-1", "aws"),
+        ("il-central-1", "aws"),
+        ("mx-central-1", "aws"),
+        ("cn-north-1", "aws-cn"),
+        ("cn-northwest-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("eusc-de-east-1", "aws-eusc"),
+        ("us-iso-east-1", "aws-iso"),
+        ("us-isob-east-1", "aws-iso-b"),
+        ("eu-isoe-west-1", "aws-iso-e"),
+        ("us-isof-south-1", "aws-iso-f"),
+    ],
+)
+def test_every_region_botocore_knows_has_its_partition(region: str, partition: str) -> None:
+    assert partition_of(region) == partition
+    identity = SecretIdentity.from_event_words("prod/db", account=ACCOUNT, region=region)
+    assert identity.partition == partition
+    assert identity.arn == f"arn:{partition}:secretsmanager:{region}:{ACCOUNT}:secret:prod/db"
+    ref = parse(f"{PASS}prod/db", SECRETS, partition=partition, region=region)
+    assert ref.points_at(secret("prod/db", "Ab12Cd", partition=partition, region=region))
+
+
+def test_every_region_in_botocores_partitions_data_is_accepted() -> None:
+    """Not a hand-written list: whatever botocore ships (aws-global and friends aside)."""
+    from botocore.loaders import create_loader
+
+    for part in create_loader().load_data("partitions")["partitions"]:
+        for region in part["regions"]:
+            if not region.endswith("-global"):
+                assert partition_of(region) == part["id"], region
+                arn = f"arn:{part['id']}:secretsmanager:{region}:{ACCOUNT}:secret:x-Ab12Cd"
+                assert SecretIdentity.from_full_arn(arn).region == region
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        "",
+        "useast1",
+        "US-EAST-1",
+        "moon-base-1",
+        "eusc-xx-east-1",
+        "us-east-1\n",
+        "us-éast-1",
+        "aws-global",
+    ],
+)
+def test_a_nonsense_region_is_no_region(region: str) -> None:
+    assert partition_of(region) is None
+    with pytest.raises(InvalidReferenceError, match="region"):
+        SecretIdentity.from_event_words("prod/db", account=ACCOUNT, region=region)
