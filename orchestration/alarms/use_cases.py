@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, RetryableAwsError
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 RESTORE_TAG = "rotor:restore-on-access"
 #: Notify-window keys of the partial deletion warnings an event's attempts sent.
 _PARTIAL_PREFIX = "deletion-partial|"
+#: How long the attempts of one event share its partial warnings: every attempt may come,
+#: Lambda's retries (6 hours), EventBridge's (24 hours) and a redrive from the dead-letter
+#: queue within its retention (14 days). Not ROTOR_NOTIFY_WINDOW, which spaces notifications
+#: of separate events (at 0, every attempt would warn again, and none would know a partial
+#: warning went out); and long enough that DynamoDB's TTL cannot sweep a claim before then.
+_EVENT_ATTEMPTS = timedelta(days=14)
 
 
 def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -378,7 +384,7 @@ def _send_once(
     back when the send fails, so the next attempt sends it. Across Lambda containers this
     needs ``ROTOR_STATE_TABLE``, like every notify window.
     """
-    if not runtime.notify_window.claim(key, event.event_time):
+    if not runtime.notify_window.claim(key, event.event_time, window=_EVENT_ATTEMPTS):
         outcome.notifications_suppressed += 1
         outcome.count(NOTIFICATIONS_SUPPRESSED)
         outcome.notes.append("an earlier attempt of this event sent the same partial warning")
@@ -386,14 +392,16 @@ def _send_once(
     with runtime.notify_window.released_on_failure(key):
         _send(runtime, notification, outcome)
     # Remembered, so the attempt that reads everything says when nothing references it.
-    runtime.notify_window.claim(f"{_PARTIAL_PREFIX}{event.event_id}", event.event_time)
+    runtime.notify_window.claim(
+        f"{_PARTIAL_PREFIX}{event.event_id}", event.event_time, window=_EVENT_ATTEMPTS
+    )
     return True
 
 
 def _partial_warning_sent(runtime: Runtime, event: Classification) -> bool:
     """Whether an earlier attempt of this event sent a partial warning."""
     key = f"{_PARTIAL_PREFIX}{event.event_id}"
-    if runtime.notify_window.claim(key, event.event_time):
+    if runtime.notify_window.claim(key, event.event_time, window=_EVENT_ATTEMPTS):
         runtime.notify_window.release(key)  # taken only to look
         return False
     return True
@@ -476,6 +484,7 @@ def _could_not_check_notification(
                 ],
             ),
         ],
+        rest=_discover_command(facts.identity),
     )
     return Notification(
         kind=event.kind.value,

@@ -45,9 +45,12 @@ class NotifyWindow:
         self._mine: dict[str, Record] = {}  # windows this object opened, by key
         self._lock = threading.Lock()
 
-    def claim(self, key: str, now: datetime) -> bool:
-        """True when no notification for ``key`` was sent within the window before ``now``."""
-        until = now + self._window
+    def claim(self, key: str, now: datetime, *, window: timedelta | None = None) -> bool:
+        """True when no notification for ``key`` was sent within the window before ``now``.
+
+        ``window`` replaces the configured one for this key (a claim that must outlast every
+        retry of one event, whatever ``ROTOR_NOTIFY_WINDOW`` says of separate events)."""
+        until = now + (self._window if window is None else window)
         answer = self._store.claim(
             KEY_PREFIX + key, uuid.uuid4().hex, now=now, lease_until=until, expires_at=until
         )

@@ -709,7 +709,10 @@ def test_bad_settings_exit_2(moto, capsys, monkeypatch):
 
 
 def test_an_unknown_region_exits_2(moto, capsys):
-    assert main(["doctor", "--region", "xx-nowhere-9"]) == 2
+    """A region of an AWS partition's form that botocore does not know (a form no partition
+    has is refused by the parser: ``moon-1`` above)."""
+    assert main(["doctor", "--region", "eu-nowhere-9"]) == 2
+    assert "unknown AWS region 'eu-nowhere-9'" in capsys.readouterr().err
 
 
 # --- what it cannot read --------------------------------------------------------------------

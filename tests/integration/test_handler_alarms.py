@@ -8,6 +8,7 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -434,3 +435,41 @@ def test_the_partial_warning_is_sent_once_across_lambda_containers(
             handler(copy.deepcopy(event), FakeLambdaContext())
 
     assert len(inbox.drain()) == 1
+
+
+def test_retries_of_one_deletion_share_its_partial_warning_whatever_the_notify_window(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """ROTOR_NOTIFY_WINDOW bounds notifications of separate reads; it says nothing about the
+    attempts of one event. With a window of 0 (every read notifies), three throttled attempts
+    still send one partial warning, and the attempt that reads everything still knows it went
+    out. The claims last as long as an attempt of the event can come: Lambda's retries
+    (6 hours), EventBridge's (24 hours), a redrive from the dead-letter queue (14 days), so
+    DynamoDB's TTL cannot sweep them before then."""
+    event = _unused_secret_deletion(clients)
+    throttle = ErrorInjector(1.0, operations={"ListClusters"}).attach(clients.ecs)
+    settings = Settings(
+        topic_arn=inbox.topic_arn, state_table=state_table, notify_window=timedelta(0)
+    )
+    runtime = make_runtime(clients, retry, settings)
+    handler = make_handler(ALARM_KINDS, lambda: runtime)
+
+    for _ in range(3):
+        with pytest.raises(RetryableFailure):
+            handler(copy.deepcopy(event), FakeLambdaContext())
+
+    assert len(inbox.drain()) == 1
+    event_time = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+    items = clients.dynamodb.scan(TableName=state_table)["Items"]
+    partial = [i for i in items if i["pk"]["S"].startswith("notify#deletion-partial|")]
+    assert partial
+    for item in partial:
+        expires = datetime.fromtimestamp(int(item["expires_at"]["N"]), tz=UTC)
+        assert expires - event_time >= timedelta(days=14)
+
+    throttle.rate = 0.0
+    result = handler(copy.deepcopy(event), FakeLambdaContext())
+
+    assert result["status"] == "processed"
+    (all_clear,) = inbox.drain()
+    assert "no ECS service references it" in all_clear["Subject"]

@@ -31,12 +31,13 @@ from orchestration.outcome import ManualRedeploy
 from orchestration.rotation.manual import manual_notification
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from tests.aws_fakes import SnsPublishLimits
+from tests.aws_fakes import FailFor, SnsPublishLimits
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
 from tests.integration.conftest import Inbox
 from tests.integration.test_alarms import (
     LEGACY_ARN,
     READ_FULL_ARN,
+    _unused_secret_deletion,
     only_message,
     rows,
     run,
@@ -271,3 +272,26 @@ def test_a_hostile_user_agent_is_one_bounded_line_of_escaped_text(
     assert "\\x1b[2J\\x1b[31mRED\\x1b[0m\\u2028\\u202eevil" in value
     assert len(value) < LINE_LIMIT + 100
     assert value.endswith("more characters not shown)")
+
+
+def test_a_could_not_check_warning_about_many_clusters_says_how_to_list_the_rest(
+    clients: AwsClients, alarm_runtime: Runtime, inbox: Inbox, sns_limits: SnsPublishLimits
+) -> None:
+    """No consumer found, and ECS denies every cluster's services: the section of what rotor
+    could not check is cut at its first entries like every list, and says how to see the
+    rest, as the other warnings do."""
+    for i in range(SECTION_ENTRIES + 10):
+        clients.ecs.create_cluster(clusterName=f"denied-{i:03d}")
+    FailFor("ListServices", "AccessDeniedException").attach(clients.ecs)
+    event = _unused_secret_deletion(clients)
+    arn = event["detail"]["responseElements"]["arn"]
+
+    run(event, alarm_runtime)
+
+    assert sns_limits.refused == []
+    message = only_message(inbox)
+    assert "could not check every ECS service" in message["Subject"]
+    unchecked = section(message["Message"], "No reference found")
+    assert len(unchecked) == SECTION_ENTRIES + 1
+    assert unchecked[-1].startswith("... and ")
+    assert unchecked[-1].endswith(f"to list them all: rotor discover '{arn}' --region {REGION}")
