@@ -2,11 +2,14 @@
 
 pip installs wheels for another Python version and platform, so a laptop or CI machine with
 Python 3.11 on x86_64 builds the python3.12/arm64 package the template declares: rotor's own
-wheel plus its runtime dependencies (``[project] dependencies`` of pyproject.toml), binary
-wheels only, and nothing else (no moto, pytest or type stubs). Then it checks what it built and
-prints the size.
+wheel plus its runtime dependencies at the versions pinned in infra/lambda-requirements.txt
+(the lock of ``[project] dependencies``), binary wheels only, and nothing else (no moto,
+pytest or type stubs). Whatever Python runs the build, the artifact holds the same versions.
+Then it checks what it built (every handler the template names, nothing unlocked, native
+extensions for the runtime) and prints the size.
 
     python infra/build_artifact.py --out build/lambda --zip build/rotor-lambda.zip
+    python infra/build_artifact.py --lock    # re-resolve the lock after changing dependencies
 
 ``sam build`` runs it through infra/Makefile (``BuildMethod: makefile``) with
 ``--out $(ARTIFACTS_DIR)``.
@@ -16,16 +19,26 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
+LOCK = ROOT / "infra" / "lambda-requirements.txt"
+LOCK_HEADER = """\
+# The Lambda artifact's runtime dependencies, pinned: `sam build` (infra/build_artifact.py)
+# installs exactly these for the template's runtime and architecture, whatever Python runs the
+# build. Generated from pyproject.toml's [project] dependencies; after changing them, run
+#     python infra/build_artifact.py --lock
+# tests/infra/test_artifact_check.py checks that every pin satisfies pyproject's ranges.
+"""
 PLATFORMS = {
     "arm64": ["manylinux2014_aarch64", "manylinux_2_28_aarch64"],
     "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64"],
@@ -43,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lambda")
     parser.add_argument("--zip", type=Path, default=None, help="also write a zip here")
+    parser.add_argument(
+        "--lock", action="store_true", help=f"re-resolve {LOCK.name} from pyproject.toml"
+    )
     args = parser.parse_args(argv)
     if not (ROOT / "pyproject.toml").is_file():
         print(
@@ -52,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     runtime, architecture = declared_runtime()
+    if args.lock:
+        LOCK.write_text(LOCK_HEADER + resolve(runtime, architecture))
+        print(f"lock: {LOCK} for {runtime}/{architecture}")
+        return 0
     build(args.out, runtime, architecture)
     problems = check(args.out, runtime, architecture)
     size = tree_size(args.out)
@@ -74,31 +94,46 @@ def declared_runtime() -> tuple[str, str]:
     return runtime.group(1), arch.group(1)
 
 
+def handler_modules() -> list[str]:
+    """The files of the modules every function's ``Handler`` names (all must be packaged)."""
+    handlers = re.findall(r"^\s+Handler:\s*([\w.]+)\.\w+\s*$", TEMPLATE.read_text(), re.MULTILINE)
+    return sorted({h.replace(".", "/") + ".py" for h in handlers})
+
+
+def _pip() -> list[str]:
+    return [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+
+
+def _target(runtime: str, architecture: str) -> list[str]:
+    """pip's options for wheels of the template's runtime and architecture, binaries only."""
+    return [
+        *[f"--platform={p}" for p in PLATFORMS[architecture]],
+        f"--python-version={runtime.removeprefix('python')}",
+        "--implementation=cp",
+        "--only-binary=:all:",
+    ]
+
+
 def build(out: Path, runtime: str, architecture: str) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    version = runtime.removeprefix("python")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     with tempfile.TemporaryDirectory() as wheels:
-        subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, str(ROOT)], check=True)
+        subprocess.run([*_pip(), "wheel", "--no-deps", "-w", wheels, str(ROOT)], check=True)
         (wheel,) = Path(wheels).glob("rotor-*.whl")
-        constraints = Path(wheels) / "constraints.txt"
-        constraints.write_text(tested_versions(pip))
-        platforms = [f"--platform={p}" for p in PLATFORMS[architecture]]
+        # Every locked version is installed as a requirement (not a mere constraint), so pip
+        # resolves nothing of its own; a dependency missing from the lock would still be
+        # pulled in, and check() then fails on it.
         subprocess.run(
             [
-                *pip,
+                *_pip(),
                 "install",
                 "--target",
                 str(out),
-                *platforms,
-                f"--python-version={version}",
-                "--implementation=cp",
-                "--only-binary=:all:",
+                *_target(runtime, architecture),
                 "--upgrade",
-                f"--constraint={constraints}",
-                "--no-warn-conflicts",  # the build venv's own tools are not the artifact's
+                "--no-warn-conflicts",  # the build Python's own packages are not the artifact's
+                f"--requirement={LOCK}",
                 str(wheel),
             ],
             check=True,
@@ -110,13 +145,44 @@ def build(out: Path, runtime: str, architecture: str) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def tested_versions(pip: list[str]) -> str:
-    """The versions installed where this runs (the ones the tests ran against), as pip
-    constraints: the artifact holds the same dependency versions, not whatever is newest."""
-    frozen = subprocess.run(
-        [*pip, "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
-    ).stdout
-    return "\n".join(line for line in frozen.splitlines() if "==" in line) + "\n"
+def resolve(runtime: str, architecture: str) -> str:
+    """pyproject's runtime dependencies resolved for the target, one ``name==version`` a line."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "report.json"
+        subprocess.run(
+            [
+                *_pip(),
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                f"--report={report}",
+                "--target",
+                str(Path(scratch) / "target"),
+                *_target(runtime, architecture),
+                *project["dependencies"],
+            ],
+            check=True,
+        )
+        installs = json.loads(report.read_text())["install"]
+    pins = {_name(i["metadata"]["name"]): i["metadata"]["version"] for i in installs}
+    return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+def locked() -> dict[str, str]:
+    """The lock as {normalised name: version}."""
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[_name(name.split("[")[0])] = version.strip()
+    return pins
+
+
+def _name(name: str) -> str:
+    """A distribution name as PEP 503 normalises it (pydantic_core: pydantic-core)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def check(out: Path, runtime: str, architecture: str) -> list[str]:
@@ -126,9 +192,18 @@ def check(out: Path, runtime: str, architecture: str) -> list[str]:
     forbidden = sorted(name for name in top if FORBIDDEN.match(name))
     if forbidden:
         problems.append(f"test or typing packages in the artifact: {', '.join(forbidden)}")
-    for handler in ("handlers/rotation.py", "handlers/alarms.py", "orchestration/__init__.py"):
-        if not (out / handler).is_file():
-            problems.append(f"missing {handler}")
+    for module in [*handler_modules(), "orchestration/__init__.py"]:
+        if not (out / module).is_file():
+            problems.append(f"missing {module}")
+    pins = locked()
+    for dist in sorted(out.glob("*.dist-info")):
+        name, version = dist.name.removesuffix(".dist-info").rsplit("-", 1)
+        if _name(name) == "rotor":
+            continue
+        if _name(name) not in pins:
+            problems.append(f"{name} {version} is not in {LOCK.name}: run --lock")
+        elif pins[_name(name)] != version:
+            problems.append(f"{name} {version}, but {LOCK.name} pins {pins[_name(name)]}")
     shipped = out / "orchestration" / "events" / "template.yaml"
     if not shipped.is_file() or shipped.is_symlink():
         problems.append("the routing template is not packaged as a file")

@@ -109,3 +109,82 @@ BATCH_ACTIONS = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
+
+
+def test_the_calls_iam_allows_only_by_tag_are_made_only_on_tagged_resources(
+    world: Any,
+    clients: AwsClients,
+    inbox: Any,  # noqa: F811
+    state_table: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With OptIn=true the worker's role allows UpdateService only on services tagged
+    rotor:redeploy=true, and with RestoreOnAccess=false the alarms role allows RestoreSecret only
+    on secrets tagged rotor:restore-on-access=true (both case-insensitively): the code must never
+    make one of those calls on anything else, or it fails with AccessDenied in AWS."""
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
+    monkeypatch.setenv("ROTOR_OPT_IN", "true")
+    monkeypatch.setenv("ROTOR_RESTORE_ON_ACCESS", "false")
+    jobs = clients.sqs.create_queue(QueueName="rotor-redeploy")["QueueUrl"]
+    monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", jobs)
+    # Two readers of prod/db opt in (one tag value in another case), the others do not; the
+    # secret scheduled for deletion (the world has one) is tagged for restore.
+    for service, value in (("api", "true"), ("worker", "True")):
+        (described,) = clients.ecs.describe_services(cluster="prod", services=[service])["services"]
+        clients.ecs.tag_resource(
+            resourceArn=described["serviceArn"], tags=[{"key": "rotor:redeploy", "value": value}]
+        )
+    pending = [
+        s["ARN"]
+        for s in clients.secretsmanager.list_secrets(IncludePlannedDeletion=True)["SecretList"]
+        if "DeletedDate" in s
+    ]
+    assert pending
+    for arn in pending:
+        clients.secretsmanager.tag_resource(
+            SecretId=arn, Tags=[{"Key": "rotor:restore-on-access", "Value": "true"}]
+        )
+    updates: list[dict[str, Any]] = []
+    restores: list[str] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "UpdateService":
+            updates.append(
+                {"cluster": params.get("cluster", "default"), "service": params["service"]}
+            )
+        elif model.name == "RestoreSecret":
+            restores.append(params["SecretId"])
+
+    for client in (clients.ecs, clients.secretsmanager):
+        client.meta.events.register("before-parameter-build", record)
+    containers = Containers(monkeypatch, clients)
+    for path in SAMPLE_EVENTS:
+        event = json.loads(path.read_text())
+        for r in route(event):
+            containers.invoke(r.handler, copy.deepcopy(event))
+    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    while messages := clients.sqs.receive_message(
+        QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", []):
+        containers.invoke(
+            "handlers.worker.lambda_handler", sqs_lambda_event(messages, arn, "us-east-1")
+        )
+        for m in messages:
+            clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
+
+    assert updates and restores  # both paths were taken
+    for update in updates:
+        (service,) = clients.ecs.describe_services(
+            cluster=update["cluster"], services=[update["service"]], include=["TAGS"]
+        )["services"]
+        tags = {t["key"]: t["value"] for t in service.get("tags", [])}
+        assert tags.get("rotor:redeploy", "").lower() == "true", update
+    for secret in restores:
+        tags = {
+            t["Key"]: t["Value"]
+            for t in clients.secretsmanager.describe_secret(SecretId=secret).get("Tags", [])
+        }
+        assert tags.get("rotor:restore-on-access", "").lower() == "true", secret

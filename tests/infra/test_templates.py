@@ -260,10 +260,20 @@ def test_the_stack_creates_in_moto_with_defaults(aws: None, transformed: dict[st
         TableName=stack["resources"]["StateTable"]
     )["Table"]
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    # Restore is off by default: no RestoreSecret for anyone.
+    # Restore is off by default: RestoreSecret only on secrets tagged for it, only for alarms.
     roles = [stack["resources"][r] for r in ("RotationFunctionRole", "AlarmsFunctionRole")]
     granted = set().union(*(_actions(role_policies(r)) for r in roles))
-    assert "secretsmanager:RestoreSecret" not in granted
+    assert "secretsmanager:RestoreSecret" not in _actions(
+        role_policies(stack["resources"]["RotationFunctionRole"])
+    )
+    (restore,) = [
+        s
+        for s in role_policies(stack["resources"]["AlarmsFunctionRole"])
+        if "secretsmanager:RestoreSecret" in _actions([s])
+    ]
+    assert restore["Condition"] == {
+        "StringEqualsIgnoreCase": {"secretsmanager:ResourceTag/rotor:restore-on-access": "true"}
+    }
     assert "ecs:ListClusters" in granted  # every cluster is in scope
     assert not [a for a in granted if "GetSecretValue" in a]
 
@@ -284,7 +294,8 @@ def test_restore_and_cluster_scope_change_the_policies(
     alarms = role_policies(stack["resources"]["AlarmsFunctionRole"])
     rotation = role_policies(stack["resources"]["RotationFunctionRole"])
     worker = role_policies(stack["resources"]["WorkerFunctionRole"])
-    assert "secretsmanager:RestoreSecret" in _actions(alarms)
+    (restore,) = [s for s in alarms if "secretsmanager:RestoreSecret" in _actions([s])]
+    assert "Condition" not in restore  # every secret of the account, tagged or not
     assert "secretsmanager:RestoreSecret" not in _actions(rotation)
     for statements in (alarms, rotation, worker):
         assert "ecs:ListClusters" not in _actions(statements)
@@ -369,11 +380,26 @@ def test_the_policy_check_catches_what_it_should() -> None:
     assert [p.split(":")[0] for p in _policy_problems(bad)] == ["/A", "/B", "/C"]
 
 
-def test_restore_secret_is_granted_only_under_the_restore_condition(stack: dict[str, Any]) -> None:
+def test_restore_secret_is_granted_by_tag_unless_restore_on_access(stack: dict[str, Any]) -> None:
+    """The code restores a secret when RestoreOnAccess=true or the secret is tagged
+    rotor:restore-on-access=true (orchestration/alarms), so IAM grants exactly that."""
     text = json.dumps(stack["Resources"])
     assert text.count("secretsmanager:RestoreSecret") == 1
     assert stack["Conditions"]["RestoreEnabled"] == {
         "Fn::Equals": [{"Ref": "RestoreOnAccess"}, "true"]
+    }
+    statements = stack["Resources"]["AlarmsFunction"]["Properties"]["Policies"][0]["Statement"]
+    (restore,) = [s for s in statements if s.get("Action") == "secretsmanager:RestoreSecret"]
+    assert restore["Condition"] == {
+        "Fn::If": [
+            "RestoreEnabled",
+            {"Ref": "AWS::NoValue"},
+            {
+                "StringEqualsIgnoreCase": {
+                    "secretsmanager:ResourceTag/rotor:restore-on-access": "true"
+                }
+            },
+        ]
     }
 
 
