@@ -50,6 +50,12 @@ FORBIDDEN = re.compile(
     re.IGNORECASE,
 )
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+# What rotor's wheel is built from is a copy of the checkout without these: pip builds a local
+# project in place, and setuptools' scratch (build/, rotor.egg-info) in the checkout would be
+# shared with any other build of it running at the same time (.ci/run's tests build a wheel
+# while `sam build` runs), each deleting the other's files.
+NOT_IN_THE_SOURCE_COPY = {".git", ".venv", ".aws-sam", "__pycache__", ".hypothesis"}
+NOT_IN_THE_SOURCE_COPY_TOP = {"build", "dist", "tests", "bench", "docs"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +124,11 @@ def build(out: Path, runtime: str, architecture: str) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as wheels:
-        subprocess.run([*_pip(), "wheel", "--no-deps", "-w", wheels, str(ROOT)], check=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        source, wheels = Path(scratch) / "source", Path(scratch) / "wheels"
+        copy_source(source)
+        wheels.mkdir()
+        subprocess.run([*_pip(), "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True)
         (wheel,) = Path(wheels).glob("rotor-*.whl")
         # Every locked version is installed as a requirement (not a mere constraint), so pip
         # resolves nothing of its own; a dependency missing from the lock would still be
@@ -143,6 +152,21 @@ def build(out: Path, runtime: str, architecture: str) -> None:
         shutil.rmtree(stubs)
     for cache in out.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def copy_source(target: Path) -> None:
+    """The checkout as rotor's wheel needs it, at ``target``: symbolic links stay links (the
+    packaged template links into infra/, which is copied too)."""
+
+    def ignored(directory: str, names: list[str]) -> set[str]:
+        skip = {
+            n for n in names if n in NOT_IN_THE_SOURCE_COPY or n.endswith(("_cache", ".egg-info"))
+        }
+        if Path(directory).resolve() == ROOT:
+            skip |= NOT_IN_THE_SOURCE_COPY_TOP.intersection(names)
+        return skip
+
+    shutil.copytree(ROOT, target, symlinks=True, ignore=ignored)
 
 
 def resolve(runtime: str, architecture: str) -> str:

@@ -167,6 +167,40 @@ def test_the_build_installs_from_the_lock_not_from_the_build_pythons_packages(
     assert not [c for c in commands if "freeze" in c]
 
 
+def test_the_wheel_is_built_from_a_copy_so_concurrent_builds_of_the_checkout_cannot_clash(
+    builder: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pip builds a local project in place: setuptools' build/ and rotor.egg-info in the
+    checkout would be shared with the wheel a test builds while .ci/run's `sam build` runs."""
+    seen: dict[str, object] = {}
+
+    def run(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        if "wheel" in command:
+            source = Path(command[-1])
+            seen["source"] = source
+            seen["files"] = {
+                name: (source / name).is_file()
+                for name in ("pyproject.toml", "README.md", "rotor.py", "handlers/worker.py")
+            }
+            seen["template"] = (source / "orchestration" / "events" / "template.yaml").read_text()
+            seen["left_out"] = [
+                name
+                for name in (".git", ".venv", "tests", "infra/.aws-sam")
+                if (source / name).exists()
+            ]
+            (Path(command[command.index("-w") + 1]) / "rotor-0.1.0-py3-none-any.whl").touch()
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(builder.subprocess, "run", run)
+    builder.build(tmp_path / "out", "python3.12", "arm64")
+
+    assert Path(str(seen["source"])).resolve() != ROOT
+    assert not Path(str(seen["source"])).exists()  # the copy goes with the build's scratch
+    assert all(dict(seen["files"]).values()), seen["files"]  # type: ignore[call-overload]
+    assert seen["template"] == (INFRA / "template.yaml").read_text()
+    assert seen["left_out"] == []
+
+
 # --- which Python builds ------------------------------------------------------------------
 
 

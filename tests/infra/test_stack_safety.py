@@ -50,18 +50,13 @@ def test_every_function_logs_json_to_a_log_group_of_the_stack_with_a_retention(
     for function in FUNCTIONS:
         config = resources[function]["Properties"]["LoggingConfig"]
         assert config["LogGroup"] == {"Ref": f"{function}LogGroup"}, function
-        # Powertools Logger writes JSON; Lambda's level follows LogLevel (Powertools obeys it).
-        assert config["LogFormat"] == "JSON"
-        assert config["ApplicationLogLevel"] == {
-            "Fn::FindInMap": ["LambdaLogLevels", {"Ref": "LogLevel"}, "Application"]
-        }
+        # No Lambda log-level filter: it would take the metrics' EMF lines (JSON without a
+        # "level") as INFO and drop them at LogLevel WARNING or ERROR. Powertools filters.
+        assert config["LogFormat"] == "Text"
+        assert "ApplicationLogLevel" not in config and "SystemLogLevel" not in config
         group = resources[f"{function}LogGroup"]
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
         assert group.get("DeletionPolicy", "Delete") == "Delete"  # goes with the stack
-    levels = stack["Mappings"]["LambdaLogLevels"]
-    assert set(levels) == set(stack["Parameters"]["LogLevel"]["AllowedValues"])
-    lambda_levels = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
-    assert {v["Application"] for v in levels.values()} <= lambda_levels
 
 
 def test_the_log_groups_are_created_with_the_retention_given(

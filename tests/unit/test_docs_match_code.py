@@ -85,8 +85,11 @@ def test_every_alarm_of_the_template_is_in_the_readme(name: str, alarm: dict[str
     namespace, metric = alarm["Namespace"], alarm["MetricName"]
     if namespace == "AWS/Lambda":
         assert f"`{metric}`" in row and f"`{metric}`" in advice, name
-    elif namespace == "AWS/SQS":
+    elif namespace == "AWS/SQS" and metric == "ApproximateNumberOfMessagesVisible":
         assert "dead-letter queue's depth" in row, name
+    elif namespace == "AWS/SQS":  # another queue alarm: named, and what to do about it said
+        assert f"`{name}`" in row, f"{name} is not in the README's alarms row"
+        assert f"`{name}`" in advice, f"{name}: the README's Operations says nothing of it"
     elif namespace == "CloudTrailMetrics":
         assert "metric filter and alarm" in row, name
     else:  # rotor's own: named, and what to do about it said
