@@ -42,7 +42,13 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from orchestration.aws.ratelimit import CALLER_TIME_LEFT
-from orchestration.errors import AwsCallError, PermanentAwsError, RetryableAwsError
+from orchestration.errors import (
+    AwsCallError,
+    ClusterNotFound,
+    ConditionFailed,
+    PermanentAwsError,
+    RetryableAwsError,
+)
 
 T = TypeVar("T")
 
@@ -90,6 +96,10 @@ def to_rotor_error(operation: str, exc: BaseException) -> AwsCallError:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in RETRYABLE_CODES or status in (429, 500, 502, 503, 504):
             return RetryableAwsError(operation, code, message)
+        if code == "ConditionalCheckFailedException":
+            return ConditionFailed(operation, code, message)
+        if code == "ClusterNotFoundException":
+            return ClusterNotFound(operation, code, message)
         return PermanentAwsError(operation, code, message)
     if isinstance(exc, ConnectionError | EndpointConnectionError | ReadTimeoutError):
         return RetryableAwsError(operation, "ConnectionError", str(exc))

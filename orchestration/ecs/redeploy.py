@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -34,7 +34,7 @@ from botocore.exceptions import (
 )
 
 from orchestration.aws.retry import RETRYABLE_CODES, THROTTLING_CODES, RetryPolicy
-from orchestration.ecs.shapes import primary_created_at, primary_deployment
+from orchestration.ecs.shapes import primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.models import Action, Outcome, RedeployResult, Verdict
 from orchestration.rotation.freshness import value_current_by
@@ -142,14 +142,18 @@ class Redeployer:
         may_have_landed = False  # the last attempt failed in a way that may hide a deployment
 
         def landed() -> RedeployResult | None:
-            created = self._primary_created_at(service.cluster_arn, service.arn)
+            # The deployment of an attempt whose answer was lost is rotor's own (the claim is
+            # held): it is reported as made, so it is recorded and its end is tracked.
+            primary = self._primary(service.cluster_arn, service.arn)
+            created = primary.get("createdAt") if primary else None
             if created is None or utc(created) < value_current_by(rotated_at):
                 return None
             return RedeployResult(
                 service.arn,
                 service.cluster_arn,
-                Outcome.ALREADY_FRESH,
-                reason="already fresh: an earlier attempt's deployment landed",
+                Outcome.REDEPLOYED,
+                primary.get("id") if primary else None,
+                reason="an earlier attempt's deployment landed (its answer was lost)",
                 created_at=created,
             )
 
@@ -190,12 +194,12 @@ class Redeployer:
         log.info("%s %s (deployment %s)", result.outcome, service.arn, result.deployment_id)
         return result
 
-    def _primary_created_at(self, cluster: str, service: str) -> datetime | None:
-        """When the service's current PRIMARY deployment was made, as ECS says now."""
+    def _primary(self, cluster: str, service: str) -> Mapping[str, Any] | None:
+        """The service's current PRIMARY deployment, as ECS says now."""
         # A botocore error here propagates to the retry loop, which maps and judges it.
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
         services = answer.get("services") or []
-        return primary_created_at(services[0]) if services else None
+        return primary_deployment(services[0]) if services else None
 
 
 def _refused_before_acting(exc: ClientError | BotoCoreError) -> bool:

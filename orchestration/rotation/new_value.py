@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.ecs.discovery import Inventory
-from orchestration.errors import OutOfTime, RetryableAwsError
+from orchestration.errors import AwsCallError, OutOfTime, RetryableAwsError
 from orchestration.events.classification import Classification
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
@@ -133,7 +133,19 @@ class RotationRecorder:
         )
 
     def close(self) -> Rotation:
-        return self.rotation or self._fix(self._fallback)
+        """The rotation, recorded. Keyed by the value that became current whenever rotor can
+        describe the secret, even when no consumer needed a deployment (one DescribeSecret, only
+        when the rollout store is the state table that ``rotor status`` reads): the deliveries
+        of one rotation are then one rotation, whatever their times."""
+        if self.rotation is not None:
+            return self.rotation
+        if not self._runtime.rollouts.durable:  # kept by no one after this process: no call
+            return self._fix(self._fallback)
+        try:
+            return self._fix(self._resolve())
+        except AwsCallError as exc:
+            log.warning("could not describe the new value (recorded by its time): %s", exc)
+            return self._fix(self._fallback)
 
     def _fix(self, rotation: Rotation) -> Rotation:
         self.rotation = rotation

@@ -37,7 +37,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestration.aws.retry import RetryPolicy, to_rotor_error
-from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.errors import AwsCallError, ConditionFailed, RetryableAwsError
 from orchestration.times import iso, utc
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ ROTATION_KEEP = timedelta(days=14)
 DEPLOYMENT_KEEP = timedelta(days=2)
 ROLLOUT_LEASE = timedelta(minutes=30)  # a deployment nobody reports on frees its slot then
 _CONFLICT_ATTEMPTS = 20
-CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class RolloutSlot(StrEnum):
@@ -71,6 +70,37 @@ class Status(StrEnum):
     FRESH = "fresh"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+#: The statuses each status may replace (besides none at all). A status never moves back:
+#: "queued" never replaces what a worker already decided, "skipped" never replaces a deployment
+#: under way or done. A deployment rotor starts replaces any status of another deployment (a
+#: rollback to this value, a redeploy after a failure); the end of a deployment replaces only
+#: that deployment's "deploying" (or what was written before it, if that write was lost).
+_MOVES: dict[Status, frozenset[Status]] = {
+    Status.PLANNED: frozenset(),
+    Status.QUEUED: frozenset({Status.PLANNED, Status.QUEUED}),
+    Status.SKIPPED: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED}),
+    Status.DEPLOYING: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED}),
+    Status.FAILED: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED, Status.FAILED}),
+    Status.FRESH: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED}),
+}
+#: Statuses that name a deployment: a write about that same deployment may replace them.
+_OF_A_DEPLOYMENT = frozenset({Status.DEPLOYING, Status.FRESH, Status.FAILED})
+
+
+def may_replace(old: ServiceStatus | None, new: ServiceStatus) -> bool:
+    """Whether ``new`` may replace the service's status ``old`` (``None``: none yet)."""
+    if old is None:
+        return True
+    if old.status in _MOVES[new.status]:
+        return True
+    if old.status not in _OF_A_DEPLOYMENT or new.deployment_id is None:
+        return False
+    if new.status is Status.DEPLOYING:
+        return new.deployment_id != old.deployment_id  # another deployment of rotor's
+    # The end of a deployment: only of the one the status names, and only once.
+    return old.status is Status.DEPLOYING and new.deployment_id == old.deployment_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +154,9 @@ class DeploymentRecord:
 
 
 class RolloutStore(Protocol):
+    #: Kept beyond this process (the state table ``rotor status`` reads).
+    durable: bool
+
     def with_retry(self, retry: RetryPolicy) -> RolloutStore:
         """The same records, reached through ``retry`` (an invocation's deadline)."""
         ...
@@ -191,6 +224,8 @@ def _matches(secret: str | None, record: StoredRotation) -> bool:
 
 
 class MemoryRolloutStore:
+    durable = False
+
     def with_retry(self, retry: RetryPolicy) -> MemoryRolloutStore:
         return self  # makes no AWS call
 
@@ -222,7 +257,8 @@ class MemoryRolloutStore:
             record = self._rotations.get(rotation_id)
             if record is None:
                 return
-            if only_if_new and service_arn in record.services:
+            old = record.services.get(service_arn)
+            if (only_if_new and old is not None) or not may_replace(old, status):
                 return
             record.services[service_arn] = status
 
@@ -305,6 +341,8 @@ def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class DynamoDbRolloutStore:
+    durable = True
+
     def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
         self._client = client
         self._table = table
@@ -326,8 +364,10 @@ class DynamoDbRolloutStore:
             TableName=self._table,
             Key={"pk": {"S": f"rotation#{rotation_id}"}},
             UpdateExpression=(
-                "SET #kind = :kind, secret = :secret, version = :version, "
-                "rotated_at = :rotated, recorded_at = if_not_exists(recorded_at, :now), "
+                "SET #kind = :kind, secret = if_not_exists(secret, :secret), "
+                "version = if_not_exists(version, :version), "
+                "rotated_at = if_not_exists(rotated_at, :rotated), "
+                "recorded_at = if_not_exists(recorded_at, :now), "
                 "services = if_not_exists(services, :empty), expires_at = :expires"
             ),
             ExpressionAttributeNames={"#kind": "kind"},
@@ -352,21 +392,56 @@ class DynamoDbRolloutStore:
         *,
         only_if_new: bool = False,
     ) -> None:
-        value = "if_not_exists(services.#svc, :status)" if only_if_new else ":status"
+        key = {"pk": {"S": f"rotation#{rotation_id}"}}
         try:
-            self._once(
-                "UpdateItem",
-                self._client.update_item,
-                TableName=self._table,
-                Key={"pk": {"S": f"rotation#{rotation_id}"}},
-                UpdateExpression=f"SET services.#svc = {value}",
-                ConditionExpression="attribute_exists(services)",
-                ExpressionAttributeNames={"#svc": service_arn},
-                ExpressionAttributeValues=_to_item({":status": status.to_item()}),
-            )
+            for _ in range(_CONFLICT_ATTEMPTS):
+                answer = self._once(
+                    "GetItem",
+                    self._client.get_item,
+                    TableName=self._table,
+                    Key=key,
+                    ConsistentRead=True,
+                    ProjectionExpression="services.#svc",
+                    ExpressionAttributeNames={"#svc": service_arn},
+                )
+                if "Item" not in answer:
+                    return  # the rotation was not recorded (or has expired)
+                names = {"#svc": service_arn}
+                held = _from_item(answer["Item"]).get("services", {}).get(service_arn)
+                old = ServiceStatus.from_item(held) if held else None
+                if (only_if_new and old is not None) or not may_replace(old, status):
+                    return
+                # Written only over the status just read: a status never moves backwards.
+                if old is None:
+                    condition = "attribute_exists(services) AND attribute_not_exists(services.#svc)"
+                    values: dict[str, Any] = {":status": status.to_item()}
+                else:
+                    condition = (
+                        "services.#svc.#status = :old_status AND services.#svc.#at = :old_at"
+                    )
+                    values = {
+                        ":status": status.to_item(),
+                        ":old_status": held["status"],
+                        ":old_at": held["at"],
+                    }
+                    names["#status"] = "status"
+                    names["#at"] = "at"
+                try:
+                    self._once(
+                        "UpdateItem",
+                        self._client.update_item,
+                        TableName=self._table,
+                        Key=key,
+                        UpdateExpression="SET services.#svc = :status",
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=_to_item(values),
+                    )
+                    return
+                except ConditionFailed:
+                    continue  # changed in between (or the rotation is not recorded): again
         except AwsCallError as exc:
-            if exc.code != CONDITION_FAILED:  # else: the rotation was not recorded (or expired)
-                log.warning("could not record the status of %s: %s", service_arn, exc)
+            log.warning("could not record the status of %s: %s", service_arn, exc)
 
     def record_deployment(self, record: DeploymentRecord) -> None:
         now = datetime.now(UTC)
@@ -554,10 +629,8 @@ class DynamoDbRolloutStore:
                     ConditionExpression="attribute_not_exists(pk) OR version = :version",
                     ExpressionAttributeValues=_to_item({":version": version}),
                 )
-            except AwsCallError as exc:
-                if exc.code == CONDITION_FAILED:
-                    continue  # written in between: read again
-                raise
+            except ConditionFailed:
+                continue  # written in between: read again
             return answer
         raise RetryableAwsError("PutItem", "Conflict", f"{pk} kept changing under rotor")
 
