@@ -1,0 +1,78 @@
+"""Issue 14's "also found" items, each settled by a test that enforces what AWS does."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from orchestration.fanout.queue import queue_url
+from orchestration.tracking.store import Status
+from tests.aws_fakes import FailFor
+from tests.integration.conftest import rotation_event
+from tests.integration.workers import FakeLambdaContext, drain, stale_world
+
+pytestmark = pytest.mark.integration
+
+
+def _statuses(runtime, secret_arn: str) -> dict[str, tuple[str, str]]:
+    since = datetime.now(UTC) - timedelta(days=1)
+    return {
+        arn.rsplit("/", 1)[-1]: (s.status.value, s.detail)
+        for r in runtime.rollouts.rotations(since, secret_arn)
+        for arn, s in r.services.items()
+    }
+
+
+def test_a_job_for_a_deleted_cluster_is_skipped_with_a_reason_not_dead_lettered(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table
+):
+    """AWS answers DescribeServices on a cluster that no longer exists with
+    ClusterNotFoundException (moto answers an empty list): the job is skipped, not retried
+    until maxReceiveCount sends it to the dead-letter queue."""
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    stack = queued_runtime(state_table=state_table)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    # The cluster is deleted before the job runs: AWS's answer, injected before moto's.
+    FailFor("DescribeServices", "ClusterNotFoundException").attach(clients.ecs)
+
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert [a["batchItemFailures"] for a in answers] == [[]]
+    assert redeploy_queue.counts() == redeploy_queue.counts(redeploy_queue.dlq_url) == 0
+    assert ecs_world.updates_reached_moto == Counter()
+    status, detail = _statuses(stack.runtime, db)["prod-stale-0"]
+    assert status == Status.SKIPPED
+    assert "no longer exists" in detail
+
+
+@pytest.mark.parametrize(
+    ("region", "partition", "host"),
+    [
+        ("us-east-1", "aws", "sqs.us-east-1.amazonaws.com"),
+        ("cn-north-1", "aws-cn", "sqs.cn-north-1.amazonaws.com.cn"),
+    ],
+)
+def test_the_deferral_resend_uses_the_queue_url_of_the_partition(region, partition, host):
+    """A job waiting for its cluster's cap is sent again to the queue it came from: at its URL
+    in aws-cn too (Powertools' ``record.queue_url`` assumes amazonaws.com)."""
+    sqs: Any = boto3.client("sqs", region_name=region)
+    arn = f"arn:{partition}:sqs:{region}:123456789012:rotor-redeploy"
+
+    assert queue_url(arn, sqs) == f"https://{host}/123456789012/rotor-redeploy"
+
+
+def test_the_worker_sends_a_deferred_job_back_to_its_own_queue(
+    clients, ecs_world, redeploy_queue, queued_runtime, sqs_calls
+):
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    stack = queued_runtime(max_rollouts_per_cluster=1)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    drain(redeploy_queue, stack.worker)
+
+    resent = sqs_calls.of("SendMessageBatch")[-1]
+    assert resent["QueueUrl"] == redeploy_queue.url
+    assert queue_url(redeploy_queue.arn, clients.sqs) == redeploy_queue.url
