@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
@@ -48,8 +48,13 @@ class NotifyWindow:
     def claim(self, key: str, now: datetime) -> bool:
         """True when no notification for ``key`` was sent within the window before ``now``."""
         until = now + self._window
+        # The window is measured in event time (``now``), but the record must outlive it in
+        # wall-clock time too: a backlog processed after the window's end would otherwise
+        # write a record DynamoDB's TTL may sweep at once, and the next late event of the same
+        # window would notify again.
+        keep_until = max(utc(until), datetime.now(UTC) + self._window)
         answer = self._store.claim(
-            KEY_PREFIX + key, uuid.uuid4().hex, now=now, lease_until=until, expires_at=until
+            KEY_PREFIX + key, uuid.uuid4().hex, now=now, lease_until=until, expires_at=keep_until
         )
         with self._lock:
             for old in [k for k, r in self._mine.items() if utc(r.lease_until) <= utc(now)]:

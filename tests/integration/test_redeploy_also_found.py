@@ -76,3 +76,32 @@ def test_the_worker_sends_a_deferred_job_back_to_its_own_queue(
     resent = sqs_calls.of("SendMessageBatch")[-1]
     assert resent["QueueUrl"] == redeploy_queue.url
     assert queue_url(redeploy_queue.arn, clients.sqs) == redeploy_queue.url
+
+
+def _ttl_sweep(clients, table: str) -> int:
+    """What DynamoDB's TTL may do at any moment: delete every item whose ``expires_at`` has
+    passed (wall-clock time). moto never sweeps, so the test does."""
+    import time
+
+    swept = 0
+    for item in clients.dynamodb.scan(TableName=table)["Items"]:
+        if "expires_at" in item and int(item["expires_at"]["N"]) <= time.time():
+            clients.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"]})
+            swept += 1
+    return swept
+
+
+def test_a_backlog_processed_after_its_window_notifies_once(clients, retry, state_table):
+    """Two reads of one secret by one caller, a second apart, are processed 20 minutes late
+    (a backlog): one window, one notification, even if the TTL sweeps in between."""
+    from orchestration.state.notify_window import DynamoDbNotifyWindow
+
+    window = DynamoDbNotifyWindow(clients.dynamodb, state_table, timedelta(minutes=15), retry)
+    read_at = datetime.now(UTC) - timedelta(minutes=20)
+
+    first = window.claim("secret|caller", read_at)
+    swept = _ttl_sweep(clients, state_table)
+    second = window.claim("secret|caller", read_at + timedelta(seconds=1))
+
+    assert (first, second) == (True, False)
+    assert swept == 0
