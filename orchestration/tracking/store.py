@@ -5,9 +5,13 @@ In memory (one process: ``rotor replay``, the demo, a Lambda without a state tab
 DynamoDB state table (``ROTOR_STATE_TABLE``, key ``pk``, TTL ``expires_at``), shared by every
 container. Items:
 
-* ``rotation#<secret ARN>@<version or time>``: ``secret``, ``version``, ``rotated_at``,
-  ``recorded_at`` and ``services``, a map from service ARN to ``{status, detail, at, cluster,
-  deployment}``; kept 14 days;
+* ``rotation#<secret ARN>@<version>`` (``@<time>`` for a secret rotor cannot describe):
+  ``secret``, ``version``, ``rotated_at``, ``recorded_at``; kept 14 days;
+* ``status#<rotation id>#<service ARN>``: one consumer's ``status``, ``detail``, ``at``,
+  ``cluster``, ``deployment``; kept 14 days. One item per consumer, so a rotation of
+  thousands of consumers stays far below DynamoDB's 400 KB item limit. A status is written
+  only over one it may replace (``may_replace``), conditionally on the status it read: it
+  never moves backwards;
 * ``deployment#<deployment id>``: the rotation, secret and service a deployment rotor started
   belongs to, so the tracker follows only rotor's own deployments; kept 2 days;
 * ``flap#<service ARN>``: when rotor forced a deployment of the service in the last hour;
@@ -205,6 +209,10 @@ class RolloutStore(Protocol):
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None: ...
 
 
+def status_key(rotation_id: str, service_arn: str) -> str:
+    return f"status#{rotation_id}#{service_arn}"
+
+
 def _parse_iso(text: str) -> datetime:
     return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
@@ -367,8 +375,7 @@ class DynamoDbRolloutStore:
                 "SET #kind = :kind, secret = if_not_exists(secret, :secret), "
                 "version = if_not_exists(version, :version), "
                 "rotated_at = if_not_exists(rotated_at, :rotated), "
-                "recorded_at = if_not_exists(recorded_at, :now), "
-                "services = if_not_exists(services, :empty), expires_at = :expires"
+                "recorded_at = if_not_exists(recorded_at, :now), expires_at = :expires"
             ),
             ExpressionAttributeNames={"#kind": "kind"},
             ExpressionAttributeValues=_to_item(
@@ -378,7 +385,6 @@ class DynamoDbRolloutStore:
                     ":version": version or "",
                     ":rotated": iso(rotated_at),
                     ":now": iso(now),
-                    ":empty": {},
                     ":expires": int((now + ROTATION_KEEP).timestamp()),
                 }
             ),
@@ -392,54 +398,50 @@ class DynamoDbRolloutStore:
         *,
         only_if_new: bool = False,
     ) -> None:
-        key = {"pk": {"S": f"rotation#{rotation_id}"}}
+        # One item per (rotation, service): a rotation with thousands of consumers stays far
+        # below DynamoDB's 400 KB item limit.
+        pk = status_key(rotation_id, service_arn)
         try:
             for _ in range(_CONFLICT_ATTEMPTS):
-                answer = self._once(
-                    "GetItem",
-                    self._client.get_item,
-                    TableName=self._table,
-                    Key=key,
-                    ConsistentRead=True,
-                    ProjectionExpression="services.#svc",
-                    ExpressionAttributeNames={"#svc": service_arn},
-                )
-                if "Item" not in answer:
-                    return  # the rotation was not recorded (or has expired)
-                names = {"#svc": service_arn}
-                held = _from_item(answer["Item"]).get("services", {}).get(service_arn)
+                held = self._get(pk)
                 old = ServiceStatus.from_item(held) if held else None
                 if (only_if_new and old is not None) or not may_replace(old, status):
                     return
                 # Written only over the status just read: a status never moves backwards.
-                if old is None:
-                    condition = "attribute_exists(services) AND attribute_not_exists(services.#svc)"
-                    values: dict[str, Any] = {":status": status.to_item()}
+                if held is None:
+                    condition = "attribute_not_exists(pk)"
+                    values: dict[str, Any] = {}
                 else:
-                    condition = (
-                        "services.#svc.#status = :old_status AND services.#svc.#at = :old_at"
-                    )
-                    values = {
-                        ":status": status.to_item(),
-                        ":old_status": held["status"],
-                        ":old_at": held["at"],
-                    }
-                    names["#status"] = "status"
-                    names["#at"] = "at"
+                    condition = "#status = :old_status AND #at = :old_at"
+                    values = {":old_status": held["status"], ":old_at": held["at"]}
                 try:
                     self._once(
-                        "UpdateItem",
-                        self._client.update_item,
+                        "PutItem",
+                        self._client.put_item,
                         TableName=self._table,
-                        Key=key,
-                        UpdateExpression="SET services.#svc = :status",
+                        Item=_to_item(
+                            {
+                                **status.to_item(),
+                                "pk": pk,
+                                "kind": "status",
+                                "rotation": rotation_id,
+                                "service": service_arn,
+                                "expires_at": _epoch(datetime.now(UTC) + ROTATION_KEEP),
+                            }
+                        ),
                         ConditionExpression=condition,
-                        ExpressionAttributeNames=names,
-                        ExpressionAttributeValues=_to_item(values),
+                        **(
+                            {
+                                "ExpressionAttributeNames": {"#status": "status", "#at": "at"},
+                                "ExpressionAttributeValues": _to_item(values),
+                            }
+                            if values
+                            else {}
+                        ),
                     )
                     return
                 except ConditionFailed:
-                    continue  # changed in between (or the rotation is not recorded): again
+                    continue  # changed in between: read again
         except AwsCallError as exc:
             log.warning("could not record the status of %s: %s", service_arn, exc)
 
@@ -479,36 +481,49 @@ class DynamoDbRolloutStore:
         )
 
     def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
-        found: list[StoredRotation] = []
+        found: dict[str, StoredRotation] = {}
+        statuses: dict[str, dict[str, ServiceStatus]] = {}
         start: dict[str, Any] | None = None
         while True:
             page = self._retry.call(
                 "Scan",
                 self._client.scan,
                 TableName=self._table,
-                FilterExpression="#kind = :kind AND rotated_at >= :since",
+                FilterExpression=(
+                    "(#kind = :rotation AND rotated_at >= :since) OR #kind = :status"
+                ),
                 ExpressionAttributeNames={"#kind": "kind"},
-                ExpressionAttributeValues=_to_item({":kind": "rotation", ":since": iso(since)}),
+                ExpressionAttributeValues=_to_item(
+                    {":rotation": "rotation", ":status": "status", ":since": iso(since)}
+                ),
                 **({"ExclusiveStartKey": start} if start else {}),
             )
             for raw in page.get("Items", []):
                 item = _from_item(raw)
+                if item.get("kind") == "status":
+                    statuses.setdefault(str(item["rotation"]), {})[str(item["service"])] = (
+                        ServiceStatus.from_item(item)
+                    )
+                    continue
                 record = StoredRotation(
                     str(item["pk"]).removeprefix("rotation#"),
                     str(item["secret"]),
                     str(item.get("version")) or None,
                     _parse_iso(str(item["rotated_at"])),
                     _parse_iso(str(item["recorded_at"])),
-                    {
+                    {  # statuses kept inside the rotation's item before they had their own
                         arn: ServiceStatus.from_item(value)
                         for arn, value in dict(item.get("services", {})).items()
                     },
                 )
                 if _matches(secret, record):
-                    found.append(record)
+                    found[record.rotation_id] = record
             start = page.get("LastEvaluatedKey")
             if not start:
-                return sorted(found, key=lambda r: r.rotated_at, reverse=True)
+                break
+        for rotation_id, record in found.items():
+            record.services.update(statuses.get(rotation_id, {}))
+        return sorted(found.values(), key=lambda r: r.rotated_at, reverse=True)
 
     # counters
 

@@ -105,3 +105,68 @@ def test_a_backlog_processed_after_its_window_notifies_once(clients, retry, stat
 
     assert (first, second) == (True, False)
     assert swept == 0
+
+
+MAX_ITEM_BYTES = 400 * 1024
+
+
+def enforce_item_size(client: Any) -> None:
+    """Refuse a write whose item would pass 400 KB, as DynamoDB does (ValidationException
+    "Item size has exceeded the maximum allowed size"); moto accepts it. The size is
+    estimated from the JSON of the item (attribute names and values), as AWS counts them."""
+    import json
+
+    from tests.aws_fakes import _error_response
+
+    reader = boto3.client("dynamodb", region_name=client.meta.region_name)
+
+    def inspect(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if model.name == "PutItem":
+            size = len(json.dumps(params.get("Item", {})))
+        elif model.name == "UpdateItem":
+            held = reader.get_item(TableName=params["TableName"], Key=params["Key"]).get("Item")
+            size = len(json.dumps(held or {})) + len(
+                json.dumps(params.get("ExpressionAttributeValues", {}))
+            )
+        else:
+            return
+        if size > MAX_ITEM_BYTES:
+            context["too_big"] = True
+
+    def refuse(context: dict[str, Any], **_: Any) -> Any:
+        if context.get("too_big"):
+            return _error_response(
+                400, "ValidationException", "Item size has exceeded the maximum allowed size"
+            )
+        return None
+
+    client.meta.events.register("before-parameter-build.dynamodb", inspect)
+    client.meta.events.register("before-call.dynamodb", refuse)
+
+
+def test_a_rotation_of_thousands_of_consumers_keeps_every_status(clients, retry, state_table):
+    """A rotation's statuses once lived in one item, which passes DynamoDB's 400 KB item limit
+    at about 1,500 consumers: every later status was lost (and only logged)."""
+    from orchestration.tracking.store import DynamoDbRolloutStore, ServiceStatus
+
+    enforce_item_size(clients.dynamodb)
+    store = DynamoDbRolloutStore(clients.dynamodb, state_table, retry)
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-Ab12Cd"
+    rotation_id = f"{secret}@v1"
+    store.record_rotation(rotation_id, secret, "v1", datetime.now(UTC))
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/production-cluster-with-a-long-name"
+    services = [
+        f"arn:aws:ecs:us-east-1:123456789012:service/production-cluster-with-a-long-name/"
+        f"service-{i:05d}-with-a-fairly-long-name-as-real-ones-have"
+        for i in range(1_600)
+    ]
+    for arn in services:
+        store.set_status(
+            rotation_id,
+            arn,
+            ServiceStatus(Status.QUEUED, "job on the redeploy queue", datetime.now(UTC), cluster),
+        )
+
+    [rotation] = store.rotations(datetime.now(UTC) - timedelta(days=1))
+    assert len(rotation.services) == len(services)
+    assert {s.status for s in rotation.services.values()} == {Status.QUEUED}
