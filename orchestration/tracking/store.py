@@ -14,6 +14,8 @@ container. Items:
   never moves backwards;
 * ``deployment#<deployment id>``: the rotation, secret and service a deployment rotor started
   belongs to, so the tracker follows only rotor's own deployments; kept 2 days;
+* ``latest-deployment#<service ARN>``: the same, for the last deployment rotor started of the
+  service: the end of a deployment that superseded it ends it too; kept 2 days;
 * ``flap#<service ARN>``: when rotor forced a deployment of the service in the last hour;
 * ``rollouts#<cluster ARN>``: the services of the cluster rotor is redeploying now, each with a
   lease (a deployment whose end rotor never hears of frees its slot when the lease ends).
@@ -186,6 +188,10 @@ class RolloutStore(Protocol):
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None: ...
 
+    def latest_deployment(self, service_arn: str) -> DeploymentRecord | None:
+        """The last deployment rotor started of the service (kept as long as deployments)."""
+        ...
+
     def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
         """Rotations recorded since ``since`` (of ``secret``: its ARN or name), newest first."""
         ...
@@ -240,6 +246,7 @@ class MemoryRolloutStore:
     def __init__(self) -> None:
         self._rotations: dict[str, StoredRotation] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
+        self._latest: dict[str, DeploymentRecord] = {}
         self._flaps: dict[str, list[datetime]] = {}
         self._rollouts: dict[str, dict[str, datetime]] = {}
         self._lock = threading.Lock()
@@ -273,6 +280,11 @@ class MemoryRolloutStore:
     def record_deployment(self, record: DeploymentRecord) -> None:
         with self._lock:
             self._deployments[record.deployment_id] = record
+            self._latest[record.service_arn] = record
+
+    def latest_deployment(self, service_arn: str) -> DeploymentRecord | None:
+        with self._lock:
+            return self._latest.get(service_arn)
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None:
         with self._lock:
@@ -447,32 +459,42 @@ class DynamoDbRolloutStore:
 
     def record_deployment(self, record: DeploymentRecord) -> None:
         now = datetime.now(UTC)
-        self._best_effort(
-            f"record deployment {record.deployment_id}",
-            "PutItem",
-            self._client.put_item,
-            retried=True,
-            TableName=self._table,
-            Item=_to_item(
-                {
-                    "pk": f"deployment#{record.deployment_id}",
-                    "kind": "deployment",
-                    "rotation": record.rotation_id,
-                    "service": record.service_arn,
-                    "cluster": record.cluster_arn,
-                    "rotated_at": iso(record.rotated_at),
-                    "secret": record.secret_arn,
-                    "expires_at": int((now + DEPLOYMENT_KEEP).timestamp()),
-                }
-            ),
-        )
+        attributes = {
+            "deployment": record.deployment_id,
+            "rotation": record.rotation_id,
+            "service": record.service_arn,
+            "cluster": record.cluster_arn,
+            "rotated_at": iso(record.rotated_at),
+            "secret": record.secret_arn,
+            "expires_at": int((now + DEPLOYMENT_KEEP).timestamp()),
+        }
+        # Under its id (the tracker follows it) and as the service's latest (a deployment that
+        # supersedes it ends it: ECS never reports the end of a superseded one).
+        for pk, kind in (
+            (f"deployment#{record.deployment_id}", "deployment"),
+            (f"latest-deployment#{record.service_arn}", "latest-deployment"),
+        ):
+            self._best_effort(
+                f"record deployment {record.deployment_id}",
+                "PutItem",
+                self._client.put_item,
+                retried=True,
+                TableName=self._table,
+                Item=_to_item({**attributes, "pk": pk, "kind": kind}),
+            )
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None:
-        item = self._get(f"deployment#{deployment_id}", retried=True)
+        return self._deployment(f"deployment#{deployment_id}")
+
+    def latest_deployment(self, service_arn: str) -> DeploymentRecord | None:
+        return self._deployment(f"latest-deployment#{service_arn}")
+
+    def _deployment(self, pk: str) -> DeploymentRecord | None:
+        item = self._get(pk, retried=True)
         if item is None:
             return None
         return DeploymentRecord(
-            deployment_id,
+            str(item.get("deployment") or pk.removeprefix("deployment#")),
             str(item["rotation"]),
             str(item["service"]),
             str(item["cluster"]),

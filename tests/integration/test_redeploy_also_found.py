@@ -170,3 +170,37 @@ def test_a_rotation_of_thousands_of_consumers_keeps_every_status(clients, retry,
     [rotation] = store.rotations(datetime.now(UTC) - timedelta(days=1))
     assert len(rotation.services) == len(services)
     assert {s.status for s in rotation.services.values()} == {Status.QUEUED}
+
+
+def test_a_rotor_deployment_superseded_by_another_ends_with_it_and_frees_its_place(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table
+):
+    """Someone deploys a service while rotor's deployment of it runs: ECS reports the end of
+    the new deployment only. rotor's must not stay "deploying", holding its cluster's slot."""
+    import time_machine
+
+    from orchestration.fanout.queue import DEFER_SECONDS
+    from tests.integration.test_tracking import deployment_event
+
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    with time_machine.travel(datetime.now(UTC), tick=True) as clock:
+        drain(redeploy_queue, stack.worker)
+        [(first, _)] = ecs_world.updates_reached_moto.items()
+        # A pipeline deploys the service rotor is redeploying; that deployment completes.
+        theirs = ecs_world.ecs.update_service(
+            cluster="prod", service=first, forceNewDeployment=True
+        )["service"]
+        theirs_id = next(d["id"] for d in theirs["deployments"] if d["status"] == "PRIMARY")
+        prod = "arn:aws:ecs:us-east-1:123456789012:service/prod"
+        stack.tracker(deployment_event(f"{prod}/{first}", theirs_id), FakeLambdaContext())
+        clock.shift(timedelta(seconds=DEFER_SECONDS))
+        drain(redeploy_queue, stack.worker)
+
+    status, detail = _statuses(stack.runtime, db)[first]
+    assert status == Status.FRESH
+    assert "superseded" in detail
+    # The other service got the place rotor's superseded deployment held.
+    assert sum(ecs_world.updates_reached_moto.values()) == 3  # rotor 2, the pipeline 1
+    assert redeploy_queue.counts() == 0
