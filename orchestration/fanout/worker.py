@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from orchestration.ecs.shapes import snapshot_of
+from orchestration.ecs.shapes import primary_deployment, snapshot_of
 from orchestration.errors import (
     AwsCallError,
     ClusterNotFound,
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 FLAP_WINDOW = timedelta(hours=1)
 NOTIFY_ONLY_VALUE = "notify"
+IN_PROGRESS = "IN_PROGRESS"  # a deployment's rolloutState while it runs
 
 
 class JobStatus(StrEnum):
@@ -262,6 +263,8 @@ class JobSteps:
         if not cap:
             return None
         slot = self._store.take_rollout_slot(job.cluster_arn, job.service_arn, self.now, cap)
+        if slot is RolloutSlot.FULL and self._settle_overdue():
+            slot = self._store.take_rollout_slot(job.cluster_arn, job.service_arn, self.now, cap)
         self.cap_slot = slot is RolloutSlot.TAKEN
         if slot is not RolloutSlot.FULL:
             return None
@@ -274,6 +277,35 @@ class JobSteps:
         )
         result.count(REDEPLOYS_DEFERRED)
         return result
+
+    def _settle_overdue(self) -> bool:
+        """The cluster is full, and some of its slots' leases have ended without a word from
+        the tracker: ask ECS. A rollout still in progress keeps its slot (a new lease); the
+        others' slots are freed. True when a slot was freed. If ECS cannot answer, the
+        overdue slots are freed, as the policy fails open."""
+        job = self.job
+        names = self._store.overdue_rollouts(job.cluster_arn, self.now)[:10]
+        if not names:
+            return False
+        ecs = self._runtime.clients.ecs
+        try:
+            answer = self._runtime.retry.call(
+                "DescribeServices", ecs.describe_services, cluster=job.cluster_arn, services=names
+            )
+            running = {
+                str(service.get("serviceArn"))
+                for service in answer.get("services") or []
+                if (primary_deployment(service) or {}).get("rolloutState") == IN_PROGRESS
+            }
+        except AwsCallError as exc:
+            log.warning("could not read the overdue rollouts of %s: %s", job.cluster_arn, exc)
+            running = set()
+        for name in names:
+            if name in running:
+                self._store.renew_rollout_slot(job.cluster_arn, name, self.now)
+            else:
+                self._store.free_rollout_slot(job.cluster_arn, name)
+        return len(running) < len(names)
 
     def _take_lease(self, snapshot: ServiceSnapshot) -> JobResult | None:
         """The service's lease (waiting a little while another job holds it): ``None`` when

@@ -214,6 +214,53 @@ class RolloutStore(Protocol):
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None: ...
 
+    def overdue_rollouts(self, cluster_arn: str, now: datetime) -> list[str]:
+        """The services of the cluster whose slot's lease has ended (see ``cap_policy``)."""
+        ...
+
+    def renew_rollout_slot(self, cluster_arn: str, service_arn: str, now: datetime) -> None:
+        """A held slot's rollout still runs: it is held until ``ROLLOUT_RECHECK`` after ``now``."""
+        ...
+
+
+# --- the pacing policies: pure functions, applied alike by both backends -------------------
+
+#: A hold whose lease ended this long ago is dropped even if nobody could check its rollout.
+ROLLOUT_HOLD_MAX = timedelta(hours=6)
+#: A slot whose rollout ECS says still runs is looked at again after this long.
+ROLLOUT_RECHECK = timedelta(minutes=5)
+
+
+def flap_policy(
+    times: list[int], now: datetime, limit: int, window: timedelta
+) -> tuple[list[int] | None, bool]:
+    """The flap guard on the times (epoch ms) rotor forced a deployment of one service: the
+    new times (``None``: unchanged) and whether one more is allowed now."""
+    recent = [t for t in times if t > _ms(now - window)]
+    if len(recent) >= limit:
+        return None, False
+    return [*recent, _ms(now)], True
+
+
+def cap_policy(
+    held: Mapping[str, int], service_arn: str, now: datetime, limit: int
+) -> tuple[dict[str, int] | None, RolloutSlot]:
+    """The cluster cap on the services holding a slot (service -> end of its lease, epoch ms):
+    the new holds (``None``: unchanged) and the answer. A hold whose lease has ended still
+    counts until someone has asked ECS whether its rollout still runs (``overdue``), or until
+    ``ROLLOUT_HOLD_MAX`` after its end."""
+    live = {s: int(u) for s, u in held.items() if int(u) > _ms(now - ROLLOUT_HOLD_MAX)}
+    if service_arn in live:
+        return (live if len(live) != len(held) else None), RolloutSlot.HELD
+    if len(live) >= limit:
+        return (live if len(live) != len(held) else None), RolloutSlot.FULL
+    return {**live, service_arn: _ms(now + ROLLOUT_LEASE)}, RolloutSlot.TAKEN
+
+
+def overdue(held: Mapping[str, int], now: datetime) -> list[str]:
+    """The services whose hold's lease has ended: nobody reported the end of their rollout."""
+    return sorted(s for s, until in held.items() if int(until) <= _ms(now))
+
 
 def status_key(rotation_id: str, service_arn: str) -> str:
     return f"status#{rotation_id}#{service_arn}"
@@ -247,8 +294,8 @@ class MemoryRolloutStore:
         self._rotations: dict[str, StoredRotation] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
         self._latest: dict[str, DeploymentRecord] = {}
-        self._flaps: dict[str, list[datetime]] = {}
-        self._rollouts: dict[str, dict[str, datetime]] = {}
+        self._flaps: dict[str, list[int]] = {}  # epoch ms, as in DynamoDB
+        self._rollouts: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def record_rotation(
@@ -310,39 +357,39 @@ class MemoryRolloutStore:
         self, service_arn: str, now: datetime, limit: int, window: timedelta
     ) -> bool:
         with self._lock:
-            recent = [t for t in self._flaps.get(service_arn, []) if t > utc(now) - window]
-            if len(recent) >= limit:
-                self._flaps[service_arn] = recent
-                return False
-            self._flaps[service_arn] = [*recent, utc(now)]
-            return True
+            times, allowed = flap_policy(self._flaps.get(service_arn, []), now, limit, window)
+            if times is not None:
+                self._flaps[service_arn] = times
+            return allowed
 
     def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
         with self._lock:
             times = self._flaps.get(service_arn, [])
-            if utc(at) in times:
-                times.remove(utc(at))
+            if _ms(at) in times:
+                times.remove(_ms(at))
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
     ) -> RolloutSlot:
         with self._lock:
-            held = {
-                s: until
-                for s, until in self._rollouts.get(cluster_arn, {}).items()
-                if until > utc(now)
-            }
-            self._rollouts[cluster_arn] = held
-            if service_arn in held:
-                return RolloutSlot.HELD
-            if len(held) >= limit:
-                return RolloutSlot.FULL
-            held[service_arn] = utc(now) + ROLLOUT_LEASE
-            return RolloutSlot.TAKEN
+            held, answer = cap_policy(self._rollouts.get(cluster_arn, {}), service_arn, now, limit)
+            if held is not None:
+                self._rollouts[cluster_arn] = held
+            return answer
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
         with self._lock:
             self._rollouts.get(cluster_arn, {}).pop(service_arn, None)
+
+    def overdue_rollouts(self, cluster_arn: str, now: datetime) -> list[str]:
+        with self._lock:
+            return overdue(self._rollouts.get(cluster_arn, {}), now)
+
+    def renew_rollout_slot(self, cluster_arn: str, service_arn: str, now: datetime) -> None:
+        with self._lock:
+            held = self._rollouts.get(cluster_arn, {})
+            if service_arn in held:
+                held[service_arn] = _ms(now + ROLLOUT_RECHECK)
 
 
 # --- DynamoDB -----------------------------------------------------------------------------
@@ -553,10 +600,12 @@ class DynamoDbRolloutStore:
         self, service_arn: str, now: datetime, limit: int, window: timedelta
     ) -> bool:
         def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-            recent = [int(t) for t in item.get("times", []) if int(t) > _ms(now - window)]
-            if len(recent) >= limit:
-                return None, False
-            return {"times": [*recent, _ms(now)], "expires_at": _epoch(now + window)}, True
+            times, allowed = flap_policy(
+                [int(t) for t in item.get("times", [])], now, limit, window
+            )
+            if times is None:
+                return None, allowed
+            return {"times": times, "expires_at": _epoch(now + window)}, allowed
 
         return self._counter(f"flap#{service_arn}", change, fail_open=True)
 
@@ -574,23 +623,36 @@ class DynamoDbRolloutStore:
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
     ) -> RolloutSlot:
         def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, RolloutSlot]:
-            held = {s: int(u) for s, u in dict(item.get("held", {})).items() if int(u) > _ms(now)}
-            if service_arn in held:
-                return None, RolloutSlot.HELD
-            if len(held) >= limit:
-                return None, RolloutSlot.FULL
-            held[service_arn] = _ms(now + ROLLOUT_LEASE)
-            return {"held": held, "expires_at": _epoch(now + ROLLOUT_LEASE)}, RolloutSlot.TAKEN
+            held, answer = cap_policy(dict(item.get("held", {})), service_arn, now, limit)
+            return (None if held is None else _holds(held)), answer
 
         # Failing open takes nothing, so there is nothing for the caller to free.
         return self._counter(f"rollouts#{cluster_arn}", change, fail_open=RolloutSlot.HELD)
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
         def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-            held = dict(item.get("held", {}))
+            held = {s: int(u) for s, u in dict(item.get("held", {})).items()}
             if held.pop(service_arn, None) is None:
                 return None, True
-            return {"held": held, "expires_at": item.get("expires_at", 0)}, True
+            return _holds(held), True
+
+        self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+
+    def overdue_rollouts(self, cluster_arn: str, now: datetime) -> list[str]:
+        try:
+            item = self._get(f"rollouts#{cluster_arn}") or {}
+        except AwsCallError as exc:
+            log.warning("could not read the rollouts of %s: %s", cluster_arn, exc)
+            return []
+        return overdue(dict(item.get("held", {})), now)
+
+    def renew_rollout_slot(self, cluster_arn: str, service_arn: str, now: datetime) -> None:
+        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+            held = {s: int(u) for s, u in dict(item.get("held", {})).items()}
+            if service_arn not in held:
+                return None, True
+            held[service_arn] = _ms(now + ROLLOUT_RECHECK)
+            return _holds(held), True
 
         self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
 
@@ -670,6 +732,13 @@ class DynamoDbRolloutStore:
                 continue  # written in between: read again
             return answer
         raise RetryableAwsError("PutItem", "Conflict", f"{pk} kept changing under rotor")
+
+
+def _holds(held: Mapping[str, int]) -> dict[str, Any]:
+    """A cluster's rollouts item: kept (TTL) until its last hold could be dropped."""
+    last = max(held.values(), default=0)
+    until = datetime.fromtimestamp(last / 1000, tz=UTC) + ROLLOUT_HOLD_MAX
+    return {"held": dict(held), "expires_at": _epoch(until)}
 
 
 def _epoch(moment: datetime) -> int:

@@ -204,3 +204,44 @@ def test_a_rotor_deployment_superseded_by_another_ends_with_it_and_frees_its_pla
     # The other service got the place rotor's superseded deployment held.
     assert sum(ecs_world.updates_reached_moto.values()) == 3  # rotor 2, the pipeline 1
     assert redeploy_queue.counts() == 0
+
+
+def _set_rollout_state(ecs_world, cluster: str, service: str, state: str) -> None:
+    """What ECS says of the service's PRIMARY deployment (moto never moves it on)."""
+    for deployment in ecs_world.backend.services[f"{cluster}:{service}"].deployments:
+        if deployment["status"] == "PRIMARY":
+            deployment["rolloutState"] = state
+
+
+@pytest.mark.parametrize("backend", ["memory", "state_table"])
+def test_a_cluster_slot_outlives_its_lease_while_the_rollout_still_runs(
+    clients, ecs_world, redeploy_queue, queued_runtime, request, backend
+):
+    """Nobody reports the end of a rollout for 31 minutes: the slot's lease has ended, but ECS
+    says the rollout is still in progress, so the slot stays held. Once ECS says it is over,
+    the slot is freed and the next service goes."""
+    import time_machine
+
+    from orchestration.fanout.queue import DEFER_SECONDS
+
+    table = request.getfixturevalue("state_table") if backend == "state_table" else None
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    stack = queued_runtime(state_table=table, max_rollouts_per_cluster=1)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    with time_machine.travel(datetime.now(UTC), tick=True) as clock:
+        drain(redeploy_queue, stack.worker)
+        [first] = ecs_world.updates_reached_moto
+        _set_rollout_state(ecs_world, "prod", first, "IN_PROGRESS")
+
+        clock.shift(timedelta(minutes=31))
+        drain(redeploy_queue, stack.worker)
+        assert ecs_world.updates_reached_moto == Counter([first])  # still waiting
+        assert redeploy_queue.counts() == 1
+
+        _set_rollout_state(ecs_world, "prod", first, "COMPLETED")
+        for _ in range(5):  # looked at again a few minutes later
+            clock.shift(timedelta(seconds=DEFER_SECONDS))
+            drain(redeploy_queue, stack.worker)
+
+    assert ecs_world.updates_reached_moto == Counter(["prod-stale-0", "prod-stale-1"])
+    assert redeploy_queue.counts() == redeploy_queue.counts(redeploy_queue.dlq_url) == 0
