@@ -17,8 +17,9 @@ This module gives them one small interface, after the shape of Powertools' idemp
   against both.
 
 A claim wins when the key has no live record: none, expired, a pending record whose lease has
-passed, a record the claimant already owns (an earlier attempt whose answer was lost), or a
-confirmed record the caller's ``replaces`` says it may replace. Everything else loses, and the
+passed, a record the claimant already owns (an earlier attempt whose answer was lost: the
+claim returns that record as it is held, unchanged, in both stores), or a confirmed record the
+caller's ``replaces`` says it may replace. Everything else loses, and the
 caller gets the holder's record to say why. Times keep microseconds in both stores.
 """
 
@@ -240,10 +241,9 @@ class DynamoDbStateStore(StateStore):
         def put() -> Won | Lost:
             old = self._put(
                 item,
-                "attribute_not_exists(#pk) OR #owner = :owner OR #expires <= :now_s"
+                "attribute_not_exists(#pk) OR #expires <= :now_s"
                 " OR (#state = :pending AND #lease <= :now_us)",
                 {
-                    ":owner": {"S": owner},
                     ":now_s": {"N": str(_seconds(now))},
                     ":now_us": {"N": str(_micros(now))},
                     ":pending": {"S": State.PENDING.value},
@@ -252,8 +252,8 @@ class DynamoDbStateStore(StateStore):
             )
             if old is None:
                 return Won(record)
-            if old.owner == owner:
-                return Won(record)
+            if old.owner == owner and not old.expired(now):
+                return Won(old)  # its own claim (an attempt whose answer was lost), as held
             if not claimable(old, owner, now, replaces):
                 return Lost(old)
             # A confirmed record the caller may replace: replace exactly that one.
@@ -341,7 +341,14 @@ class DynamoDbStateStore(StateStore):
                 TableName=self._table,
                 Item=item,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#owner": "owner", "#state": "state", **names},
+                ExpressionAttributeNames={
+                    **{
+                        n: v
+                        for n, v in (("#owner", "owner"), ("#state", "state"))
+                        if n in condition
+                    },
+                    **names,
+                },
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )

@@ -78,9 +78,12 @@ def test_the_owner_claiming_again_wins_its_own_claim(store):
     """A retry whose first answer was lost meets its own claim: still ours."""
     first = won(claim(store, "a"))
 
-    again = won(claim(store, "a", T0 + timedelta(seconds=1)))
+    again = won(claim(store, "a", T0 + timedelta(seconds=1), data={"note": "retry"}))
 
     assert again.owner == first.owner == "a"
+    # Both stores answer with the claim as held, unchanged (its lease, time and data).
+    assert again == first
+    assert store.read(KEY) == first
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_owner_can_change_nothing(store):
