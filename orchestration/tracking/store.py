@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -304,7 +304,11 @@ class MemoryRolloutStore:
         with self._lock:
             if rotation_id not in self._rotations:
                 self._rotations[rotation_id] = StoredRotation(
-                    rotation_id, secret_arn, version, utc(rotated_at), datetime.now(UTC)
+                    rotation_id,
+                    secret_arn,
+                    version,
+                    _parse_iso(iso(rotated_at)),
+                    _parse_iso(iso(datetime.now(UTC))),
                 )
 
     def set_status(
@@ -325,6 +329,8 @@ class MemoryRolloutStore:
             record.services[service_arn] = status
 
     def record_deployment(self, record: DeploymentRecord) -> None:
+        # Times as the state table keeps them (whole seconds): one codec for both backends.
+        record = replace(record, rotated_at=_parse_iso(iso(record.rotated_at)))
         with self._lock:
             self._deployments[record.deployment_id] = record
             self._latest[record.service_arn] = record
