@@ -105,12 +105,18 @@ class RedeployWorker:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
-    def run(self, job: RedeployJob, snapshot: ServiceSnapshot | None = None) -> JobResult:
-        """Do the job. AWS errors reading the service or the secret propagate (the job is
-        retried); whatever the job took is given back first, in one place."""
+    def run(
+        self,
+        job: RedeployJob,
+        snapshot: ServiceSnapshot | None = None,
+        verdict: Verdict | None = None,
+    ) -> JobResult:
+        """Do the job (inline: on the planner's ``snapshot`` and ``verdict``). AWS errors
+        reading the service or the secret propagate (the job is retried); whatever the job
+        took is given back first, in one place."""
         steps = JobSteps(self._runtime, job)
         try:
-            return steps.run(snapshot)
+            return steps.run(snapshot, verdict)
         finally:
             steps.give_back()
 
@@ -134,7 +140,7 @@ class JobSteps:
         self.lease: ServiceLease | None = None
         self.deployed_at: datetime | None = None
 
-    def run(self, snapshot: ServiceSnapshot | None) -> JobResult:
+    def run(self, snapshot: ServiceSnapshot | None, planned: Verdict | None = None) -> JobResult:
         job = self.job
         described_now = snapshot is not None  # inline: planned (secret described) just now
         if snapshot is None:
@@ -146,7 +152,7 @@ class JobSteps:
                 )
             if snapshot is None:
                 return self._finish(JobStatus.SKIPPED, "the service no longer exists")
-        verdict = self._decide(snapshot)
+        verdict = planned if planned is not None else self._decide(snapshot)
         if verdict.action is Action.SKIP:
             return self._finish(JobStatus.SKIPPED, verdict.reason)
         if verdict.action is Action.MANUAL:  # its controller changed since the plan

@@ -342,3 +342,38 @@ def test_the_second_delivery_of_a_rotation_does_not_move_deploying_back_to_skipp
     drain(redeploy_queue, stack.worker)
     statuses = _statuses(stack.runtime, db)[f"{db}@{version}"]
     assert statuses["prod-stale-0"][0] == Status.FRESH
+
+
+# --- one job path ------------------------------------------------------------------------
+
+
+def test_the_inline_path_runs_the_workers_job_on_the_planners_verdict(
+    clients, retry, ecs_world, monkeypatch
+):
+    """Without a queue each job runs through the worker's own ``run_job`` on the snapshot the
+    planner read, and the freshness rule is decided once (by the planner), not again."""
+    from orchestration import fanout
+    from orchestration.dispatch import process
+    from orchestration.events.classification import classify
+    from tests.conftest import make_runtime
+
+    db = stale_world(ecs_world, {"prod": 2}, fresh=1)
+    runtime = make_runtime(clients, retry)
+    jobs_run: list[str] = []
+    real_run_job = fanout.consume.run_job
+
+    def counting_run_job(job, runtime, planned=None):
+        jobs_run.append(job.service_arn.rsplit("/", 1)[-1])
+        return real_run_job(job, runtime, planned)
+
+    def decided_again(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the worker decided freshness a second time")
+
+    monkeypatch.setattr(fanout.consume, "run_job", counting_run_job)
+    monkeypatch.setattr(fanout.worker, "decide_with_policies", decided_again)
+
+    outcome = process(classify(rotation_event(db)), runtime)
+
+    assert sorted(jobs_run) == ["prod-stale-0", "prod-stale-1"]
+    assert len(outcome.redeployed) == 2 and outcome.failed == []
+    assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 1, "prod-stale-1": 1})
