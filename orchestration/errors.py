@@ -90,7 +90,14 @@ class PermanentAwsError(AwsCallError):
 
 
 class ConditionFailed(PermanentAwsError):
-    """A conditional write was refused: the item is not as the caller last read it."""
+    """A conditional write was refused: the item is not as the caller last read it. ``item``
+    is the item as it is (when the call asked for it), in DynamoDB's attribute-value form."""
+
+    def __init__(
+        self, operation: str, code: str, message: str, item: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(operation, code, message)
+        self.item = item
 
 
 class ClusterNotFound(PermanentAwsError):

@@ -26,20 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestration.aws.retry import RETRYABLE_CODES, THROTTLING_CODES, RetryPolicy
+from orchestration.aws.retry import RetryPolicy, refused_before_acting
 from orchestration.ecs.shapes import primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.models import Action, Outcome, RedeployResult, Verdict
-from orchestration.rotation.freshness import value_current_by
 from orchestration.state.redeploy_ledger import Claim, NewValue, RedeployLedger, Refusal
-from orchestration.times import utc
+from orchestration.times import utc, value_current_by
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -168,7 +162,7 @@ class Redeployer:
                     cluster=service.cluster_arn, service=service.arn, forceNewDeployment=True
                 )
             except (ClientError, BotoCoreError) as exc:
-                may_have_landed = not _refused_before_acting(exc)
+                may_have_landed = not refused_before_acting(exc)
                 raise
             primary = primary_deployment(answer.get("service") or {}) or {}
             return RedeployResult(
@@ -200,16 +194,3 @@ class Redeployer:
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
         services = answer.get("services") or []
         return primary_deployment(services[0]) if services else None
-
-
-def _refused_before_acting(exc: ClientError | BotoCoreError) -> bool:
-    """AWS surely did not act on the call: it was throttled, or never reached AWS."""
-    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
-        return True
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in THROTTLING_CODES or status == 429:
-            return True
-        return status < 500 and code not in RETRYABLE_CODES  # refused for good: no retry
-    return False

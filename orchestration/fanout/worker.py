@@ -49,11 +49,11 @@ from orchestration.outcome import (
     REDEPLOYS_DEFERRED,
     STALE_SERVICES_NOTIFIED,
 )
-from orchestration.rotation.freshness import OPT_TAG, decide, value_current_by
+from orchestration.rotation.freshness import OPT_TAG, decide
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue, value_key
 from orchestration.state.service_lease import ServiceLease
-from orchestration.times import iso, utc
+from orchestration.times import iso, utc, value_current_by
 from orchestration.tracking.store import DeploymentRecord, RolloutSlot, ServiceStatus, Status
 
 if TYPE_CHECKING:

@@ -33,10 +33,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from orchestration.aws.retry import RetryPolicy
-from orchestration.errors import PermanentAwsError
+from orchestration.errors import ConditionFailed, RetryableAwsError
 from orchestration.times import utc
 
 if TYPE_CHECKING:
@@ -292,10 +290,8 @@ class DynamoDbStateStore(StateStore):
                 },
                 ReturnValues="ALL_NEW",
             )
-        except PermanentAwsError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return None  # taken over after its lease: nothing of ours to change
-            raise
+        except ConditionFailed:
+            return None  # taken over after its lease: nothing of ours to change
         return _record(answer.get("Attributes") or {})
 
     def release(self, claim: Record) -> bool:
@@ -309,10 +305,8 @@ class DynamoDbStateStore(StateStore):
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": {"S": claim.owner}},
             )
-        except PermanentAwsError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return False
-            raise
+        except ConditionFailed:
+            return False
         return True
 
     def read(self, key: str) -> Record | None:
@@ -337,7 +331,10 @@ class DynamoDbStateStore(StateStore):
     ) -> Record | None:
         """Put ``item`` if ``condition`` holds: ``None`` when written, else the record there."""
         try:
-            self._client.put_item(
+            # Inside the caller's attempt: one attempt, its errors mapped to rotor's own.
+            self._retry.call(
+                "PutItem",
+                self._client.put_item,
                 TableName=self._table,
                 Item=item,
                 ConditionExpression=condition,
@@ -352,15 +349,12 @@ class DynamoDbStateStore(StateStore):
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            old: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
-            if old:
-                return _record(old)
+        except ConditionFailed as exc:
+            if exc.item:
+                return _record(exc.item)
             held = self._get(str(item[KEY_ATTRIBUTE]["S"]))
-            if held is None:  # gone in between: let the caller's retry try again
-                raise
+            if held is None:  # gone in between: the caller's retry tries again
+                raise RetryableAwsError("PutItem", "Conflict", "the record changed") from exc
             return held
         return None
 
