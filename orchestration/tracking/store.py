@@ -480,6 +480,9 @@ class MemoryRolloutStore(RolloutStore):
     def __init__(self, store: StateStore | None = None) -> None:
         super().__init__(store or MemoryStateStore(), RetryPolicy(), durable=False)
 
+    def with_retry(self, retry: RetryPolicy) -> MemoryRolloutStore:
+        return self  # makes no AWS call: the container's records, as they are
+
 
 class DynamoDbRolloutStore(RolloutStore):
     """The state table's records, shared by every container."""
