@@ -46,6 +46,7 @@ from orchestration import (
     deferral_delay,
     lambda_deadline,
     parse_job,
+    queue_url,
     run_job,
 )
 
@@ -88,7 +89,7 @@ def _send_again_later(job: RedeployJob | PlanJob, record: SQSRecord, runtime: Ru
     """A job waiting for its cluster's cap goes back as a new, delayed message (this one is
     deleted): waiting, which may take as long as the cluster's rollouts, must not count toward
     the queue's maxReceiveCount. False when it could not be sent (then it comes back later)."""
-    queue = SqsJobQueue(runtime.clients.sqs, record.queue_url, runtime.retry)
+    queue = _queue(record, runtime)
     seconds = deferral_delay(random.uniform(0.5, 1.0))
     try:
         queue.send([job], delay_seconds=seconds)
@@ -99,8 +100,15 @@ def _send_again_later(job: RedeployJob | PlanJob, record: SQSRecord, runtime: Ru
     return True
 
 
+def _queue(record: SQSRecord, runtime: Runtime) -> SqsJobQueue:
+    """The queue the record came from, at its URL in this partition (not Powertools'
+    ``record.queue_url``, which assumes ``amazonaws.com``)."""
+    sqs = runtime.clients.sqs
+    return SqsJobQueue(sqs, queue_url(record.event_source_arn, sqs), runtime.retry)
+
+
 def _come_back_later(record: SQSRecord, runtime: Runtime, receives: int) -> None:
-    queue = SqsJobQueue(runtime.clients.sqs, record.queue_url, runtime.retry)
+    queue = _queue(record, runtime)
     try:
         seconds = queue.come_back_later(record.receipt_handle, receives)
     except AwsCallError as exc:  # the queue's own visibility timeout applies instead

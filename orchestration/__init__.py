@@ -35,7 +35,7 @@ from orchestration.events.classification import (
 from orchestration.events.routing import Route, route, unrouted_note
 from orchestration.fanout.consume import JobReport, run_job
 from orchestration.fanout.jobs import PlanJob, RedeployJob, parse_job
-from orchestration.fanout.queue import SqsJobQueue, deferral_delay
+from orchestration.fanout.queue import SqsJobQueue, deferral_delay, queue_url
 from orchestration.notifications import printable
 from orchestration.outcome import (
     INVALID_EVENTS,
@@ -127,6 +127,7 @@ __all__ = [
     "primary_created_at",
     "printable",
     "process",
+    "queue_url",
     "render_status",
     "route",
     "run_job",

@@ -14,6 +14,8 @@
         ├── RetryableAwsError       throttling or a transient fault: retry with backoff
         │   └── RateLimited         rotor's own rate limiter would wait past the deadline
         └── PermanentAwsError       access denied, not found, invalid input: retrying cannot help
+            ├── ConditionFailed     a conditional write found the item changed (DynamoDB)
+            └── ClusterNotFound     ECS: the cluster does not exist (any more)
 
 The adapter in ``orchestration.aws.retry`` maps botocore's ``ClientError`` and connection
 errors onto ``AwsCallError`` so domain code never inspects botocore error codes itself.
@@ -85,3 +87,18 @@ class RateLimited(RetryableAwsError):
 
 class PermanentAwsError(AwsCallError):
     """Retrying the same call cannot succeed (access denied, not found, bad input)."""
+
+
+class ConditionFailed(PermanentAwsError):
+    """A conditional write was refused: the item is not as the caller last read it. ``item``
+    is the item as it is (when the call asked for it), in DynamoDB's attribute-value form."""
+
+    def __init__(
+        self, operation: str, code: str, message: str, item: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(operation, code, message)
+        self.item = item
+
+
+class ClusterNotFound(PermanentAwsError):
+    """ECS answered that the cluster does not exist (deleted, or never created)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
@@ -26,6 +26,8 @@ from orchestration.state.redeploy_ledger import (
     MemoryRedeployLedger,
     RedeployLedger,
 )
+from orchestration.state.service_lease import ServiceLeases
+from orchestration.state.store import DynamoDbStateStore, MemoryStateStore
 from orchestration.state.task_definitions import StoredTaskDefinitionCache
 from orchestration.tracking.store import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
 
@@ -41,6 +43,8 @@ class Runtime:
     ledger: RedeployLedger
     rollouts: RolloutStore
     queue: JobQueue | None = None  # the redeploy queue; None: jobs run inline
+    #: one rotor job at a time redeploys a service (``orchestration.state.service_lease``)
+    leases: ServiceLeases = field(default_factory=lambda: ServiceLeases(MemoryStateStore()))
 
     @classmethod
     def build(
@@ -55,6 +59,7 @@ class Runtime:
         ledger: RedeployLedger | None = None,
         rollouts: RolloutStore | None = None,
         queue: JobQueue | None = None,
+        leases: ServiceLeases | None = None,
     ) -> Runtime:
         retry = retry or RetryPolicy()
         if settings.ecs_containers > 1:
@@ -85,12 +90,19 @@ class Runtime:
                 if settings.state_table
                 else MemoryRolloutStore()
             )
+        if leases is None:
+            leases = ServiceLeases(
+                DynamoDbStateStore(clients.dynamodb, settings.state_table, retry)
+                if settings.state_table
+                else MemoryStateStore()
+            )
         if queue is None and settings.redeploy_queue_url:
             queue = SqsJobQueue(clients.sqs, settings.redeploy_queue_url, retry)
         return cls(
             ledger=ledger,
             rollouts=rollouts,
             queue=queue,
+            leases=leases,
             clients=clients,
             settings=settings,
             retry=retry,
@@ -118,6 +130,7 @@ class Runtime:
             notify_window=self.notify_window.with_retry(retry),
             ledger=self.ledger.with_retry(retry),
             rollouts=self.rollouts.with_retry(retry),
+            leases=self.leases.with_retry(retry),
             task_definitions=self.task_definitions.with_retry(retry),
         )
 

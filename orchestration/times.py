@@ -3,7 +3,7 @@ with a ``Z``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def utc(moment: datetime) -> datetime:
@@ -17,3 +17,12 @@ def iso(moment: datetime) -> str:
 
 def iso_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else iso(moment)
+
+
+def value_current_by(rotated_at: datetime) -> datetime:
+    """The latest moment a new value that became current at ``rotated_at`` (an event's time)
+    may have become current. Event times are whole seconds (the value moved at 10:00:00.8,
+    the event says 10:00:00): a deployment made within that second may predate the value, so
+    the freshness rule counts it as stale."""
+    moment = utc(rotated_at)
+    return moment + timedelta(seconds=1) if moment.microsecond == 0 else moment

@@ -29,6 +29,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
     ReadTimeoutError,
@@ -42,7 +43,13 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from orchestration.aws.ratelimit import CALLER_TIME_LEFT
-from orchestration.errors import AwsCallError, PermanentAwsError, RetryableAwsError
+from orchestration.errors import (
+    AwsCallError,
+    ClusterNotFound,
+    ConditionFailed,
+    PermanentAwsError,
+    RetryableAwsError,
+)
 
 T = TypeVar("T")
 
@@ -90,6 +97,12 @@ def to_rotor_error(operation: str, exc: BaseException) -> AwsCallError:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in RETRYABLE_CODES or status in (429, 500, 502, 503, 504):
             return RetryableAwsError(operation, code, message)
+        if code == "ConditionalCheckFailedException":
+            item = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure
+            found: dict[str, object] | None = dict(item) if isinstance(item, dict) else None
+            return ConditionFailed(operation, code, message, found)
+        if code == "ClusterNotFoundException":
+            return ClusterNotFound(operation, code, message)
         return PermanentAwsError(operation, code, message)
     if isinstance(exc, ConnectionError | EndpointConnectionError | ReadTimeoutError):
         return RetryableAwsError(operation, "ConnectionError", str(exc))
@@ -98,6 +111,20 @@ def to_rotor_error(operation: str, exc: BaseException) -> AwsCallError:
     if isinstance(exc, BotoCoreError):
         return PermanentAwsError(operation, type(exc).__name__, str(exc))
     raise TypeError(f"not an AWS error: {exc!r}")
+
+
+def refused_before_acting(exc: ClientError | BotoCoreError) -> bool:
+    """AWS surely did not act on the call: it was throttled, refused for good, or never reached
+    AWS. (A timeout or a server error may hide a call that did land.)"""
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in THROTTLING_CODES or status == 429:
+            return True
+        return status < 500 and code not in RETRYABLE_CODES  # refused for good: no retry
+    return False
 
 
 class Budget:

@@ -21,25 +21,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestration.aws.retry import RETRYABLE_CODES, THROTTLING_CODES, RetryPolicy
-from orchestration.ecs.shapes import primary_created_at, primary_deployment
+from orchestration.aws.retry import RetryPolicy, refused_before_acting
+from orchestration.ecs.shapes import primary_deployment
 from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.models import Action, Outcome, RedeployResult, Verdict
-from orchestration.rotation.freshness import value_current_by
 from orchestration.state.redeploy_ledger import Claim, NewValue, RedeployLedger, Refusal
-from orchestration.times import utc
+from orchestration.times import utc, value_current_by
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -142,14 +136,18 @@ class Redeployer:
         may_have_landed = False  # the last attempt failed in a way that may hide a deployment
 
         def landed() -> RedeployResult | None:
-            created = self._primary_created_at(service.cluster_arn, service.arn)
+            # The deployment of an attempt whose answer was lost is rotor's own (the claim is
+            # held): it is reported as made, so it is recorded and its end is tracked.
+            primary = self._primary(service.cluster_arn, service.arn)
+            created = primary.get("createdAt") if primary else None
             if created is None or utc(created) < value_current_by(rotated_at):
                 return None
             return RedeployResult(
                 service.arn,
                 service.cluster_arn,
-                Outcome.ALREADY_FRESH,
-                reason="already fresh: an earlier attempt's deployment landed",
+                Outcome.REDEPLOYED,
+                primary.get("id") if primary else None,
+                reason="an earlier attempt's deployment landed (its answer was lost)",
                 created_at=created,
             )
 
@@ -164,7 +162,7 @@ class Redeployer:
                     cluster=service.cluster_arn, service=service.arn, forceNewDeployment=True
                 )
             except (ClientError, BotoCoreError) as exc:
-                may_have_landed = not _refused_before_acting(exc)
+                may_have_landed = not refused_before_acting(exc)
                 raise
             primary = primary_deployment(answer.get("service") or {}) or {}
             return RedeployResult(
@@ -190,22 +188,9 @@ class Redeployer:
         log.info("%s %s (deployment %s)", result.outcome, service.arn, result.deployment_id)
         return result
 
-    def _primary_created_at(self, cluster: str, service: str) -> datetime | None:
-        """When the service's current PRIMARY deployment was made, as ECS says now."""
+    def _primary(self, cluster: str, service: str) -> Mapping[str, Any] | None:
+        """The service's current PRIMARY deployment, as ECS says now."""
         # A botocore error here propagates to the retry loop, which maps and judges it.
         answer = self._ecs.describe_services(cluster=cluster, services=[service])
         services = answer.get("services") or []
-        return primary_created_at(services[0]) if services else None
-
-
-def _refused_before_acting(exc: ClientError | BotoCoreError) -> bool:
-    """AWS surely did not act on the call: it was throttled, or never reached AWS."""
-    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
-        return True
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in THROTTLING_CODES or status == 429:
-            return True
-        return status < 500 and code not in RETRYABLE_CODES  # refused for good: no retry
-    return False
+        return primary_deployment(services[0]) if services else None

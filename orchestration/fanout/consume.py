@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration.fanout.jobs import PlanJob, RedeployJob
-from orchestration.fanout.worker import JobStatus, RedeployWorker
+from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker
+from orchestration.models import ServiceSnapshot, Verdict
 from orchestration.outcome import (
     REDEPLOY_FAILURES,
     REDEPLOYS_DEFERRED,
@@ -25,13 +26,21 @@ class JobReport:
     deferred: bool = False  # a redeploy job waiting for its cluster's cap: send it again later
     metrics: dict[str, float] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
+    result: JobResult | None = None  # a redeploy job's own result (None: a plan job)
 
 
-def run_job(job: RedeployJob | PlanJob, runtime: Runtime) -> JobReport:
-    """Do one job. AWS errors that stop it propagate (the message comes back later)."""
+def run_job(
+    job: RedeployJob | PlanJob,
+    runtime: Runtime,
+    planned: tuple[ServiceSnapshot, Verdict] | None = None,
+) -> JobReport:
+    """Do one job: the worker's path, and the inline path's (no queue), which hands over the
+    snapshot the planner has just read and its verdict (``planned``). AWS errors that stop
+    it propagate (the message comes back later)."""
     if isinstance(job, PlanJob):
         return _plan(job, runtime)
-    result = RedeployWorker(runtime).run(job)
+    snapshot, verdict = planned if planned is not None else (None, None)
+    result = RedeployWorker(runtime).run(job, snapshot, verdict)
     metrics = dict(result.metrics)
     counted = {
         JobStatus.REDEPLOYED: REDEPLOYS_STARTED,
@@ -45,6 +54,7 @@ def run_job(job: RedeployJob | PlanJob, runtime: Runtime) -> JobReport:
         metrics[counted] = metrics.get(counted, 0) + 1
     return JobReport(
         result.status.value,
+        result=result,
         retryable=result.retryable,
         deferred=result.status is JobStatus.DEFERRED,
         metrics=metrics,

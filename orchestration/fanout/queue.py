@@ -39,6 +39,17 @@ class JobQueue(Protocol):
         ...
 
 
+def queue_url(queue_arn: str, sqs: SQSClient) -> str:
+    """The URL of the queue ``queue_arn`` names, on the endpoint ``sqs`` calls: right in every
+    partition (``amazonaws.com.cn`` in aws-cn, not the ``amazonaws.com`` that a URL built from
+    the ARN alone assumes). The queue is in the client's region (an SQS event source is)."""
+    parts = queue_arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "sqs":
+        raise ValueError(f"not an SQS queue ARN: {queue_arn!r}")
+    account, name = parts[4], parts[5]
+    return f"{sqs.meta.endpoint_url.rstrip('/')}/{account}/{name}"
+
+
 def unique(jobs: Sequence[AnyJob]) -> list[AnyJob]:
     seen: dict[str, AnyJob] = {}
     for job in jobs:

@@ -24,10 +24,15 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from orchestration.ecs.shapes import snapshot_of
-from orchestration.errors import InvalidReferenceError
+from orchestration.ecs.shapes import primary_deployment, snapshot_of
+from orchestration.errors import (
+    AwsCallError,
+    ClusterNotFound,
+    InvalidReferenceError,
+    RetryableAwsError,
+)
 from orchestration.fanout import notices
-from orchestration.fanout.jobs import RedeployJob
+from orchestration.fanout.jobs import RedeployJob, Rotation
 from orchestration.models import (
     Action,
     Consumer,
@@ -47,6 +52,8 @@ from orchestration.outcome import (
 from orchestration.rotation.freshness import OPT_TAG, decide
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue, value_key
+from orchestration.state.service_lease import ServiceLease
+from orchestration.times import iso, utc, value_current_by
 from orchestration.tracking.store import DeploymentRecord, RolloutSlot, ServiceStatus, Status
 
 if TYPE_CHECKING:
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 
 FLAP_WINDOW = timedelta(hours=1)
 NOTIFY_ONLY_VALUE = "notify"
+IN_PROGRESS = "IN_PROGRESS"  # a deployment's rolloutState while it runs
 
 
 class JobStatus(StrEnum):
@@ -96,109 +104,116 @@ def decide_with_policies(consumer: Consumer, rotated_at: datetime, *, opt_in: bo
 class RedeployWorker:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+
+    def run(
+        self,
+        job: RedeployJob,
+        snapshot: ServiceSnapshot | None = None,
+        verdict: Verdict | None = None,
+    ) -> JobResult:
+        """Do the job (inline: on the planner's ``snapshot`` and ``verdict``). AWS errors
+        reading the service or the secret propagate (the job is retried); whatever the job
+        took is given back first, in one place."""
+        steps = JobSteps(self._runtime, job)
+        try:
+            return steps.run(snapshot, verdict)
+        finally:
+            steps.give_back()
+
+
+class JobSteps:
+    """One job's redeploy as explicit steps: describe, decide, value, policies, lease, claim
+    and redeploy, record. What a step takes (the flap-guard slot, the cluster-cap slot, the
+    service's lease) is noted here, and ``give_back`` returns all of it unless a deployment
+    was made (then the slots count it, and the lease says when it was made)."""
+
+    def __init__(self, runtime: Runtime, job: RedeployJob) -> None:
+        self._runtime = runtime
         self._store = runtime.rollouts
         self._settings = runtime.settings
+        self.job = job
+        #: The rotation whose statuses this job writes: the value its deployment will hold.
+        self.rotation: Rotation = job
+        self.now = datetime.now(UTC)
+        self.flap_slot = False
+        self.cap_slot = False
+        self.lease: ServiceLease | None = None
+        self.deployed_at: datetime | None = None
 
-    def run(self, job: RedeployJob, snapshot: ServiceSnapshot | None = None) -> JobResult:
-        """Do the job. AWS errors reading the service propagate (the job is retried)."""
+    def run(self, snapshot: ServiceSnapshot | None, planned: Verdict | None = None) -> JobResult:
+        job = self.job
         described_now = snapshot is not None  # inline: planned (secret described) just now
         if snapshot is None:
-            snapshot = self._describe(job)
-            if snapshot is None:
-                return self._finish(job, JobStatus.SKIPPED, "the service no longer exists")
-        refs = tuple(r.reference() for r in job.references)
-        task_definitions = tuple(
-            TaskDefinitionSummary(arn, refs) for arn in snapshot.task_definitions
-        )
-        consumer = Consumer(snapshot, task_definitions, refs)
-        verdict = decide_with_policies(consumer, job.rotated_at, opt_in=self._settings.opt_in)
-        if verdict.action is Action.SKIP:
-            return self._finish(job, JobStatus.SKIPPED, verdict.reason)
-        if verdict.action is Action.MANUAL:  # its controller changed since the plan
-            return self._finish(job, JobStatus.SKIPPED, f"by hand: {verdict.reason}")
-        if notify_only(snapshot):
-            return self._notify_only(job, verdict)
-        now = datetime.now(UTC)
-        flap_limit = self._settings.max_redeploys_per_hour
-        if flap_limit and not self._store.take_redeploy_slot(
-            job.service_arn, now, flap_limit, FLAP_WINDOW
-        ):
-            return self._flapping(job, flap_limit)
-        cap = self._settings.max_rollouts_per_cluster
-        slot = (
-            self._store.take_rollout_slot(job.cluster_arn, job.service_arn, now, cap)
-            if cap
-            else None
-        )
-        if slot is RolloutSlot.FULL:
-            if flap_limit:
-                self._store.give_back_redeploy_slot(job.service_arn, now)
-            result = self._finish(
-                job,
-                JobStatus.DEFERRED,
-                f"cluster {snapshot.cluster_name} has {cap} rollouts under way "
-                "(ROTOR_MAX_ROLLOUTS_PER_CLUSTER); waiting",
-                retryable=True,
-                status=Status.QUEUED,
-            )
-            result.count(REDEPLOYS_DEFERRED)
-            return result
-        # Queued, the job may run minutes after it was planned (debounce, retries): the value
-        # its deployment will hold is the one AWSCURRENT now, described right before the claim.
-        value = job.new_value() if described_now else self._current_value(job)
-        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, value)
-        if done.outcome is not Outcome.REDEPLOYED:
-            if flap_limit:
-                self._store.give_back_redeploy_slot(job.service_arn, now)
-            if slot is RolloutSlot.TAKEN:  # only a slot this job took: a duplicate job
-                # finds the slot held by the first one's deployment, which still runs
-                self._store.free_rollout_slot(job.cluster_arn, job.service_arn)
-        if done.outcome is Outcome.REDEPLOYED:
-            if done.deployment_id:
-                self._store.record_deployment(
-                    DeploymentRecord(
-                        done.deployment_id,
-                        job.rotation_id,
-                        job.service_arn,
-                        job.cluster_arn,
-                        job.rotated_at,
-                        job.secret_arn,
-                    )
+            try:
+                snapshot = self._describe()
+            except ClusterNotFound:
+                return self._finish(
+                    JobStatus.SKIPPED, f"cluster {job.cluster_arn} no longer exists"
                 )
-            return self._finish(
-                job,
-                JobStatus.REDEPLOYED,
-                f"deployment {done.deployment_id or '?'} started",
-                deployment_id=done.deployment_id,
-                status=Status.DEPLOYING,
-            )
-        if done.outcome is Outcome.ALREADY_FRESH:
-            return self._finish(job, JobStatus.SKIPPED, done.reason or "already fresh")
-        return self._finish(
-            job,
-            JobStatus.FAILED,
-            done.error or "?",
-            retryable=done.retryable,
-            status=Status.QUEUED if done.retryable else Status.FAILED,
-        )
+            if snapshot is None:
+                return self._finish(JobStatus.SKIPPED, "the service no longer exists")
+        verdict = planned if planned is not None else self._decide(snapshot)
+        if verdict.action is Action.SKIP:
+            return self._finish(JobStatus.SKIPPED, verdict.reason)
+        if verdict.action is Action.MANUAL:  # its controller changed since the plan
+            return self._finish(JobStatus.SKIPPED, f"by hand: {verdict.reason}")
+        if notify_only(snapshot):
+            return self._notify_only(verdict)
+        # Queued, the job may run minutes after it was planned (debounce, retries): the value
+        # its deployment will hold is the one AWSCURRENT now, described before anything is taken.
+        value = job.new_value() if described_now else self._current_value()
+        self._follow(value)
+        waiting = self._take_policy_slots(snapshot)
+        if waiting is not None:
+            return waiting
+        busy = self._take_lease(snapshot)
+        if busy is not None:
+            return busy
+        return self._claim_and_redeploy(verdict, value)
 
-    def _describe(self, job: RedeployJob) -> ServiceSnapshot | None:
+    def give_back(self) -> None:
+        """The one place where what the job took is given back (or kept for its deployment)."""
+        job = self.job
+        try:
+            if self.lease is not None:
+                self._runtime.leases.give_back(self.lease, self.deployed_at)
+        except AwsCallError as exc:  # it runs out on its own
+            log.warning("could not give back the lease of %s: %s", job.service_arn, exc)
+        if self.deployed_at is not None:
+            return  # the flap guard counts the deployment; the cap slot is its until it ends
+        if self.flap_slot:
+            self._store.give_back_redeploy_slot(job.service_arn, self.now)
+        if self.cap_slot:  # only a slot this job took: a duplicate job finds the slot held
+            self._store.free_rollout_slot(job.cluster_arn, job.service_arn)
+
+    # the steps
+
+    def _describe(self) -> ServiceSnapshot | None:
         ecs = self._runtime.clients.ecs
         answer = self._runtime.retry.call(
             "DescribeServices",
             ecs.describe_services,
-            cluster=job.cluster_arn,
-            services=[job.service_arn],
+            cluster=self.job.cluster_arn,
+            services=[self.job.service_arn],
             include=["TAGS"],
         )
         services = answer.get("services") or []
         found = snapshot_of(services[0]) if services else None
         return found if isinstance(found, ServiceSnapshot) else None
 
-    def _current_value(self, job: RedeployJob) -> NewValue:
+    def _decide(self, snapshot: ServiceSnapshot) -> Verdict:
+        refs = tuple(r.reference() for r in self.job.references)
+        task_definitions = tuple(
+            TaskDefinitionSummary(arn, refs) for arn in snapshot.task_definitions
+        )
+        consumer = Consumer(snapshot, task_definitions, refs)
+        return decide_with_policies(consumer, self.job.rotated_at, opt_in=self._settings.opt_in)
+
+    def _current_value(self) -> NewValue:
         """The secret's AWSCURRENT version as DescribeSecret says now; the job's own value for
         a secret rotor cannot describe (the planner could not either). An AWS error that a
         retry may fix propagates (the job comes back)."""
+        job = self.job
         if not job.described:
             return job.new_value()
         try:
@@ -212,18 +227,177 @@ class RedeployWorker:
             return NewValue(job.secret_arn, facts.current_version)
         return job.new_value()
 
-    def _notify_only(self, job: RedeployJob, verdict: Verdict) -> JobResult:
+    def _follow(self, value: NewValue) -> None:
+        """A later version became current since the job was planned: its deployment holds
+        that one, so the job's statuses go to that value's rotation, and the planned value's
+        rotation says where they went."""
+        job = self.job
+        if not value.described or not value.version_id or value.version_id == job.version:
+            return
+        self.rotation = Rotation(
+            secret_arn=job.secret_arn,
+            version=value.version_id,
+            described=True,
+            rotated_at=job.rotated_at,
+            event_id=job.event_id,
+        )
+        self._store.record_rotation(
+            self.rotation.rotation_id, job.secret_arn, value.version_id, job.rotated_at
+        )
+        self._write_status(
+            job.rotation_id,
+            ServiceStatus(
+                Status.SKIPPED,
+                f"superseded: version {value.version_id} was current when the job ran "
+                f"(see rotation {self.rotation.rotation_id})",
+                datetime.now(UTC),
+                job.cluster_arn,
+            ),
+        )
+
+    def _take_policy_slots(self, snapshot: ServiceSnapshot) -> JobResult | None:
+        """The flap guard and the cluster cap: ``None`` when the job may go on."""
+        job = self.job
+        flap_limit = self._settings.max_redeploys_per_hour
+        if flap_limit:
+            if not self._store.take_redeploy_slot(
+                job.service_arn, self.now, flap_limit, FLAP_WINDOW
+            ):
+                return self._flapping(flap_limit)
+            self.flap_slot = True
+        cap = self._settings.max_rollouts_per_cluster
+        if not cap:
+            return None
+        slot = self._store.take_rollout_slot(job.cluster_arn, job.service_arn, self.now, cap)
+        if slot is RolloutSlot.FULL and self._settle_overdue():
+            slot = self._store.take_rollout_slot(job.cluster_arn, job.service_arn, self.now, cap)
+        self.cap_slot = slot is RolloutSlot.TAKEN
+        if slot is not RolloutSlot.FULL:
+            return None
+        result = self._finish(
+            JobStatus.DEFERRED,
+            f"cluster {snapshot.cluster_name} has {cap} rollouts under way "
+            "(ROTOR_MAX_ROLLOUTS_PER_CLUSTER); waiting",
+            retryable=True,
+            status=Status.QUEUED,
+        )
+        result.count(REDEPLOYS_DEFERRED)
+        return result
+
+    def _settle_overdue(self) -> bool:
+        """The cluster is full, and some of its slots' leases have ended without a word from
+        the tracker: ask ECS. A rollout still in progress keeps its slot (a new lease); the
+        others' slots are freed. True when a slot was freed. If ECS cannot answer, the
+        overdue slots are freed, as the policy fails open."""
+        job = self.job
+        names = self._store.overdue_rollouts(job.cluster_arn, self.now)[:10]
+        if not names:
+            return False
+        ecs = self._runtime.clients.ecs
+        try:
+            answer = self._runtime.retry.call(
+                "DescribeServices", ecs.describe_services, cluster=job.cluster_arn, services=names
+            )
+            running = {
+                str(service.get("serviceArn"))
+                for service in answer.get("services") or []
+                if (primary_deployment(service) or {}).get("rolloutState") == IN_PROGRESS
+            }
+        except AwsCallError as exc:
+            log.warning("could not read the overdue rollouts of %s: %s", job.cluster_arn, exc)
+            running = set()
+        for name in names:
+            if name in running:
+                self._store.renew_rollout_slot(job.cluster_arn, name, self.now)
+            else:
+                self._store.free_rollout_slot(job.cluster_arn, name)
+        return len(running) < len(names)
+
+    def _take_lease(self, snapshot: ServiceSnapshot) -> JobResult | None:
+        """The service's lease (waiting a little while another job holds it): ``None`` when
+        the job may go on."""
+        job = self.job
+        retry = self._runtime.retry
+        leases = self._runtime.leases
+
+        def take() -> ServiceLease:
+            left = timedelta(seconds=min(max(retry.remaining(), 0.0), 86400.0))
+            lease = leases.take(job.service_arn, datetime.now(UTC), left)
+            if lease is None:
+                raise RetryableAwsError(
+                    "TakeServiceLease",
+                    "LeaseHeldElsewhere",
+                    "another rotor job is redeploying this service now",
+                )
+            return lease
+
+        try:
+            self.lease = retry.call("TakeServiceLease", take)
+        except AwsCallError as exc:
+            retryable = isinstance(exc, RetryableAwsError)
+            return self._finish(
+                JobStatus.FAILED,
+                str(exc),
+                retryable=retryable,
+                status=Status.QUEUED if retryable else Status.FAILED,
+            )
+        since = self.lease.deployed_since
+        primary = snapshot.primary_created_at
+        if (
+            since is not None
+            and (primary is None or utc(since) > utc(primary))
+            and utc(since) >= value_current_by(job.rotated_at)
+        ):
+            return self._finish(
+                JobStatus.SKIPPED,
+                f"already fresh: another rotor job redeployed it at {iso(since)}, "
+                f"after the new value ({iso(job.rotated_at)})",
+            )
+        return None
+
+    def _claim_and_redeploy(self, verdict: Verdict, value: NewValue) -> JobResult:
+        job = self.job
+        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, value)
+        if done.outcome is Outcome.REDEPLOYED:
+            self.deployed_at = done.created_at or datetime.now(UTC)
+            if done.deployment_id:
+                self._store.record_deployment(
+                    DeploymentRecord(
+                        done.deployment_id,
+                        self.rotation.rotation_id,
+                        job.service_arn,
+                        job.cluster_arn,
+                        job.rotated_at,
+                        job.secret_arn,
+                    )
+                )
+            return self._finish(
+                JobStatus.REDEPLOYED,
+                f"deployment {done.deployment_id or '?'} started",
+                deployment_id=done.deployment_id,
+                status=Status.DEPLOYING,
+            )
+        if done.outcome is Outcome.ALREADY_FRESH:
+            return self._finish(JobStatus.SKIPPED, done.reason or "already fresh")
+        return self._finish(
+            JobStatus.FAILED,
+            done.error or "?",
+            retryable=done.retryable,
+            status=Status.QUEUED if done.retryable else Status.FAILED,
+        )
+
+    def _notify_only(self, verdict: Verdict) -> JobResult:
+        job = self.job
         return self._reported(
-            job,
             notices.stale_service(job.secret_arn, job.service_arn, job.rotated_at, verdict.reason),
             JobStatus.NOTIFIED,
             f"notify-only (tag {OPT_TAG}={NOTIFY_ONLY_VALUE}): stale, reported, not redeployed",
             STALE_SERVICES_NOTIFIED,
         )
 
-    def _flapping(self, job: RedeployJob, limit: int) -> JobResult:
+    def _flapping(self, limit: int) -> JobResult:
+        job = self.job
         return self._reported(
-            job,
             notices.flapping(job.secret_arn, job.service_arn, job.rotated_at, limit),
             JobStatus.SKIPPED,
             f"flapping: {limit} forced deployments in the last hour (ROTOR_MAX_REDEPLOYS_PER_HOUR)",
@@ -232,7 +406,6 @@ class RedeployWorker:
 
     def _reported(
         self,
-        job: RedeployJob,
         notification: Notification,
         outcome: JobStatus,
         detail: str,
@@ -240,7 +413,8 @@ class RedeployWorker:
     ) -> JobResult:
         """Publish ``notification`` about a job rotor does not redeploy, once per (service, new
         value): both deliveries of a rotation, and every retry of a job, claim one window."""
-        result = self._finish(job, outcome, detail)
+        job = self.job
+        result = self._finish(outcome, detail)
         window = self._runtime.notify_window
         key = f"{notification.kind}|{job.service_arn}|{value_key(job.new_value())}"
         # Claimed at the value's time, as every job for this value is: the window held by the
@@ -258,7 +432,6 @@ class RedeployWorker:
 
     def _finish(
         self,
-        job: RedeployJob,
         outcome: JobStatus,
         reason: str,
         *,
@@ -266,12 +439,16 @@ class RedeployWorker:
         deployment_id: str | None = None,
         status: Status = Status.SKIPPED,
     ) -> JobResult:
+        job = self.job
         log.info("job %s: %s (%s)", job.service_arn, outcome.value, reason)
-        self._store.set_status(
-            job.rotation_id,
-            job.service_arn,
+        self._write_status(
+            self.rotation.rotation_id,
             ServiceStatus(
                 status, reason, datetime.now(UTC), job.cluster_arn, deployment_id=deployment_id
             ),
         )
         return JobResult(job, outcome, reason, retryable=retryable, deployment_id=deployment_id)
+
+    def _write_status(self, rotation_id: str, status: ServiceStatus) -> None:
+        """The store writes it only over a status it may replace: never backwards."""
+        self._store.set_status(rotation_id, self.job.service_arn, status)

@@ -11,13 +11,14 @@ AWS refuses ``UpdateService(forceNewDeployment)`` for it, so rotor says what to 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from orchestration.models import Action, Consumer, DeploymentController, Verdict
 from orchestration.secrets.references import SecretReference
-from orchestration.times import iso, utc
+from orchestration.times import iso, utc, value_current_by
 
 OPT_TAG = "rotor:redeploy"
+__all__ = ["MANUAL_HOW", "OPT_TAG", "decide", "plan", "value_current_by"]
 
 
 def decide(consumer: Consumer, rotated_at: datetime, *, opt_in: bool = False) -> Verdict:
@@ -61,14 +62,6 @@ MANUAL_HOW = {
         "the EXTERNAL controller refuses a forced deployment: create a new task set"
     ),
 }
-
-
-def value_current_by(rotated_at: datetime) -> datetime:
-    """The latest moment the new value may have become current. Event times are whole seconds
-    (the value moved at 10:00:00.8, the event says 10:00:00): a deployment made within that
-    second may predate the value, so it counts as stale."""
-    moment = utc(rotated_at)
-    return moment + timedelta(seconds=1) if moment.microsecond == 0 else moment
 
 
 def plan(consumers: list[Consumer], rotated_at: datetime, *, opt_in: bool = False) -> list[Verdict]:

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.ecs.discovery import Inventory
-from orchestration.errors import OutOfTime, RetryableAwsError
+from orchestration.errors import AwsCallError, OutOfTime, RetryableAwsError
 from orchestration.events.classification import Classification
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
-from orchestration.fanout.worker import JobResult, JobStatus, RedeployWorker, decide_with_policies
+from orchestration.fanout.worker import JobResult, JobStatus, decide_with_policies
 from orchestration.models import Action, ServiceSnapshot, Verdict
 from orchestration.outcome import (
     CONSUMERS_FOUND,
@@ -133,7 +133,19 @@ class RotationRecorder:
         )
 
     def close(self) -> Rotation:
-        return self.rotation or self._fix(self._fallback)
+        """The rotation, recorded. Keyed by the value that became current whenever rotor can
+        describe the secret, even when no consumer needed a deployment (one DescribeSecret, only
+        when the rollout store is the state table that ``rotor status`` reads): the deliveries
+        of one rotation are then one rotation, whatever their times."""
+        if self.rotation is not None:
+            return self.rotation
+        if not self._runtime.rollouts.durable:  # kept by no one after this process: no call
+            return self._fix(self._fallback)
+        try:
+            return self._fix(self._resolve())
+        except AwsCallError as exc:
+            log.warning("could not describe the new value (recorded by its time): %s", exc)
+            return self._fix(self._fallback)
 
     def _fix(self, rotation: Rotation) -> Rotation:
         self.rotation = rotation
@@ -199,6 +211,7 @@ def _notify_manual(
 class Planned:
     job: RedeployJob
     snapshot: ServiceSnapshot
+    verdict: Verdict  # the freshness rule's, decided once, on ``snapshot``
 
 
 def plan_inventory(
@@ -237,22 +250,27 @@ def plan_inventory(
                 cluster_arn=service.cluster_arn,
                 references=tuple(JobReference.of(c, r) for c, r in verdict.consumer.references),
             )
-            planned.append(Planned(job, service))
+            planned.append(Planned(job, service, verdict))
             status = ServiceStatus(Status.PLANNED, verdict.reason, now, service.cluster_arn)
         rotation.status(service.arn, status, only_if_new=True)
     return planned
 
 
 def run_inline(planned: list[Planned], runtime: Runtime, outcome: EventOutcome) -> None:
-    """No queue: the worker does each job here, on the snapshot the scan has just read."""
+    """No queue: each job runs here through the worker's own ``run_job``, on the snapshot the
+    scan has just read and the verdict already decided on it (not decided a second time)."""
     if not planned:
         return
-    worker = RedeployWorker(runtime)
+    from orchestration.fanout.consume import run_job  # the worker's own entry point
+
     workers = min(5, runtime.settings.max_workers, len(planned))
     with ThreadPoolExecutor(workers, thread_name_prefix="rotor-job") as pool:
-        results = list(pool.map(lambda p: worker.run(p.job, p.snapshot), planned))
-    for result in results:
-        add_result(result, outcome)
+        reports = list(
+            pool.map(lambda p: run_job(p.job, runtime, (p.snapshot, p.verdict)), planned)
+        )
+    for report in reports:
+        assert report.result is not None  # a redeploy job's report carries its result
+        add_result(report.result, outcome)
 
 
 def add_result(result: JobResult, outcome: EventOutcome) -> None:

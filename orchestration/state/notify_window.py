@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
@@ -50,9 +50,15 @@ class NotifyWindow:
 
         ``window`` replaces the configured one for this key (a claim that must outlast every
         retry of one event, whatever ``ROTOR_NOTIFY_WINDOW`` says of separate events)."""
-        until = now + (self._window if window is None else window)
+        length = self._window if window is None else window
+        until = now + length
+        # The window is measured in event time (``now``), but the record must outlive it in
+        # wall-clock time too: a backlog processed after the window's end would otherwise
+        # write a record DynamoDB's TTL may sweep at once, and the next late event of the same
+        # window would notify again.
+        keep_until = max(utc(until), datetime.now(UTC) + length)
         answer = self._store.claim(
-            KEY_PREFIX + key, uuid.uuid4().hex, now=now, lease_until=until, expires_at=until
+            KEY_PREFIX + key, uuid.uuid4().hex, now=now, lease_until=until, expires_at=keep_until
         )
         with self._lock:
             for old in [k for k, r in self._mine.items() if utc(r.lease_until) <= utc(now)]:

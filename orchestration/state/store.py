@@ -17,25 +17,28 @@ This module gives them one small interface, after the shape of Powertools' idemp
   against both.
 
 A claim wins when the key has no live record: none, expired, a pending record whose lease has
-passed, a record the claimant already owns (an earlier attempt whose answer was lost), or a
-confirmed record the caller's ``replaces`` says it may replace. Everything else loses, and the
+passed, a record the claimant already owns (an earlier attempt whose answer was lost: the
+claim returns that record as it is held, unchanged, in both stores), or a confirmed record the
+caller's ``replaces`` says it may replace. Everything else loses, and the
 caller gets the holder's record to say why. Times keep microseconds in both stores.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from orchestration.aws.retry import RetryPolicy
-from orchestration.errors import PermanentAwsError
+from orchestration.errors import ConditionFailed, RetryableAwsError
 from orchestration.times import utc
 
 if TYPE_CHECKING:
@@ -83,6 +86,12 @@ class Lost:
 
 
 Replaces = Callable[[Record], bool]
+T = TypeVar("T")
+#: ``update``'s change: the item now (``None``: none) -> (the item to write or ``None``, answer).
+Change = Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]
+#: How often ``update`` reads again when the item changed under it.
+CONFLICT_ATTEMPTS = 20
+VERSION_ATTRIBUTE = "revision"  # counts the writes of an ``update`` item
 
 
 def _never(_: Record) -> bool:
@@ -126,6 +135,20 @@ class StateStore(ABC):
     def read(self, key: str) -> Record | None:
         """The key's record, expired or not; ``None`` when there is none."""
 
+    @abstractmethod
+    def update(self, key: str, change: Change[T]) -> T:
+        """Read the item at ``key`` (``None``: none), apply ``change``, and write what it returns
+        (``None``: leave the item as it is) if nobody wrote in between; again on conflict.
+        Returns ``change``'s answer. Items are plain values: text, numbers, lists, maps."""
+
+    @abstractmethod
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The item at ``key`` (as ``update`` wrote it), or ``None``."""
+
+    @abstractmethod
+    def items(self, kinds: Collection[str]) -> list[dict[str, Any]]:
+        """Every item whose ``kind`` is one of ``kinds`` (with its key as ``pk``)."""
+
     def with_retry(self, retry: RetryPolicy) -> StateStore:
         """The same records, reached through ``retry`` (say, with an invocation's deadline)."""
         return self
@@ -155,6 +178,7 @@ class MemoryStateStore(StateStore):
 
     def __init__(self) -> None:
         self._records: dict[str, Record] = {}
+        self._items: dict[str, dict[str, Any]] = {}  # ``update``'s items
         self._lock = threading.Lock()
 
     def claim(
@@ -203,6 +227,35 @@ class MemoryStateStore(StateStore):
         with self._lock:
             return self._records.get(key)
 
+    def update(self, key: str, change: Change[T]) -> T:
+        """As in DynamoDB: read, change outside the lock, write only over the revision read."""
+        for _ in range(CONFLICT_ATTEMPTS):
+            held = self.get(key)
+            version = int((held or {}).get(VERSION_ATTRIBUTE, 0))
+            written, answer = change(held)
+            if written is None:
+                return answer
+            with self._lock:
+                now_held = self._items.get(key)
+                if int((now_held or {}).get(VERSION_ATTRIBUTE, 0)) != version:
+                    continue  # written in between: read again
+                self._items[key] = {
+                    **copy.deepcopy(written),
+                    KEY_ATTRIBUTE: key,
+                    VERSION_ATTRIBUTE: version + 1,
+                }
+            return answer
+        raise RetryableAwsError("Update", "Conflict", f"{key} kept changing under rotor")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            held = self._items.get(key)
+            return copy.deepcopy(held) if held is not None else None
+
+    def items(self, kinds: Collection[str]) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(i) for i in self._items.values() if i.get("kind") in kinds]
+
     def _forget_expired(self, now: datetime) -> None:
         for key in [k for k, r in self._records.items() if r.expired(now)]:
             del self._records[key]
@@ -240,10 +293,9 @@ class DynamoDbStateStore(StateStore):
         def put() -> Won | Lost:
             old = self._put(
                 item,
-                "attribute_not_exists(#pk) OR #owner = :owner OR #expires <= :now_s"
+                "attribute_not_exists(#pk) OR #expires <= :now_s"
                 " OR (#state = :pending AND #lease <= :now_us)",
                 {
-                    ":owner": {"S": owner},
                     ":now_s": {"N": str(_seconds(now))},
                     ":now_us": {"N": str(_micros(now))},
                     ":pending": {"S": State.PENDING.value},
@@ -252,8 +304,8 @@ class DynamoDbStateStore(StateStore):
             )
             if old is None:
                 return Won(record)
-            if old.owner == owner:
-                return Won(record)
+            if old.owner == owner and not old.expired(now):
+                return Won(old)  # its own claim (an attempt whose answer was lost), as held
             if not claimable(old, owner, now, replaces):
                 return Lost(old)
             # A confirmed record the caller may replace: replace exactly that one.
@@ -292,10 +344,8 @@ class DynamoDbStateStore(StateStore):
                 },
                 ReturnValues="ALL_NEW",
             )
-        except PermanentAwsError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return None  # taken over after its lease: nothing of ours to change
-            raise
+        except ConditionFailed:
+            return None  # taken over after its lease: nothing of ours to change
         return _record(answer.get("Attributes") or {})
 
     def release(self, claim: Record) -> bool:
@@ -309,10 +359,8 @@ class DynamoDbStateStore(StateStore):
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": {"S": claim.owner}},
             )
-        except PermanentAwsError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return False
-            raise
+        except ConditionFailed:
+            return False
         return True
 
     def read(self, key: str) -> Record | None:
@@ -320,6 +368,74 @@ class DynamoDbStateStore(StateStore):
 
     def with_retry(self, retry: RetryPolicy) -> DynamoDbStateStore:
         return DynamoDbStateStore(self._client, self._table, retry)
+
+    def update(self, key: str, change: Change[T]) -> T:
+        """A consistent read, then a ``PutItem`` conditional on the version read."""
+        for _ in range(CONFLICT_ATTEMPTS):
+            held = self.get(key)
+            version = int((held or {}).get(VERSION_ATTRIBUTE, 0))
+            written, answer = change(held)
+            if written is None:
+                return answer
+            try:
+                self._retry.call(
+                    "PutItem",
+                    self._client.put_item,
+                    TableName=self._table,
+                    Item=encode({**written, KEY_ATTRIBUTE: key, VERSION_ATTRIBUTE: version + 1}),
+                    # An item without a revision (none yet, or one written before revisions
+                    # were kept) is replaced only if it still has none.
+                    **(
+                        {
+                            "ConditionExpression": "#version = :version",
+                            "ExpressionAttributeNames": {"#version": VERSION_ATTRIBUTE},
+                            "ExpressionAttributeValues": {":version": {"N": str(version)}},
+                        }
+                        if version
+                        else {
+                            "ConditionExpression": "attribute_not_exists(#pk)"
+                            " OR attribute_not_exists(#version)",
+                            "ExpressionAttributeNames": {
+                                "#pk": KEY_ATTRIBUTE,
+                                "#version": VERSION_ATTRIBUTE,
+                            },
+                        }
+                    ),
+                )
+            except ConditionFailed:
+                continue  # written in between: read again
+            return answer
+        raise RetryableAwsError("PutItem", "Conflict", f"{key} kept changing under rotor")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        answer = self._retry.call(
+            "GetItem",
+            self._client.get_item,
+            TableName=self._table,
+            Key={KEY_ATTRIBUTE: {"S": key}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        return decode(item) if item else None
+
+    def items(self, kinds: Collection[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        names = {f":k{i}": kind for i, kind in enumerate(sorted(kinds))}
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._retry.call(
+                "Scan",
+                self._client.scan,
+                TableName=self._table,
+                FilterExpression=f"#kind IN ({', '.join(names)})",
+                ExpressionAttributeNames={"#kind": "kind"},
+                ExpressionAttributeValues=encode(names),
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            found.extend(decode(item) for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
 
     def _get(self, key: str) -> Record | None:
         answer = self._client.get_item(
@@ -337,25 +453,57 @@ class DynamoDbStateStore(StateStore):
     ) -> Record | None:
         """Put ``item`` if ``condition`` holds: ``None`` when written, else the record there."""
         try:
-            self._client.put_item(
+            # Inside the caller's attempt: one attempt, its errors mapped to rotor's own.
+            self._retry.call(
+                "PutItem",
+                self._client.put_item,
                 TableName=self._table,
                 Item=item,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#owner": "owner", "#state": "state", **names},
+                ExpressionAttributeNames={
+                    **{
+                        n: v
+                        for n, v in (("#owner", "owner"), ("#state", "state"))
+                        if n in condition
+                    },
+                    **names,
+                },
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            old: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
-            if old:
-                return _record(old)
+        except ConditionFailed as exc:
+            if exc.item:
+                return _record(exc.item)
             held = self._get(str(item[KEY_ATTRIBUTE]["S"]))
-            if held is None:  # gone in between: let the caller's retry try again
-                raise
+            if held is None:  # gone in between: the caller's retry tries again
+                raise RetryableAwsError("PutItem", "Conflict", "the record changed") from exc
             return held
         return None
+
+
+# --- the codec of ``update``'s items: plain values <-> DynamoDB attribute values ----------
+
+_SERIALIZE = TypeSerializer().serialize
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+def encode(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _SERIALIZE(value) for name, value in values.items()}
+
+
+def decode(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _plain(_DESERIALIZE(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal: whole ones as int."""
+    if isinstance(value, Decimal):
+        return int(value) if value == int(value) else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _item(record: Record) -> dict[str, Any]:

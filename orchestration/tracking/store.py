@@ -1,43 +1,48 @@
 """What rotor remembers about rollouts: rotations, each consumer's status, the deployments rotor
 started, and the counters behind the pacing policies (flap guard, per-cluster cap).
 
-In memory (one process: ``rotor replay``, the demo, a Lambda without a state table) or in the
-DynamoDB state table (``ROTOR_STATE_TABLE``, key ``pk``, TTL ``expires_at``), shared by every
-container. Items:
+One class, ``RolloutStore``, over the state store's versioned ``update``
+(``orchestration.state.store``): in memory (one process: ``rotor replay``, the demo, a Lambda
+without a state table) or in the DynamoDB state table (``ROTOR_STATE_TABLE``, key ``pk``, TTL
+``expires_at``), shared by every container. Every rule is written once; the two backends differ
+only in where the items live. Items:
 
-* ``rotation#<secret ARN>@<version or time>``: ``secret``, ``version``, ``rotated_at``,
-  ``recorded_at`` and ``services``, a map from service ARN to ``{status, detail, at, cluster,
-  deployment}``; kept 14 days;
+* ``rotation#<secret ARN>@<version>`` (``@<time>`` for a secret rotor cannot describe):
+  ``secret``, ``version``, ``rotated_at``, ``recorded_at`` (the first delivery's); 14 days;
+* ``status#<rotation id>#<service ARN>``: one consumer's ``status``, ``detail``, ``at``,
+  ``cluster``, ``deployment``; 14 days. One item per consumer, so a rotation of thousands of
+  consumers stays far below DynamoDB's 400 KB item limit. A status is written only over one it
+  may replace (``may_replace``), in one versioned update: it never moves backwards;
 * ``deployment#<deployment id>``: the rotation, secret and service a deployment rotor started
-  belongs to, so the tracker follows only rotor's own deployments; kept 2 days;
+  belongs to, so the tracker follows only rotor's own deployments; 2 days;
+* ``latest-deployment#<service ARN>``: the same, for the last deployment rotor started of the
+  service: the end of a deployment that superseded it ends it too; 2 days;
 * ``flap#<service ARN>``: when rotor forced a deployment of the service in the last hour;
 * ``rollouts#<cluster ARN>``: the services of the cluster rotor is redeploying now, each with a
-  lease (a deployment whose end rotor never hears of frees its slot when the lease ends).
+  lease; a hold whose lease ended is overdue until someone asks ECS (``cap_policy``).
 
-Counters are read, changed and written back under a version condition, retried on conflict.
-
-In DynamoDB, what only informs (rotations, statuses) and the pacing counters are best effort:
-one attempt each, and a failure is logged, never raised. A table that cannot answer right away
-must not hold up a redeploy, which the redeploy ledger already makes happen once; the pacing
-policies then let the job through (they fail open). The record of a deployment rotor started,
-which the tracker needs, goes through the retry policy and is logged if it still fails.
+What only informs (rotations, statuses) and the pacing counters are best effort: one attempt
+each, and a failure is logged, never raised. A table that cannot answer right away must not
+hold up a redeploy, which the redeploy ledger already makes happen once; the pacing policies
+then let the job through (they fail open). The record of a deployment rotor started, which the
+tracker needs, goes through the retry policy and is logged if it still fails.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
-
-from orchestration.aws.retry import RetryPolicy, to_rotor_error
-from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.aws.retry import RetryPolicy
+from orchestration.errors import AwsCallError
+from orchestration.state.store import DynamoDbStateStore, MemoryStateStore, StateStore
 from orchestration.times import iso, utc
 
 if TYPE_CHECKING:
@@ -47,9 +52,9 @@ log = logging.getLogger(__name__)
 
 ROTATION_KEEP = timedelta(days=14)
 DEPLOYMENT_KEEP = timedelta(days=2)
-ROLLOUT_LEASE = timedelta(minutes=30)  # a deployment nobody reports on frees its slot then
-_CONFLICT_ATTEMPTS = 20
-CONDITION_FAILED = "ConditionalCheckFailedException"
+ROLLOUT_LEASE = timedelta(minutes=30)  # a deployment nobody reports on is looked at then
+
+_Answer = TypeVar("_Answer")
 
 
 class RolloutSlot(StrEnum):
@@ -71,6 +76,37 @@ class Status(StrEnum):
     FRESH = "fresh"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+#: The statuses each status may replace (besides none at all). A status never moves back:
+#: "queued" never replaces what a worker already decided, "skipped" never replaces a deployment
+#: under way or done. A deployment rotor starts replaces any status of another deployment (a
+#: rollback to this value, a redeploy after a failure); the end of a deployment replaces only
+#: that deployment's "deploying" (or what was written before it, if that write was lost).
+_MOVES: dict[Status, frozenset[Status]] = {
+    Status.PLANNED: frozenset(),
+    Status.QUEUED: frozenset({Status.PLANNED, Status.QUEUED}),
+    Status.SKIPPED: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED}),
+    Status.DEPLOYING: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED}),
+    Status.FAILED: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED, Status.FAILED}),
+    Status.FRESH: frozenset({Status.PLANNED, Status.QUEUED, Status.SKIPPED}),
+}
+#: Statuses that name a deployment: a write about that same deployment may replace them.
+_OF_A_DEPLOYMENT = frozenset({Status.DEPLOYING, Status.FRESH, Status.FAILED})
+
+
+def may_replace(old: ServiceStatus | None, new: ServiceStatus) -> bool:
+    """Whether ``new`` may replace the service's status ``old`` (``None``: none yet)."""
+    if old is None:
+        return True
+    if old.status in _MOVES[new.status]:
+        return True
+    if old.status not in _OF_A_DEPLOYMENT or new.deployment_id is None:
+        return False
+    if new.status is Status.DEPLOYING:
+        return new.deployment_id != old.deployment_id  # another deployment of rotor's
+    # The end of a deployment: only of the one the status names, and only once.
+    return old.status is Status.DEPLOYING and new.deployment_id == old.deployment_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,53 +159,47 @@ class DeploymentRecord:
     secret_arn: str  # the secret whose new value the deployment is for
 
 
-class RolloutStore(Protocol):
-    def with_retry(self, retry: RetryPolicy) -> RolloutStore:
-        """The same records, reached through ``retry`` (an invocation's deadline)."""
-        ...
+# --- the pacing policies: pure functions, applied alike by both backends -------------------
 
-    def record_rotation(
-        self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
-    ) -> None:
-        """Remember a rotation (again: a second delivery changes nothing)."""
-        ...
+#: A hold whose lease ended this long ago is dropped even if nobody could check its rollout.
+ROLLOUT_HOLD_MAX = timedelta(hours=6)
+#: A slot whose rollout ECS says still runs is looked at again after this long.
+ROLLOUT_RECHECK = timedelta(minutes=5)
 
-    def set_status(
-        self,
-        rotation_id: str,
-        service_arn: str,
-        status: ServiceStatus,
-        *,
-        only_if_new: bool = False,
-    ) -> None:
-        """The service's status in the rotation; ``only_if_new`` keeps one already set."""
-        ...
 
-    def record_deployment(self, record: DeploymentRecord) -> None: ...
+def flap_policy(
+    times: list[int], now: datetime, limit: int, window: timedelta
+) -> tuple[list[int] | None, bool]:
+    """The flap guard on the times (epoch ms) rotor forced a deployment of one service: the
+    new times (``None``: unchanged) and whether one more is allowed now."""
+    recent = [t for t in times if t > _ms(now - window)]
+    if len(recent) >= limit:
+        return None, False
+    return [*recent, _ms(now)], True
 
-    def deployment(self, deployment_id: str) -> DeploymentRecord | None: ...
 
-    def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
-        """Rotations recorded since ``since`` (of ``secret``: its ARN or name), newest first."""
-        ...
+def cap_policy(
+    held: Mapping[str, int], service_arn: str, now: datetime, limit: int
+) -> tuple[dict[str, int] | None, RolloutSlot]:
+    """The cluster cap on the services holding a slot (service -> end of its lease, epoch ms):
+    the new holds (``None``: unchanged) and the answer. A hold whose lease has ended still
+    counts until someone has asked ECS whether its rollout still runs (``overdue``), or until
+    ``ROLLOUT_HOLD_MAX`` after its end."""
+    live = {s: int(u) for s, u in held.items() if int(u) > _ms(now - ROLLOUT_HOLD_MAX)}
+    if service_arn in live:
+        return (live if len(live) != len(held) else None), RolloutSlot.HELD
+    if len(live) >= limit:
+        return (live if len(live) != len(held) else None), RolloutSlot.FULL
+    return {**live, service_arn: _ms(now + ROLLOUT_LEASE)}, RolloutSlot.TAKEN
 
-    def take_redeploy_slot(
-        self, service_arn: str, now: datetime, limit: int, window: timedelta
-    ) -> bool:
-        """Count one forced deployment of the service unless ``limit`` are already counted in
-        the ``window`` before ``now`` (then return False)."""
-        ...
 
-    def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None: ...
+def overdue(held: Mapping[str, int], now: datetime) -> list[str]:
+    """The services whose hold's lease has ended: nobody reported the end of their rollout."""
+    return sorted(s for s, until in held.items() if int(until) <= _ms(now))
 
-    def take_rollout_slot(
-        self, cluster_arn: str, service_arn: str, now: datetime, limit: int
-    ) -> RolloutSlot:
-        """Hold one of the cluster's ``limit`` rollout slots for the service. A service that
-        holds one already keeps it (``HELD``: a duplicate job must not free another's slot)."""
-        ...
 
-    def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None: ...
+def status_key(rotation_id: str, service_arn: str) -> str:
+    return f"status#{rotation_id}#{service_arn}"
 
 
 def _parse_iso(text: str) -> datetime:
@@ -178,6 +208,10 @@ def _parse_iso(text: str) -> datetime:
 
 def _ms(moment: datetime) -> int:
     return int(utc(moment).timestamp() * 1000)
+
+
+def _epoch(moment: datetime) -> int:
+    return int(utc(moment).timestamp())
 
 
 def _matches(secret: str | None, record: StoredRotation) -> bool:
@@ -194,162 +228,62 @@ def _matches(secret: str | None, record: StoredRotation) -> bool:
     return secret in (arn, name)
 
 
-# --- in memory ----------------------------------------------------------------------------
+def _holds(held: Mapping[str, int]) -> dict[str, Any]:
+    """A cluster's rollouts item: kept (TTL) until its last hold could be dropped."""
+    last = max(held.values(), default=0)
+    until = datetime.fromtimestamp(last / 1000, tz=UTC) + ROLLOUT_HOLD_MAX
+    return {"kind": "rollouts", "held": dict(held), "expires_at": _epoch(until)}
 
 
-class MemoryRolloutStore:
-    def with_retry(self, retry: RetryPolicy) -> MemoryRolloutStore:
-        return self  # makes no AWS call
-
-    def __init__(self) -> None:
-        self._rotations: dict[str, StoredRotation] = {}
-        self._deployments: dict[str, DeploymentRecord] = {}
-        self._flaps: dict[str, list[datetime]] = {}
-        self._rollouts: dict[str, dict[str, datetime]] = {}
-        self._lock = threading.Lock()
-
-    def record_rotation(
-        self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
-    ) -> None:
-        with self._lock:
-            if rotation_id not in self._rotations:
-                self._rotations[rotation_id] = StoredRotation(
-                    rotation_id, secret_arn, version, utc(rotated_at), datetime.now(UTC)
-                )
-
-    def set_status(
-        self,
-        rotation_id: str,
-        service_arn: str,
-        status: ServiceStatus,
-        *,
-        only_if_new: bool = False,
-    ) -> None:
-        with self._lock:
-            record = self._rotations.get(rotation_id)
-            if record is None:
-                return
-            if only_if_new and service_arn in record.services:
-                return
-            record.services[service_arn] = status
-
-    def record_deployment(self, record: DeploymentRecord) -> None:
-        with self._lock:
-            self._deployments[record.deployment_id] = record
-
-    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
-        with self._lock:
-            return self._deployments.get(deployment_id)
-
-    def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
-        with self._lock:
-            found = [
-                StoredRotation(
-                    r.rotation_id,
-                    r.secret_arn,
-                    r.version,
-                    r.rotated_at,
-                    r.recorded_at,
-                    dict(r.services),
-                )
-                for r in self._rotations.values()
-                if r.rotated_at >= utc(since) and _matches(secret, r)
-            ]
-        return sorted(found, key=lambda r: r.rotated_at, reverse=True)
-
-    def take_redeploy_slot(
-        self, service_arn: str, now: datetime, limit: int, window: timedelta
-    ) -> bool:
-        with self._lock:
-            recent = [t for t in self._flaps.get(service_arn, []) if t > utc(now) - window]
-            if len(recent) >= limit:
-                self._flaps[service_arn] = recent
-                return False
-            self._flaps[service_arn] = [*recent, utc(now)]
-            return True
-
-    def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
-        with self._lock:
-            times = self._flaps.get(service_arn, [])
-            if utc(at) in times:
-                times.remove(utc(at))
-
-    def take_rollout_slot(
-        self, cluster_arn: str, service_arn: str, now: datetime, limit: int
-    ) -> RolloutSlot:
-        with self._lock:
-            held = {
-                s: until
-                for s, until in self._rollouts.get(cluster_arn, {}).items()
-                if until > utc(now)
-            }
-            self._rollouts[cluster_arn] = held
-            if service_arn in held:
-                return RolloutSlot.HELD
-            if len(held) >= limit:
-                return RolloutSlot.FULL
-            held[service_arn] = utc(now) + ROLLOUT_LEASE
-            return RolloutSlot.TAKEN
-
-    def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
-        with self._lock:
-            self._rollouts.get(cluster_arn, {}).pop(service_arn, None)
+def _deployment(item: Mapping[str, Any]) -> DeploymentRecord:
+    return DeploymentRecord(
+        str(item["deployment"]),
+        str(item["rotation"]),
+        str(item["service"]),
+        str(item["cluster"]),
+        _parse_iso(str(item["rotated_at"])),
+        str(item.get("secret", "")),
+    )
 
 
-# --- DynamoDB -----------------------------------------------------------------------------
-
-_Answer = TypeVar("_Answer")
-_SERIALIZE = TypeSerializer().serialize
-_DESERIALIZE = TypeDeserializer().deserialize
-
-
-def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _SERIALIZE(value) for key, value in values.items()}
-
-
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _DESERIALIZE(value) for key, value in item.items()}
-
-
-class DynamoDbRolloutStore:
-    def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
-        self._client = client
-        self._table = table
+class RolloutStore:
+    def __init__(self, store: StateStore, retry: RetryPolicy, *, durable: bool) -> None:
+        self._store = store  # through the retry policy: what the tracker needs
+        #: One attempt: what is best effort (statuses, rotations, the pacing counters).
+        self._once = store.with_retry(dataclasses.replace(retry, max_attempts=1))
         self._retry = retry
+        #: Kept beyond this process (the state table ``rotor status`` reads).
+        self.durable = durable
 
-    def with_retry(self, retry: RetryPolicy) -> DynamoDbRolloutStore:
-        return DynamoDbRolloutStore(self._client, self._table, retry)
+    def with_retry(self, retry: RetryPolicy) -> RolloutStore:
+        """The same records, reached through ``retry`` (an invocation's deadline)."""
+        clone = copy.copy(self)
+        clone._store = self._store.with_retry(retry)
+        clone._once = self._store.with_retry(dataclasses.replace(retry, max_attempts=1))
+        clone._retry = retry
+        return clone
 
     # rotations and statuses
 
     def record_rotation(
         self, rotation_id: str, secret_arn: str, version: str | None, rotated_at: datetime
     ) -> None:
+        """Remember a rotation (again: a second delivery changes nothing)."""
         now = datetime.now(UTC)
-        self._best_effort(
-            f"record rotation {rotation_id}",
-            "UpdateItem",
-            self._client.update_item,
-            TableName=self._table,
-            Key={"pk": {"S": f"rotation#{rotation_id}"}},
-            UpdateExpression=(
-                "SET #kind = :kind, secret = :secret, version = :version, "
-                "rotated_at = :rotated, recorded_at = if_not_exists(recorded_at, :now), "
-                "services = if_not_exists(services, :empty), expires_at = :expires"
-            ),
-            ExpressionAttributeNames={"#kind": "kind"},
-            ExpressionAttributeValues=_to_item(
-                {
-                    ":kind": "rotation",
-                    ":secret": secret_arn,
-                    ":version": version or "",
-                    ":rotated": iso(rotated_at),
-                    ":now": iso(now),
-                    ":empty": {},
-                    ":expires": int((now + ROTATION_KEEP).timestamp()),
-                }
-            ),
-        )
+
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            if item is not None:
+                return None, None  # the first delivery's facts stand
+            return {
+                "kind": "rotation",
+                "secret": secret_arn,
+                "version": version or "",
+                "rotated_at": iso(rotated_at),
+                "recorded_at": iso(now),
+                "expires_at": _epoch(now + ROTATION_KEEP),
+            }, None
+
+        self._best_effort(f"record rotation {rotation_id}", f"rotation#{rotation_id}", change)
 
     def set_status(
         self,
@@ -359,215 +293,206 @@ class DynamoDbRolloutStore:
         *,
         only_if_new: bool = False,
     ) -> None:
-        value = "if_not_exists(services.#svc, :status)" if only_if_new else ":status"
-        try:
-            self._once(
-                "UpdateItem",
-                self._client.update_item,
-                TableName=self._table,
-                Key={"pk": {"S": f"rotation#{rotation_id}"}},
-                UpdateExpression=f"SET services.#svc = {value}",
-                ConditionExpression="attribute_exists(services)",
-                ExpressionAttributeNames={"#svc": service_arn},
-                ExpressionAttributeValues=_to_item({":status": status.to_item()}),
-            )
-        except AwsCallError as exc:
-            if exc.code != CONDITION_FAILED:  # else: the rotation was not recorded (or expired)
-                log.warning("could not record the status of %s: %s", service_arn, exc)
+        """The service's status in the rotation, written only over one it may replace;
+        ``only_if_new`` keeps one already set."""
 
-    def record_deployment(self, record: DeploymentRecord) -> None:
-        now = datetime.now(UTC)
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            old = ServiceStatus.from_item(item) if item else None
+            if (only_if_new and old is not None) or not may_replace(old, status):
+                return None, None
+            return {
+                **status.to_item(),
+                "kind": "status",
+                "rotation": rotation_id,
+                "service": service_arn,
+                "expires_at": _epoch(datetime.now(UTC) + ROTATION_KEEP),
+            }, None
+
         self._best_effort(
-            f"record deployment {record.deployment_id}",
-            "PutItem",
-            self._client.put_item,
-            retried=True,
-            TableName=self._table,
-            Item=_to_item(
-                {
-                    "pk": f"deployment#{record.deployment_id}",
-                    "kind": "deployment",
-                    "rotation": record.rotation_id,
-                    "service": record.service_arn,
-                    "cluster": record.cluster_arn,
-                    "rotated_at": iso(record.rotated_at),
-                    "secret": record.secret_arn,
-                    "expires_at": int((now + DEPLOYMENT_KEEP).timestamp()),
-                }
-            ),
-        )
-
-    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
-        item = self._get(f"deployment#{deployment_id}", retried=True)
-        if item is None:
-            return None
-        return DeploymentRecord(
-            deployment_id,
-            str(item["rotation"]),
-            str(item["service"]),
-            str(item["cluster"]),
-            _parse_iso(str(item["rotated_at"])),
-            str(item.get("secret", "")),  # "" in records written before it was kept
+            f"record the status of {service_arn}", status_key(rotation_id, service_arn), change
         )
 
     def rotations(self, since: datetime, secret: str | None = None) -> list[StoredRotation]:
-        found: list[StoredRotation] = []
-        start: dict[str, Any] | None = None
-        while True:
-            page = self._retry.call(
-                "Scan",
-                self._client.scan,
-                TableName=self._table,
-                FilterExpression="#kind = :kind AND rotated_at >= :since",
-                ExpressionAttributeNames={"#kind": "kind"},
-                ExpressionAttributeValues=_to_item({":kind": "rotation", ":since": iso(since)}),
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
-            for raw in page.get("Items", []):
-                item = _from_item(raw)
-                record = StoredRotation(
-                    str(item["pk"]).removeprefix("rotation#"),
-                    str(item["secret"]),
-                    str(item.get("version")) or None,
-                    _parse_iso(str(item["rotated_at"])),
-                    _parse_iso(str(item["recorded_at"])),
-                    {
-                        arn: ServiceStatus.from_item(value)
-                        for arn, value in dict(item.get("services", {})).items()
-                    },
+        """Rotations recorded since ``since`` (of ``secret``: its ARN or name), newest first."""
+        found: dict[str, StoredRotation] = {}
+        statuses: dict[str, dict[str, ServiceStatus]] = {}
+        for item in self._store.items({"rotation", "status"}):
+            if item.get("kind") == "status":
+                statuses.setdefault(str(item["rotation"]), {})[str(item["service"])] = (
+                    ServiceStatus.from_item(item)
                 )
-                if _matches(secret, record):
-                    found.append(record)
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return sorted(found, key=lambda r: r.rotated_at, reverse=True)
+                continue
+            record = StoredRotation(
+                str(item["pk"]).removeprefix("rotation#"),
+                str(item["secret"]),
+                str(item.get("version")) or None,
+                _parse_iso(str(item["rotated_at"])),
+                _parse_iso(str(item["recorded_at"])),
+                {  # statuses kept inside the rotation's item before they had their own
+                    arn: ServiceStatus.from_item(value)
+                    for arn, value in dict(item.get("services", {})).items()
+                },
+            )
+            if record.rotated_at >= utc(since) and _matches(secret, record):
+                found[record.rotation_id] = record
+        for rotation_id, record in found.items():
+            record.services.update(statuses.get(rotation_id, {}))
+        return sorted(found.values(), key=lambda r: r.rotated_at, reverse=True)
 
-    # counters
+    # deployments
+
+    def record_deployment(self, record: DeploymentRecord) -> None:
+        now = datetime.now(UTC)
+        item = {
+            "deployment": record.deployment_id,
+            "rotation": record.rotation_id,
+            "service": record.service_arn,
+            "cluster": record.cluster_arn,
+            "rotated_at": iso(record.rotated_at),
+            "secret": record.secret_arn,
+            "expires_at": _epoch(now + DEPLOYMENT_KEEP),
+        }
+        # Under its id (the tracker follows it) and as the service's latest (a deployment that
+        # supersedes it ends it: ECS never reports the end of a superseded one).
+        for key, kind in (
+            (f"deployment#{record.deployment_id}", "deployment"),
+            (f"latest-deployment#{record.service_arn}", "latest-deployment"),
+        ):
+            written = {**item, "kind": kind}
+            try:
+                self._store.update(key, partial(_replace_with, written))
+            except AwsCallError as exc:
+                log.warning("could not record deployment %s: %s", record.deployment_id, exc)
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        item = self._store.get(f"deployment#{deployment_id}")
+        return _deployment(item) if item else None
+
+    def latest_deployment(self, service_arn: str) -> DeploymentRecord | None:
+        """The last deployment rotor started of the service (kept as long as deployments)."""
+        item = self._store.get(f"latest-deployment#{service_arn}")
+        return _deployment(item) if item else None
+
+    # the pacing counters
 
     def take_redeploy_slot(
         self, service_arn: str, now: datetime, limit: int, window: timedelta
     ) -> bool:
-        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-            recent = [int(t) for t in item.get("times", []) if int(t) > _ms(now - window)]
-            if len(recent) >= limit:
-                return None, False
-            return {"times": [*recent, _ms(now)], "expires_at": _epoch(now + window)}, True
+        """Count one forced deployment of the service unless ``limit`` are already counted in
+        the ``window`` before ``now`` (then return False)."""
+
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+            times = [int(t) for t in (item or {}).get("times", [])]
+            kept, allowed = flap_policy(times, now, limit, window)
+            if kept is None:
+                return None, allowed
+            return {"kind": "flap", "times": kept, "expires_at": _epoch(now + window)}, allowed
 
         return self._counter(f"flap#{service_arn}", change, fail_open=True)
 
     def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
-        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-            times = [int(t) for t in item.get("times", [])]
-            if _ms(at) not in times:
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+            times = [int(t) for t in (item or {}).get("times", [])]
+            if item is None or _ms(at) not in times:
                 return None, True
             times.remove(_ms(at))
-            return {"times": times, "expires_at": item.get("expires_at", 0)}, True
+            return {**item, "times": times}, True
 
         self._counter(f"flap#{service_arn}", change, fail_open=True)
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
     ) -> RolloutSlot:
-        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, RolloutSlot]:
-            held = {s: int(u) for s, u in dict(item.get("held", {})).items() if int(u) > _ms(now)}
-            if service_arn in held:
-                return None, RolloutSlot.HELD
-            if len(held) >= limit:
-                return None, RolloutSlot.FULL
-            held[service_arn] = _ms(now + ROLLOUT_LEASE)
-            return {"held": held, "expires_at": _epoch(now + ROLLOUT_LEASE)}, RolloutSlot.TAKEN
+        """Hold one of the cluster's ``limit`` rollout slots for the service. A service that
+        holds one already keeps it (``HELD``: a duplicate job must not free another's slot)."""
+
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, RolloutSlot]:
+            held, answer = cap_policy(_held(item), service_arn, now, limit)
+            return (None if held is None else _holds(held)), answer
 
         # Failing open takes nothing, so there is nothing for the caller to free.
         return self._counter(f"rollouts#{cluster_arn}", change, fail_open=RolloutSlot.HELD)
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
-        def change(item: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-            held = dict(item.get("held", {}))
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+            held = _held(item)
             if held.pop(service_arn, None) is None:
                 return None, True
-            return {"held": held, "expires_at": item.get("expires_at", 0)}, True
+            return _holds(held), True
 
         self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
 
-    def _once(self, operation: str, call: Callable[..., Any], **params: Any) -> Any:
-        """One attempt, no retry: for what is best effort."""
+    def overdue_rollouts(self, cluster_arn: str, now: datetime) -> list[str]:
+        """The services of the cluster whose slot's lease has ended (see ``cap_policy``)."""
         try:
-            return call(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise to_rotor_error(operation, exc) from exc
+            return overdue(_held(self._once.get(f"rollouts#{cluster_arn}")), now)
+        except AwsCallError as exc:
+            log.warning("could not read the rollouts of %s: %s", cluster_arn, exc)
+            return []
+
+    def renew_rollout_slot(self, cluster_arn: str, service_arn: str, now: datetime) -> None:
+        """A held slot's rollout still runs: it is held until ``ROLLOUT_RECHECK`` after ``now``."""
+
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+            held = _held(item)
+            if service_arn not in held:
+                return None, True
+            held[service_arn] = _ms(now + ROLLOUT_RECHECK)
+            return _holds(held), True
+
+        self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+
+    # best effort
 
     def _best_effort(
         self,
         what: str,
-        operation: str,
-        call: Callable[..., Any],
-        *,
-        retried: bool = False,
-        **params: Any,
+        key: str,
+        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, None]],
     ) -> None:
-        """The call, logged instead of raised when it fails: once, or under the retry policy."""
         try:
-            if retried:
-                self._retry.call(operation, call, **params)
-            else:
-                self._once(operation, call, **params)
+            self._once.update(key, change)
         except AwsCallError as exc:
             log.warning("could not %s: %s", what, exc)
 
     def _counter(
         self,
-        pk: str,
-        change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, _Answer]],
+        key: str,
+        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, _Answer]],
         *,
         fail_open: _Answer,
     ) -> _Answer:
         try:
-            return self._update(pk, change)
+            return self._once.update(key, change)
         except AwsCallError as exc:
             log.warning(
-                "could not read or update %s (the policy lets the job through): %s", pk, exc
+                "could not read or update %s (the policy lets the job through): %s", key, exc
             )
             return fail_open
 
-    def _get(self, pk: str, *, retried: bool = False) -> dict[str, Any] | None:
-        call = self._retry.call if retried else self._once
-        answer = call(
-            "GetItem",
-            self._client.get_item,
-            TableName=self._table,
-            Key={"pk": {"S": pk}},
-            ConsistentRead=True,
-        )
-        item = answer.get("Item")
-        return _from_item(item) if item else None
 
-    def _update(
-        self, pk: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, _Answer]]
-    ) -> _Answer:
-        """Read the item, apply ``change`` (new attributes or None to leave it, and the answer),
-        write it back if nobody wrote in between; again on conflict."""
-        for _ in range(_CONFLICT_ATTEMPTS):
-            item = self._get(pk) or {}
-            version = int(item.get("version", 0))
-            attributes, answer = change(item)
-            if attributes is None:
-                return answer
-            try:
-                self._once(
-                    "PutItem",
-                    self._client.put_item,
-                    TableName=self._table,
-                    Item=_to_item({**attributes, "pk": pk, "version": version + 1}),
-                    ConditionExpression="attribute_not_exists(pk) OR version = :version",
-                    ExpressionAttributeValues=_to_item({":version": version}),
-                )
-            except AwsCallError as exc:
-                if exc.code == CONDITION_FAILED:
-                    continue  # written in between: read again
-                raise
-            return answer
-        raise RetryableAwsError("PutItem", "Conflict", f"{pk} kept changing under rotor")
+def _replace_with(
+    written: dict[str, Any], _: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, None]:
+    return written, None
 
 
-def _epoch(moment: datetime) -> int:
-    return int(utc(moment).timestamp())
+def _held(item: Mapping[str, Any] | None) -> dict[str, int]:
+    return {s: int(u) for s, u in dict((item or {}).get("held", {})).items()}
+
+
+class MemoryRolloutStore(RolloutStore):
+    """One process's records (``rotor replay``, the demo, a Lambda without a state table)."""
+
+    def __init__(self, store: StateStore | None = None) -> None:
+        super().__init__(store or MemoryStateStore(), RetryPolicy(), durable=False)
+
+    def with_retry(self, retry: RetryPolicy) -> MemoryRolloutStore:
+        return self  # makes no AWS call: the container's records, as they are
+
+
+class DynamoDbRolloutStore(RolloutStore):
+    """The state table's records, shared by every container."""
+
+    def __init__(self, client: DynamoDBClient, table: str, retry: RetryPolicy) -> None:
+        super().__init__(DynamoDbStateStore(client, table, retry), retry, durable=True)

@@ -35,6 +35,7 @@ def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOut
     if not event.deployment_id:
         outcome.notes.append("the event names no deployment")
         return outcome
+    _end_superseded(event, runtime, outcome)
     record = runtime.rollouts.deployment(event.deployment_id)
     if record is None:
         outcome.notes.append(f"deployment {event.deployment_id} was not started by rotor")
@@ -74,3 +75,30 @@ def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOut
     outcome.notes.append(f"{record.service_arn}: {status.status.value} ({status.detail})")
     log.info("%s: %s", record.service_arn, status.detail)
     return outcome
+
+
+def _end_superseded(event: Classification, runtime: Runtime, outcome: EventOutcome) -> None:
+    """Only the PRIMARY deployment of a service ends with an event: a deployment of rotor's
+    that another one superseded (someone's UpdateService, a pipeline) is never reported.
+    When another deployment of the service ends, rotor's last one ends with it: fresh when
+    that one completed (its tasks started after the new value), failed when it rolled back;
+    either way its place under the cluster cap is free."""
+    if not event.service_arn or event.event_name not in (COMPLETED, FAILED):
+        return
+    latest = runtime.rollouts.latest_deployment(event.service_arn)
+    if latest is None or latest.deployment_id == event.deployment_id:
+        return
+    completed = event.event_name == COMPLETED
+    status = ServiceStatus(
+        Status.FRESH if completed else Status.FAILED,
+        f"deployment {latest.deployment_id} superseded by {event.deployment_id}, which "
+        + ("completed" if completed else "was rolled back"),
+        datetime.now(UTC),
+        latest.cluster_arn,
+        latest.deployment_id,
+    )
+    # Written only over that deployment's "deploying": a superseded deployment that already
+    # ended (or an older one) is left as it is.
+    runtime.rollouts.set_status(latest.rotation_id, latest.service_arn, status)
+    runtime.rollouts.free_rollout_slot(latest.cluster_arn, latest.service_arn)
+    outcome.notes.append(f"{latest.service_arn}: {status.detail}")

@@ -78,9 +78,12 @@ def test_the_owner_claiming_again_wins_its_own_claim(store):
     """A retry whose first answer was lost meets its own claim: still ours."""
     first = won(claim(store, "a"))
 
-    again = won(claim(store, "a", T0 + timedelta(seconds=1)))
+    again = won(claim(store, "a", T0 + timedelta(seconds=1), data={"note": "retry"}))
 
     assert again.owner == first.owner == "a"
+    # Both stores answer with the claim as held, unchanged (its lease, time and data).
+    assert again == first
+    assert store.read(KEY) == first
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_owner_can_change_nothing(store):
@@ -198,3 +201,46 @@ def test_dynamodb_throttling_is_retried_within_one_budget(clients, sleeps, state
     assert confirmed is not None and confirmed.state is State.CONFIRMED
     assert sum(throttled.injected.values()) > 0
     assert store.read(KEY) == confirmed
+
+
+# --- the versioned update (the rollout store's items) ----------------------------------------
+
+
+def test_update_writes_what_the_change_returns_and_answers_its_answer(store):
+    def add(item):
+        count = (item or {}).get("count", 0)
+        return {"kind": "counter", "count": count + 1, "names": ["a"], "map": {"k": 1}}, count
+
+    answers = [store.update("counter#x", add) for _ in range(3)]
+    unchanged = store.update("counter#x", lambda item: (None, item["count"]))
+
+    assert answers == [0, 1, 2]
+    assert unchanged == 3
+    item = store.get("counter#x")
+    assert {k: item[k] for k in ("kind", "count", "names", "map")} == {
+        "kind": "counter",
+        "count": 3,
+        "names": ["a"],
+        "map": {"k": 1},
+    }
+    assert store.get("counter#none") is None
+    assert [i["pk"] for i in store.items({"counter"})] == ["counter#x"]
+    assert store.items({"other"}) == []
+
+
+def test_update_reads_again_when_another_writer_came_in_between(store):
+    """Two containers changing one item: neither change is lost."""
+    calls = []
+
+    def change(item):
+        calls.append(item)
+        if len(calls) == 1:  # another writer, between this read and this write
+            store.update(
+                "counter#x", lambda other: ({"count": (other or {}).get("count", 0) + 10}, None)
+            )
+        return {"count": (item or {}).get("count", 0) + 1}, None
+
+    store.update("counter#x", change)
+
+    assert store.get("counter#x")["count"] == 11
+    assert len(calls) == 2

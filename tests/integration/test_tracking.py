@@ -37,14 +37,22 @@ def rotation_item(clients, table: str, rotation_id: str) -> dict[str, Any]:
     """The rotation's item as DynamoDB holds it, statuses by service name."""
     from boto3.dynamodb.types import TypeDeserializer
 
-    item = clients.dynamodb.get_item(
-        TableName=table, Key={"pk": {"S": f"rotation#{rotation_id}"}}, ConsistentRead=True
-    )["Item"]
-    plain = {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
-    plain["by_name"] = {
-        arn.rsplit("/", 1)[-1]: value["status"] for arn, value in plain["services"].items()
-    }
-    return plain
+    def plain(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
+
+    rotation = plain(
+        clients.dynamodb.get_item(
+            TableName=table, Key={"pk": {"S": f"rotation#{rotation_id}"}}, ConsistentRead=True
+        )["Item"]
+    )
+    # Each consumer's status is an item of its own (a rotation's item stays small).
+    statuses = [
+        plain(item)
+        for item in clients.dynamodb.scan(TableName=table)["Items"]
+        if item["pk"]["S"].startswith(f"status#{rotation_id}#")
+    ]
+    rotation["by_name"] = {s["service"].rsplit("/", 1)[-1]: s["status"] for s in statuses}
+    return rotation
 
 
 def test_the_state_table_follows_a_rotation_from_planned_to_fresh_or_rolled_back(
