@@ -461,11 +461,10 @@ def test_retries_of_one_deletion_share_its_partial_warning_whatever_the_notify_w
     assert len(inbox.drain()) == 1
     event_time = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
     items = clients.dynamodb.scan(TableName=state_table)["Items"]
-    partial = [i for i in items if i["pk"]["S"].startswith("notify#deletion-partial|")]
-    assert partial
-    for item in partial:
-        expires = datetime.fromtimestamp(int(item["expires_at"]["N"]), tz=UTC)
-        assert expires - event_time >= timedelta(days=14)
+    (item,) = [i for i in items if i["pk"]["S"] == f"deletion-warning#{event['id']}"]
+    assert item["warned"] == {"BOOL": True}
+    expires = datetime.fromtimestamp(int(item["expires_at"]["N"]), tz=UTC)
+    assert expires - event_time >= timedelta(days=14)
 
     throttle.rate = 0.0
     result = handler(copy.deepcopy(event), FakeLambdaContext())
