@@ -533,6 +533,9 @@ class _EventWarnings:
           a consumer no earlier warning named;
         * ``complete`` (the whole scan read): always;
         * ``all-clear`` (the whole scan read, no consumer): once, when a warning went out.
+
+        A warning the state store cannot record goes out anyway (it may then go out twice);
+        an all-clear it cannot read raises, and the retry asks again.
         """
         mine = frozenset(_digest(c.service.arn) for c in consumers)
         token = uuid.uuid4().hex
@@ -578,7 +581,14 @@ class _EventWarnings:
                 written["named"] = "".join(union[:_MAX_NAMED])
             return written, decision
 
-        return self._store.update(self._key, change)
+        try:
+            return self._store.update(self._key, change)
+        except AwsCallError as exc:
+            if moment == "all-clear":
+                raise  # the retry asks again: an all-clear is never sent unasked
+            # Rather twice than never: warn without a record (a later attempt may warn again).
+            log.error("could not record the warning of %s, sending it anyway: %s", self._key, exc)
+            return _Decision(True, count=bool(mine))
 
     def send(self, decision: _Decision, notification: Notification, outcome: EventOutcome) -> None:
         """Send the warning decided on; a send that fails gives the decision back, then raises."""

@@ -727,3 +727,49 @@ def test_a_deletion_whose_describe_secret_stays_throttled_warns_once_with_what_t
     assert invoke(copy.deepcopy(event))["status"] == "processed"
     (complete,) = inbox.drain()
     assert "is still used by 1 service(s)" in complete["Subject"]
+
+
+def test_a_partial_warning_goes_out_even_when_the_state_table_cannot_record_it(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """Rather twice than never: the state table throttled through every retry does not keep
+    the warning of what is known from going out."""
+    FailFor("ListServices", "ThrottlingException", cluster=_batch_cluster(clients)).attach(
+        clients.ecs
+    )
+    FailDynamoDb(clients, "PutItem")
+    runtime = make_runtime(
+        clients, retry, Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    )
+    handler = make_handler(ALARM_KINDS, lambda: runtime)
+
+    with pytest.raises(RetryableFailure):
+        handler(load_event("delete-secret-recovery-window.json"), FakeLambdaContext())
+
+    (partial,) = inbox.drain()
+    assert "is still used by at least 1 service(s)" in partial["Subject"]
+
+
+def test_a_full_event_item_still_warns_only_when_an_attempt_names_more_consumers(
+    invoke, clients: AwsClients, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the digests one item holds, an attempt warns again only when it names more
+    consumers than any earlier warning did: the item stays bounded, the rule conservative."""
+    from orchestration.alarms import use_cases
+
+    monkeypatch.setattr(use_cases, "_MAX_NAMED", 1)
+    clients.ecs.create_cluster(clusterName="tools")
+    add_service(clients, "batch", "legacy-report", LEGACY_FULL_ARN)
+    prod, batch, tools = (_cluster(clients, n) for n in ("prod", "batch", "tools"))
+    throttle = ScanThrottle(clients)
+    event = load_event("delete-secret-recovery-window.json")
+
+    sent = []
+    for throttled in ((batch,), (prod,), (prod,), (batch,), (tools,), (tools,)):
+        throttle.set(*throttled)
+        _attempts(invoke, event, count=1)
+        sent.append(len(inbox.drain()))
+
+    # first; a new consumer; then the item is full: one consumer is not more than before,
+    # two are (once).
+    assert sent == [1, 1, 0, 0, 1, 0]
