@@ -392,8 +392,8 @@ def test_a_deletion_whose_scan_was_never_throttled_sends_no_all_clear(
 def test_a_partial_warning_with_more_to_say_goes_out_again(
     invoke, clients: AwsClients, inbox: Inbox
 ) -> None:
-    """A retry that found another consumer (or has other parts unchecked) says so; one that
-    knows the same as before stays quiet."""
+    """A retry that found a consumer no earlier warning named says so, naming what it could not
+    check; one that knows the same as before stays quiet."""
     batch = _batch_cluster(clients)
     event = load_event("delete-secret-recovery-window.json")
     throttle_batch = FailFor("ListServices", "ThrottlingException", cluster=batch)
