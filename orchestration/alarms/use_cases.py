@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, RetryableAwsError
@@ -36,14 +40,17 @@ from orchestration.times import iso_or_none, utc
 log = logging.getLogger(__name__)
 
 RESTORE_TAG = "rotor:restore-on-access"
-#: Notify-window keys of the partial deletion warnings an event's attempts sent.
-_PARTIAL_PREFIX = "deletion-partial|"
-#: How long the attempts of one event share its partial warnings: every attempt may come,
-#: Lambda's retries (6 hours), EventBridge's (24 hours) and a redrive from the dead-letter
-#: queue within its retention (14 days). Not ROTOR_NOTIFY_WINDOW, which spaces notifications
-#: of separate events (at 0, every attempt would warn again, and none would know a partial
-#: warning went out); and long enough that DynamoDB's TTL cannot sweep a claim before then.
+#: The state-store item of one deletion event: what the warnings of its attempts said.
+_EVENT_PREFIX = "deletion-warning#"
+#: How long the attempts of one event share that item: every attempt may come, Lambda's
+#: retries (6 hours), EventBridge's (24 hours) and a redrive from the dead-letter queue within
+#: its retention (14 days). Not ROTOR_NOTIFY_WINDOW, which spaces notifications of separate
+#: events; and long enough that DynamoDB's TTL cannot sweep the item before then.
 _EVENT_ATTEMPTS = timedelta(days=14)
+#: A consumer named by a warning is kept as the first 16 hex digits of its service ARN's
+#: SHA-256, in one string: 20,000 of them (320 KB) stay under DynamoDB's 400 KB per item.
+_DIGEST_CHARS = 16
+_MAX_NAMED = 20_000
 
 
 def handle_pending_deletion_access(event: Classification, runtime: Runtime) -> EventOutcome:
@@ -84,47 +91,151 @@ def handle_deletion_scheduled(event: Classification, runtime: Runtime) -> EventO
 
     A scan that a retry may complete (throttled, timed out) fails the event as retryable, so
     Lambda retries it; but what it found goes out at once, naming what it could not check yet,
-    since every retry may stay throttled and the event end in the dead-letter queue. Each
-    attempt sends that partial warning only when it says something new (other consumers,
-    other parts unchecked), so three throttled attempts send one. The attempt that reads
-    everything sends the complete warning, or, when a partial warning went out and nothing
-    references the secret, says so.
+    since every retry may stay throttled and the event end in the dead-letter queue. The first
+    attempt always warns; a later attempt warns again only when it names a consumer no earlier
+    warning of the event named (whatever else failed), so attempts that know the same or less
+    stay quiet. A ``DescribeSecret`` that stays throttled warns too (once), with what the event
+    says. The attempt that reads everything sends the complete warning, or, when a warning went
+    out and nothing references the secret, says so. What the attempts said is one item per
+    event in the state store (``_EventWarnings``), written before each warning is sent.
     """
     outcome = EventOutcome(event)
-    facts = runtime.secret_lookup().describe(
-        event.secret_id,
-        account=event.account,
-        region=event.region,
-        written_by_aws=event.secret_written_by_aws,
-    )
+    try:
+        facts = runtime.secret_lookup().describe(
+            event.secret_id,
+            account=event.account,
+            region=event.region,
+            written_by_aws=event.secret_written_by_aws,
+        )
+    except RetryableAwsError as exc:
+        return _describe_failed(event, runtime, exc, outcome)
     outcome.secret = facts.identity.arn
     scan = _scan_for_warning(runtime, facts.identity, outcome)
     consumers = scan.consumers
     outcome.consumers = [c.to_dict() for c in consumers]
+    warnings = _EventWarnings(runtime, event)
     if scan.retrying:
+        decision = warnings.decide("partial", consumers)
+        if not decision.send:
+            outcome.notifications_suppressed += 1
+            outcome.count(NOTIFICATIONS_SUPPRESSED)
+            outcome.notes.append(
+                "an earlier attempt of this event already warned, naming every consumer found now"
+            )
+            return outcome
         if consumers:
-            warning = _still_referenced_notification(event, facts, scan)
+            warning = _still_referenced_notification(event, facts, scan, decision.named_before)
         else:
             warning = _could_not_check_notification(event, facts, scan)
-        if _send_once(runtime, event, _partial_key(event, scan), warning, outcome) and consumers:
-            outcome.count(DELETED_SECRET_STILL_REFERENCED)
+        warnings.send(decision, warning, outcome)
         return outcome
     if not consumers and not scan.not_checked:
         outcome.notes.append("no ECS service references this secret; nothing will break")
-        if _partial_warning_sent(runtime, event):
-            _send(runtime, _all_clear_notification(event, facts), outcome)
+        cleared = warnings.decide("all-clear", consumers)
+        if cleared.send:
+            warnings.send(cleared, _all_clear_notification(event, facts), outcome)
         return outcome
     if not consumers:
         # Never a false all-clear: say what rotor could not check, and how to check it.
         _send(runtime, _could_not_check_notification(event, facts, scan), outcome)
         return outcome
-    outcome.count(DELETED_SECRET_STILL_REFERENCED)
-    _send(runtime, _still_referenced_notification(event, facts, scan), outcome)
+    warnings.send(
+        warnings.decide("complete", consumers),
+        _still_referenced_notification(event, facts, scan),
+        outcome,
+    )
     return outcome
 
 
+def _describe_failed(
+    event: Classification, runtime: Runtime, exc: RetryableAwsError, outcome: EventOutcome
+) -> EventOutcome:
+    """DescribeSecret failed for a reason a retry may fix: warn once with what the event says
+    (the secret, who deleted it, when), then fail the event as retryable. Every retry may fail
+    the same way, and the event end in the dead-letter queue: this warning is then all there is.
+    """
+    log.warning("could not describe deleted secret %s: %s", event.secret_id, exc)
+    identity = event.secret_identity()
+    secret = identity.arn if identity else event.secret_id
+    outcome.secret = secret
+    outcome.failed.append(Failure(secret, str(exc), retryable=True, scope="secret"))
+    warnings = _EventWarnings(runtime, event)
+    decision = warnings.decide("unread", [])
+    if not decision.send:
+        outcome.notifications_suppressed += 1
+        outcome.count(NOTIFICATIONS_SUPPRESSED)
+        outcome.notes.append("an earlier attempt of this event already warned")
+        return outcome
+    warnings.send(decision, _unread_notification(event, identity, exc), outcome)
+    return outcome
+
+
+def _unread_notification(
+    event: Classification, identity: SecretIdentity | None, exc: AwsCallError
+) -> Notification:
+    name = identity.name if identity else (event.secret_name or event.secret_id)
+    arn = identity.arn if identity else event.secret_id
+    state = "was deleted" if event.force_delete else "is scheduled for deletion"
+    if event.force_delete:
+        when = "deleted immediately, without recovery (forceDeleteWithoutRecovery)"
+    else:
+        date = _cloudtrail_date(event.deletion_date) or "unknown"
+        when = (
+            f"scheduled for deletion on {date} ({event.recovery_window_days}-day recovery window)"
+        )
+    discover = f"rotor discover '{arn}' --region {event.region}"
+    restore = f"aws secretsmanager restore-secret --secret-id '{arn}' --region {event.region}"
+    body = render(
+        f"rotor: secret {name} {state}; rotor could not read it yet to check ECS services",
+        [
+            ("Secret", name),
+            ("ARN", arn),
+            ("Deletion", when),
+            ("Deleted by", (event.caller or Caller()).describe()),
+            ("At", iso_or_none(event.event_time) or "?"),
+            ("Account / region", f"{event.account} / {event.region}"),
+        ],
+        [
+            (
+                "Not checked yet:",
+                [
+                    f"rotor could not read the secret: {exc}",
+                    "So it has not checked which ECS services reference it. rotor retries the"
+                    " event and warns again, naming them, once it can; if every retry fails,"
+                    " this is the only warning.",
+                ],
+            ),
+            (
+                "What to do:",
+                [
+                    "List the ECS services that reference it:",
+                    f"  {discover}",
+                    *(
+                        []
+                        if event.force_delete
+                        else ["If the deletion is a mistake, cancel it:", f"  {restore}"]
+                    ),
+                ],
+            ),
+        ],
+        rest=discover,
+    )
+    return Notification(
+        kind=event.kind.value,
+        subject=f"rotor: {name} deleted; could not check ECS services for it yet",
+        body=body,
+        secret=arn,
+        data={
+            "services": [],
+            "recoverable": not event.force_delete,
+            "could_not_check": [f"DescribeSecret: {exc}"],
+            "complete": False,
+        },
+    )
+
+
 def _still_referenced_notification(
-    event: Classification, facts: SecretFacts, scan: _WarningScan
+    event: Classification, facts: SecretFacts, scan: _WarningScan, named_before: int = 0
 ) -> Notification:
     name = facts.identity.name
     consumers = scan.consumers
@@ -145,7 +256,17 @@ def _still_referenced_notification(
             "Otherwise move every service above off the secret before that date.",
         ]
     state = "was deleted" if event.force_delete else "is scheduled for deletion"
-    count = f"at least {len(consumers)}" if scan.retrying else f"{len(consumers)}"
+    count = f"at least {len(consumers) + named_before}" if scan.retrying else f"{len(consumers)}"
+    earlier = (
+        [
+            (
+                "Also named by an earlier warning of this deletion (not read this time):",
+                [f"{named_before} service(s): see that warning, or list them as below"],
+            )
+        ]
+        if named_before
+        else []
+    )
     if scan.retrying:
         not_checked = (
             "Not checked yet (a retry may read it; rotor retries the event and sends a complete"
@@ -172,6 +293,7 @@ def _still_referenced_notification(
                 "Still referenced by (new tasks of these services will fail to start):",
                 _consumer_lines(consumers, event.caller),
             ),
+            *earlier,
             *([(not_checked, scan.not_checked)] if scan.not_checked else []),
             ("What to do:", todo),
         ],
@@ -365,46 +487,163 @@ def _scan_for_warning(
     )
 
 
-def _partial_key(event: Classification, scan: _WarningScan) -> str:
-    """One partial warning per event and content: the consumers found, what is unchecked."""
-    content = "\n".join([*sorted(c.service.arn for c in scan.consumers), "", *scan.unchecked])
-    return f"{_PARTIAL_PREFIX}{event.event_id}|{hashlib.sha256(content.encode()).hexdigest()}"
+Moment = Literal["unread", "partial", "complete", "all-clear"]
 
 
-def _send_once(
-    runtime: Runtime,
-    event: Classification,
-    key: str,
-    notification: Notification,
-    outcome: EventOutcome,
-) -> bool:
-    """Send a partial warning unless an earlier attempt of the event sent the same one.
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """Whether an attempt sends its warning, decided (and recorded) before it is sent."""
 
-    The claim is made at the event's time, which every retry of the event shares; it is given
-    back when the send fails, so the next attempt sends it. Across Lambda containers this
-    needs ``ROTOR_STATE_TABLE``, like every notify window.
+    send: bool
+    #: The first warning of the event naming a consumer: it counts DeletedSecretStillReferenced.
+    count: bool = False
+    #: Consumers earlier warnings named that this one does not (read in another attempt).
+    named_before: int = 0
+    #: What the write added, to give back if the send fails (``None``: nothing was written).
+    token: str | None = None
+    before: dict[str, Any] | None = None
+    added: frozenset[str] = frozenset()
+
+
+class _EventWarnings:
+    """What the warnings of one deletion event said, as one item in the state store.
+
+    The item (``deletion-warning#<event id>``) holds whether a warning went out (``warned``),
+    the consumers warnings named (digests of their service ARNs, ``named``), whether the
+    deletion was counted (``counted``) and whether the all-clear went out (``cleared``). Each
+    decision to send is one read and, when it sends, one write conditional on the item's
+    version (``StateStore.update``): two attempts cannot both take the same decision, and
+    the cost does not grow with the number of consumers. The write comes before the send;
+    a send that fails gives it back, so the next attempt decides again. Across containers
+    this needs ``ROTOR_STATE_TABLE``, like every notify window; without it the item lives in
+    the container's memory.
     """
-    if not runtime.notify_window.claim(key, event.event_time, window=_EVENT_ATTEMPTS):
-        outcome.notifications_suppressed += 1
-        outcome.count(NOTIFICATIONS_SUPPRESSED)
-        outcome.notes.append("an earlier attempt of this event sent the same partial warning")
-        return False
-    with runtime.notify_window.released_on_failure(key):
-        _send(runtime, notification, outcome)
-    # Remembered, so the attempt that reads everything says when nothing references it.
-    runtime.notify_window.claim(
-        f"{_PARTIAL_PREFIX}{event.event_id}", event.event_time, window=_EVENT_ATTEMPTS
-    )
-    return True
+
+    def __init__(self, runtime: Runtime, event: Classification) -> None:
+        self._runtime = runtime
+        self._store = runtime.notify_window.store
+        self._key = f"{_EVENT_PREFIX}{event.event_id}"
+        self._event = event
+
+    def decide(self, moment: Moment, consumers: Collection[Consumer]) -> _Decision:
+        """Whether this attempt sends the warning of ``moment``:
+
+        * ``unread`` (DescribeSecret failed) and ``partial`` (the scan failed in part): the
+          first warning of the event always goes out; a later partial one only when it names
+          a consumer no earlier warning named;
+        * ``complete`` (the whole scan read): always;
+        * ``all-clear`` (the whole scan read, no consumer): once, when a warning went out.
+
+        A warning the state store cannot record goes out anyway (it may then go out twice);
+        an all-clear it cannot read raises, and the retry asks again.
+        """
+        mine = frozenset(_digest(c.service.arn) for c in consumers)
+        token = uuid.uuid4().hex
+
+        def change(held: dict[str, Any] | None) -> tuple[dict[str, Any] | None, _Decision]:
+            item = {k: v for k, v in (held or {}).items() if k not in ("pk", "revision")}
+            named = _parse_digests(item.get("named", ""))
+            warned = bool(item.get("warned"))
+            counted = bool(item.get("counted"))
+            if moment == "all-clear":
+                if not warned or item.get("cleared"):
+                    return None, _Decision(False)
+                return {**item, **self._stamp(token), "cleared": True}, _Decision(
+                    True, token=token, before=held
+                )
+            added = mine - named
+            if moment in ("unread", "partial") and warned:
+                overflow = bool(item.get("overflow"))
+                if not added or (overflow and len(mine) <= int(item.get("most", 0))):
+                    return None, _Decision(False)
+            count = bool(mine) and not counted
+            decision = _Decision(
+                True,
+                count=count,
+                named_before=len(named - mine),
+                token=token,
+                before=held,
+                added=added,
+            )
+            if moment == "complete" and not count:
+                # Nothing to record: the complete warning always goes, and was counted before.
+                return None, _Decision(True, named_before=decision.named_before)
+            union = sorted(named | mine)
+            written = {
+                **item,
+                **self._stamp(token),
+                "warned": True,
+                "counted": counted or count,
+                "most": max(int(item.get("most", 0)), len(mine)),
+                "overflow": bool(item.get("overflow")) or len(union) > _MAX_NAMED,
+            }
+            if union:
+                written["named"] = "".join(union[:_MAX_NAMED])
+            return written, decision
+
+        try:
+            return self._store.update(self._key, change)
+        except AwsCallError as exc:
+            if moment == "all-clear":
+                raise  # the retry asks again: an all-clear is never sent unasked
+            # Rather twice than never: warn without a record (a later attempt may warn again).
+            log.error("could not record the warning of %s, sending it anyway: %s", self._key, exc)
+            return _Decision(True, count=bool(mine))
+
+    def send(self, decision: _Decision, notification: Notification, outcome: EventOutcome) -> None:
+        """Send the warning decided on; a send that fails gives the decision back, then raises."""
+        with self._given_back_on_failure(decision):
+            _send(self._runtime, notification, outcome)
+        if decision.count:
+            outcome.count(DELETED_SECRET_STILL_REFERENCED)
+
+    def _stamp(self, token: str) -> dict[str, Any]:
+        keep_until = max(utc(self._event.event_time), datetime.now(UTC)) + _EVENT_ATTEMPTS
+        return {
+            "kind": "deletion-warning",
+            "writer": token,
+            "expires_at": int(keep_until.timestamp()),
+        }
+
+    @contextmanager
+    def _given_back_on_failure(self, decision: _Decision) -> Iterator[None]:
+        try:
+            yield
+        except Exception:
+            if decision.token is not None:
+                try:
+                    self._store.update(self._key, lambda held: (_given_back(held, decision), None))
+                except AwsCallError as exc:
+                    log.error("could not give back the warning state of %s: %s", self._key, exc)
+            raise
 
 
-def _partial_warning_sent(runtime: Runtime, event: Classification) -> bool:
-    """Whether an earlier attempt of this event sent a partial warning."""
-    key = f"{_PARTIAL_PREFIX}{event.event_id}"
-    if runtime.notify_window.claim(key, event.event_time, window=_EVENT_ATTEMPTS):
-        runtime.notify_window.release(key)  # taken only to look
-        return False
-    return True
+def _given_back(held: dict[str, Any] | None, decision: _Decision) -> dict[str, Any] | None:
+    """The item without what ``decision`` wrote: as it was, when nobody wrote since; else
+    without the consumers it added and, if it counted the deletion, not counted."""
+    if held is None or decision.token is None:
+        return None
+    if held.get("writer") == decision.token:
+        before = {k: v for k, v in (decision.before or {}).items() if k != "writer"}
+        return {**before, "kind": "deletion-warning", "expires_at": held.get("expires_at", 0)}
+    if not decision.added and not decision.count:
+        return None
+    item = dict(held)
+    named = sorted(_parse_digests(item.pop("named", "")) - decision.added)
+    if named:
+        item["named"] = "".join(named)
+    if decision.count:
+        item["counted"] = False
+    return item
+
+
+def _digest(service_arn: str) -> str:
+    return hashlib.sha256(service_arn.encode()).hexdigest()[:_DIGEST_CHARS]
+
+
+def _parse_digests(text: object) -> frozenset[str]:
+    value = text if isinstance(text, str) else ""
+    return frozenset(value[i : i + _DIGEST_CHARS] for i in range(0, len(value), _DIGEST_CHARS))
 
 
 def _all_clear_notification(event: Classification, facts: SecretFacts) -> Notification:

@@ -68,6 +68,11 @@ class NotifyWindow:
                 return True
         return False
 
+    @property
+    def store(self) -> StateStore:
+        """The state store the windows live in (per-event items of the alarms, too)."""
+        return self._store
+
     def with_retry(self, retry: RetryPolicy) -> Self:
         """This window's store reached through ``retry`` (an invocation's deadline)."""
         clone = copy.copy(self)

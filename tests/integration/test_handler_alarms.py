@@ -4,6 +4,7 @@ subscriber receives."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Iterator
@@ -19,14 +20,14 @@ from handlers.observability import metrics
 from orchestration import ALARM_KINDS
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.errors import RetryableFailure
+from orchestration.errors import AwsCallError, RetryableFailure
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from tests.aws_fakes import ApiCalls, ErrorInjector, FailFor
 from tests.conftest import load_event, make_runtime
 from tests.integration.conftest import Inbox
 from tests.integration.test_alarms import LEGACY_ARN as LEGACY_FULL_ARN
-from tests.integration.test_alarms import _unused_secret_deletion, add_service, section
+from tests.integration.test_alarms import _unused_secret_deletion, add_service, rows, section
 
 pytestmark = pytest.mark.integration
 
@@ -391,8 +392,8 @@ def test_a_deletion_whose_scan_was_never_throttled_sends_no_all_clear(
 def test_a_partial_warning_with_more_to_say_goes_out_again(
     invoke, clients: AwsClients, inbox: Inbox
 ) -> None:
-    """A retry that found another consumer (or has other parts unchecked) says so; one that
-    knows the same as before stays quiet."""
+    """A retry that found a consumer no earlier warning named says so, naming what it could not
+    check; one that knows the same as before stays quiet."""
     batch = _batch_cluster(clients)
     event = load_event("delete-secret-recovery-window.json")
     throttle_batch = FailFor("ListServices", "ThrottlingException", cluster=batch)
@@ -461,11 +462,10 @@ def test_retries_of_one_deletion_share_its_partial_warning_whatever_the_notify_w
     assert len(inbox.drain()) == 1
     event_time = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
     items = clients.dynamodb.scan(TableName=state_table)["Items"]
-    partial = [i for i in items if i["pk"]["S"].startswith("notify#deletion-partial|")]
-    assert partial
-    for item in partial:
-        expires = datetime.fromtimestamp(int(item["expires_at"]["N"]), tz=UTC)
-        assert expires - event_time >= timedelta(days=14)
+    (item,) = [i for i in items if i["pk"]["S"] == f"deletion-warning#{event['id']}"]
+    assert item["warned"] == {"BOOL": True}
+    expires = datetime.fromtimestamp(int(item["expires_at"]["N"]), tz=UTC)
+    assert expires - event_time >= timedelta(days=14)
 
     throttle.rate = 0.0
     result = handler(copy.deepcopy(event), FakeLambdaContext())
@@ -473,3 +473,303 @@ def test_retries_of_one_deletion_share_its_partial_warning_whatever_the_notify_w
     assert result["status"] == "processed"
     (all_clear,) = inbox.drain()
     assert "no ECS service references it" in all_clear["Subject"]
+
+
+# ---------------------- which attempt of a throttled deletion warns: one item per event
+
+
+NOBODY = "arn:aws:ecs:us-east-1:123456789012:cluster/(none)"
+
+
+class ScanThrottle:
+    """ECS throttled at the botocore level, per attempt: ListServices of up to two clusters,
+    and ListClusters (every cluster)."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.first = FailFor("ListServices", "ThrottlingException", cluster=NOBODY)
+        self.second = FailFor("ListServices", "ThrottlingException", cluster=NOBODY)
+        self.first.attach(clients.ecs)
+        self.second.attach(clients.ecs)
+        self.listing = ErrorInjector(0.0, operations={"ListClusters"}).attach(clients.ecs)
+
+    def set(self, *clusters: str, listing: bool = False) -> None:
+        first, second = [*clusters, NOBODY, NOBODY][:2]
+        self.first.when = {"cluster": first}
+        self.second.when = {"cluster": second}
+        self.listing.rate = 1.0 if listing else 0.0
+
+
+def _cluster(clients: AwsClients, name: str) -> str:
+    return str(clients.ecs.describe_clusters(clusters=[name])["clusters"][0]["clusterArn"])
+
+
+def test_an_attempt_warns_again_only_when_it_names_a_consumer_no_earlier_warning_named(
+    invoke, clients: AwsClients, inbox: Inbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real throttling fails other clusters on each attempt. An attempt that knows the same
+    consumers (or fewer, or none) stays quiet whatever failed; one that finds another consumer
+    warns, and counts the ones an earlier warning named."""
+    clients.ecs.create_cluster(clusterName="tools")  # no consumer there
+    add_service(clients, "batch", "legacy-report", LEGACY_FULL_ARN)
+    prod, batch, tools = (_cluster(clients, n) for n in ("prod", "batch", "tools"))
+    throttle = ScanThrottle(clients)
+    event = load_event("delete-secret-recovery-window.json")
+
+    throttle.set(batch)  # finds prod/api: the first attempt warns
+    _attempts(invoke, event, count=1)
+    (first,) = inbox.drain()
+    assert [s.split(":")[0] for s in section(first["Message"], "Still referenced by")] == [
+        "prod/api"
+    ]
+    throttle.set(batch, tools)  # the same consumer, other clusters unchecked: quiet
+    _attempts(invoke, event, count=1)
+    throttle.set(listing=True)  # nothing read at all: quiet
+    _attempts(invoke, event, count=1)
+    throttle.set(prod, tools)  # only batch read: batch/legacy-report is new
+    _attempts(invoke, event, count=1)
+    (second,) = inbox.drain()
+    throttle.set(prod)  # the same consumer again: quiet
+    _attempts(invoke, event, count=1)
+
+    assert inbox.drain() == []
+    body = second["Message"]
+    assert "is still used by at least 2 service(s)" in second["Subject"]
+    assert [s.split(":")[0] for s in section(body, "Still referenced by")] == [
+        "batch/legacy-report"
+    ]
+    assert section(body, "Also named by an earlier warning")[0].startswith("1 service(s)")
+    emf = Emf.read(capsys)
+    assert emf.total("NotificationsSent") == 2
+    assert emf.total("NotificationsSuppressed") == 3
+
+    throttle.set()  # ECS answers again: the complete warning
+    assert invoke(copy.deepcopy(event))["status"] == "processed"
+    (complete,) = inbox.drain()
+    assert "is still used by 2 service(s)" in complete["Subject"]
+
+
+def test_across_containers_an_attempt_warns_only_with_a_new_consumer_at_one_write_each(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """Each attempt in a fresh container (ROTOR_STATE_TABLE): the same rule, kept in one item
+    per event, written at most once per attempt whatever the number of consumers."""
+    add_service(clients, "batch", "legacy-report", LEGACY_FULL_ARN)
+    prod, batch = _cluster(clients, "prod"), _cluster(clients, "batch")
+    throttle = ScanThrottle(clients)
+    dynamodb = ApiCalls().attach(clients.dynamodb)
+    event = load_event("delete-secret-recovery-window.json")
+    settings = Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    key = f"deletion-warning#{event['id']}"
+
+    def attempt() -> int:
+        """One attempt in a new container; how many writes it made to the event's item."""
+        before = len(dynamodb.of("PutItem"))
+        runtime = make_runtime(clients, retry, settings)
+        handler = make_handler(ALARM_KINDS, lambda: runtime)
+        with pytest.raises(RetryableFailure):
+            handler(copy.deepcopy(event), FakeLambdaContext())
+        puts = dynamodb.of("PutItem")[before:]
+        return sum(1 for p in puts if p["Item"]["pk"]["S"] == key)
+
+    throttle.set(batch)
+    assert attempt() == 1
+    throttle.set(listing=True)
+    assert attempt() == 0
+    throttle.set(batch)
+    assert attempt() == 0
+    throttle.set(prod)
+    assert attempt() == 1
+
+    subjects = [m["Subject"] for m in inbox.drain()]
+    assert len(subjects) == 2, subjects
+    item = clients.dynamodb.get_item(TableName=state_table, Key={"pk": {"S": key}})["Item"]
+    assert len(item["named"]["S"]) == 2 * 16  # two consumers, one digest each
+
+
+def test_a_deletion_still_in_use_counts_once_over_partial_and_complete_warnings(
+    invoke, clients: AwsClients, inbox: Inbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DeletedSecretStillReferenced means one deletion of a secret still in use: counted by the
+    first warning that names a consumer, not again by a later or the complete one."""
+    add_service(clients, "batch", "legacy-report", LEGACY_FULL_ARN)
+    prod, batch = _cluster(clients, "prod"), _cluster(clients, "batch")
+    throttle = ScanThrottle(clients)
+    event = load_event("delete-secret-recovery-window.json")
+
+    throttle.set(batch)
+    _attempts(invoke, event, count=1)
+    throttle.set(prod)
+    _attempts(invoke, event, count=1)
+    throttle.set()
+    invoke(copy.deepcopy(event))
+
+    assert len(inbox.drain()) == 3
+    assert Emf.read(capsys).total("DeletedSecretStillReferenced") == 1
+
+
+class FailDynamoDb:
+    """The state table's ``operation`` throttled past every retry while ``armed``, after the
+    first ``spare`` calls."""
+
+    def __init__(self, clients: AwsClients, operation: str, spare: int = 0) -> None:
+        self.armed = True
+        self.spare = spare
+        self.seen = 0
+        clients.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", self._fail)
+
+    def _fail(self, **_: Any) -> Any:
+        if not self.armed:
+            return None
+        self.seen += 1
+        if self.seen <= self.spare:
+            return None
+        http = AWSResponse("https://fake.invalid/", 400, {}, None)
+        return http, {
+            "Error": {"Code": "ThrottlingException", "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+
+def test_a_partial_warning_sent_is_known_to_the_all_clear_even_if_no_write_follows_it(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """The state table refuses every write after the attempt's first: the decision to warn is
+    that first write, made before the send, so the all-clear still follows the warning."""
+    event = _unused_secret_deletion(clients)
+    throttle = ErrorInjector(1.0, operations={"ListClusters"}).attach(clients.ecs)
+    settings = Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    runtime = make_runtime(clients, retry, settings)
+    handler = make_handler(ALARM_KINDS, lambda: runtime)
+    writes = FailDynamoDb(clients, "PutItem", spare=1)
+
+    with pytest.raises((RetryableFailure, AwsCallError)):
+        handler(copy.deepcopy(event), FakeLambdaContext())
+    (partial,) = inbox.drain()
+    assert "could not check every ECS service for it yet" in partial["Subject"]
+
+    writes.armed = False
+    throttle.rate = 0.0
+    result = handler(copy.deepcopy(event), FakeLambdaContext())
+
+    assert result["status"] == "processed"
+    (all_clear,) = inbox.drain()
+    assert "no ECS service references it" in all_clear["Subject"]
+
+
+def test_no_all_clear_without_a_warning_even_when_the_state_table_refuses_deletes(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """Whether a warning went out is one read of the event's item: nothing is claimed to look,
+    so nothing left behind by a failed give-back makes a later attempt send a false all-clear."""
+    event = _unused_secret_deletion(clients)
+    settings = Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    runtime = make_runtime(clients, retry, settings)
+    handler = make_handler(ALARM_KINDS, lambda: runtime)
+    deletes = FailDynamoDb(clients, "DeleteItem")
+
+    for _ in range(2):  # the event and a second delivery of it
+        with contextlib.suppress(AwsCallError):
+            handler(copy.deepcopy(event), FakeLambdaContext())
+        deletes.armed = False
+
+    assert inbox.drain() == []
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_partial_warning_whose_send_failed_is_sent_by_the_next_attempt(
+    invoke, handler_runtime: Runtime, clients: AwsClients, inbox: Inbox
+) -> None:
+    """The decision to warn is written before the send and given back when the send fails."""
+    FailFor("ListServices", "ThrottlingException", cluster=_batch_cluster(clients)).attach(
+        clients.ecs
+    )
+    failures = FailFirstPublishes(handler_runtime.retry.max_attempts).attach(clients.sns)
+    event = load_event("delete-secret-recovery-window.json")
+
+    with pytest.raises(AwsCallError):
+        invoke(copy.deepcopy(event))
+    assert failures.left == 0
+    assert inbox.drain() == []
+    _attempts(invoke, event, count=2)
+
+    (partial,) = inbox.drain()
+    assert "is still used by at least 1 service(s)" in partial["Subject"]
+
+
+def test_a_deletion_whose_describe_secret_stays_throttled_warns_once_with_what_the_event_says(
+    invoke, clients: AwsClients, inbox: Inbox
+) -> None:
+    """DescribeSecret throttled through every retry: nothing is known of the consumers, but the
+    event names the secret, who deleted it and when. That goes out once, saying rotor could not
+    read it yet; every attempt fails as retryable; the attempt that reads it sends the rest."""
+    describe = ErrorInjector(1.0, operations={"DescribeSecret"}).attach(clients.secretsmanager)
+    event = load_event("delete-secret-recovery-window.json")
+
+    _attempts(invoke, event)
+
+    assert describe.injected["DescribeSecret"] > 0
+    (unread,) = inbox.drain()
+    assert "could not check ECS services for it yet" in unread["Subject"]
+    body = unread["Message"]
+    fields = rows(body)
+    assert fields["Secret"] == "prod/legacy-token"
+    assert fields["ARN"] == LEGACY_FULL_ARN
+    assert "2026-11-27T11:00:00Z" in fields["Deletion"]
+    assert fields["Deleted by"].startswith("arn:aws:iam::123456789012:user/alice")
+    assert fields["At"] == "2026-11-20T11:00:00Z"
+    not_yet = section(body, "Not checked yet")
+    assert "could not read the secret" in not_yet[0] and "Throttling" in not_yet[0]
+    todo = " ".join(section(body, "What to do:"))
+    assert f"rotor discover '{LEGACY_FULL_ARN}'" in todo
+    assert "restore-secret" in todo
+
+    describe.rate = 0.0
+    assert invoke(copy.deepcopy(event))["status"] == "processed"
+    (complete,) = inbox.drain()
+    assert "is still used by 1 service(s)" in complete["Subject"]
+
+
+def test_a_partial_warning_goes_out_even_when_the_state_table_cannot_record_it(
+    clients: AwsClients, retry: RetryPolicy, world: Any, inbox: Inbox, state_table: str
+) -> None:
+    """Rather twice than never: the state table throttled through every retry does not keep
+    the warning of what is known from going out."""
+    FailFor("ListServices", "ThrottlingException", cluster=_batch_cluster(clients)).attach(
+        clients.ecs
+    )
+    FailDynamoDb(clients, "PutItem")
+    runtime = make_runtime(
+        clients, retry, Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    )
+    handler = make_handler(ALARM_KINDS, lambda: runtime)
+
+    with pytest.raises(RetryableFailure):
+        handler(load_event("delete-secret-recovery-window.json"), FakeLambdaContext())
+
+    (partial,) = inbox.drain()
+    assert "is still used by at least 1 service(s)" in partial["Subject"]
+
+
+def test_a_full_event_item_still_warns_only_when_an_attempt_names_more_consumers(
+    invoke, clients: AwsClients, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the digests one item holds, an attempt warns again only when it names more
+    consumers than any earlier warning did: the item stays bounded, the rule conservative."""
+    from orchestration.alarms import use_cases
+
+    monkeypatch.setattr(use_cases, "_MAX_NAMED", 1)
+    clients.ecs.create_cluster(clusterName="tools")
+    add_service(clients, "batch", "legacy-report", LEGACY_FULL_ARN)
+    prod, batch, tools = (_cluster(clients, n) for n in ("prod", "batch", "tools"))
+    throttle = ScanThrottle(clients)
+    event = load_event("delete-secret-recovery-window.json")
+
+    sent = []
+    for throttled in ((batch,), (prod,), (prod,), (batch,), (tools,), (tools,)):
+        throttle.set(*throttled)
+        _attempts(invoke, event, count=1)
+        sent.append(len(inbox.drain()))
+
+    # first; a new consumer; then the item is full: one consumer is not more than before,
+    # two are (once).
+    assert sent == [1, 1, 0, 0, 1, 0]
