@@ -401,10 +401,11 @@ def test_every_consumer_redeployed_exactly_once_despite_errors_on_30_percent_of_
     assert sum(injector.injected.values()) > 0
     assert sleeps, "retries back off (recorded, not slept)"
     expected = {f"{c}/{s}" for c, s in consumers}
-    redeployed_or_found = set(outcome.redeployed) | {
-        s.service for s in outcome.skipped if s.reason == "already fresh (found on retry)"
-    }
-    assert names(list(redeployed_or_found)) == {s for _, s in consumers}
+    # Injected errors answer before the call reaches moto: no attempt landed, so no retry can
+    # find a deployment of its own; every consumer is redeployed by a call of its own.
+    assert names(outcome.redeployed) == {s for _, s in consumers}
+    assert len(outcome.redeployed) == len(consumers)
+    assert outcome.skipped == []
     after = ecs_world.primaries(everyone)
     assert changed(before, after) == expected
     # Moto saw exactly one UpdateService per consumer; everything else was an injected error.
@@ -437,8 +438,12 @@ def test_update_that_landed_before_a_timeout_is_not_repeated(ecs_world, ecs_call
     assert outcome.failed == []
     assert ecs_world.updates_reached_moto == Counter({s: 1 for _, s in consumers})
     assert changed(before, ecs_world.primaries(consumers)) == {f"{c}/{s}" for c, s in consumers}
-    found_on_retry = {s.service for s in outcome.skipped}
-    assert names(outcome.redeployed) | names(list(found_on_retry)) == {s for _, s in consumers}
+    # The victim's retry found the deployment its lost answer made, and said so; the others
+    # were redeployed by their one call.
+    assert skipped_reasons(outcome) == {
+        victim: "already fresh: an earlier attempt's deployment landed"
+    }
+    assert names(outcome.redeployed) == {s for _, s in consumers if s != victim}
 
 
 # --- permanent failure -------------------------------------------------------------------
