@@ -587,6 +587,34 @@ def test_cross_account_secret_referenced_by_full_arn_is_redeployed(
     assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/consumer"})
 
 
+def test_label_event_of_an_undescribable_secret_reaches_consumers_by_name_and_partial_arn(
+    ecs_world, ecs_calls, sm_calls, clients, runtime
+):
+    """DescribeSecret refused: rotor goes by the event alone. The label event's ARN is AWS's,
+    so its -XXXXXX suffix is the suffix and the name is prod/db (not prod/db-Ab12Cd): consumers
+    naming the secret by name or by partial ARN are its consumers too."""
+    db = ecs_world.secret("prod/db")
+    denied = FailFor("DescribeSecret", "AccessDeniedException").attach(clients.secretsmanager)
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "by-arn", ecs_world.task_definition(secrets=[db]))
+    by_name = ecs_world.task_definition(repository_credentials="prod/db")  # names: only here
+    ecs_world.service("prod", "by-name", by_name)
+    ecs_world.service("prod", "by-partial", ecs_world.task_definition(secrets=[partial(db)]))
+    look_alike = ecs_world.task_definition(repository_credentials="prod/db-other")
+    ecs_world.service("prod", "look-alike", look_alike)
+    everyone = [("prod", s) for s in ("by-arn", "by-name", "by-partial", "look-alike")]
+    before = ecs_world.primaries(everyone)
+
+    outcome = run(label_event(db, "prod/db"), runtime)
+
+    assert denied.hits >= 1  # rotor did try, and went on without
+    assert outcome.failed == []
+    assert outcome.secret == db
+    assert_redeployed_once(
+        ecs_world, ecs_calls, before, {"prod/by-arn", "prod/by-name", "prod/by-partial"}
+    )
+
+
 def test_unreadable_references_are_counted_and_noted_without_stopping_the_rotation(
     ecs_world, ecs_calls, runtime
 ):

@@ -207,6 +207,27 @@ def test_rotation_secret_read_from_service_event_details(sample: str, key: str) 
     assert result.secret_written_by_aws is True
 
 
+def test_the_label_events_arn_is_written_by_aws() -> None:
+    """The native event's ``resources`` ARN is AWS's own: full, its -XXXXXX suffix trusted.
+    Taken as the caller's words, ``prod/db-Ab12Cd`` would be the name of a secret rotor cannot
+    describe, and consumers naming ``prod/db`` would be missed."""
+    result = classify(load("secret-label-updated-awscurrent.json"))
+    assert result.kind is EventKind.SECRET_VALUE_CHANGED
+    assert result.secret == DB
+    assert result.secret_written_by_aws is True
+    identity = result.secret_identity()
+    assert identity is not None
+    assert (identity.name, identity.suffix, identity.arn) == ("prod/db", "Ab12Cd", DB)
+
+
+def test_a_label_event_without_resources_names_the_secret_in_its_own_words() -> None:
+    event = load("secret-label-updated-awscurrent.json")
+    event["resources"] = []
+    result = classify(event)
+    assert result.secret == "prod/db"
+    assert result.secret_written_by_aws is False
+
+
 def test_rotation_secret_documented_place_first() -> None:
     event = load("rotation-succeeded.json")
     event["resources"] = [f"{SM}prod/other-Zz11Yy"]
