@@ -702,3 +702,52 @@ def test_event_words_split_a_suffix_only_when_aws_wrote_the_arn(trust_suffix, na
     )
     # Kept whole, the caller's partial ARN never matches the look-alike prod/api.
     assert look_alike.points_at(identity) is trust_suffix
+
+
+# --- the grammar's edges: selectors and lengths -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/prod/worker/queue-url:3",  # a parameter version
+        "queue-url:prod",  # a parameter label
+        "/prod/x:release_2.1-b",
+        "/prod/x:" + "L" * 100,  # labels are at most 100 characters
+    ],
+)
+@pytest.mark.parametrize("field", [SECRETS, LOGS])
+def test_an_ssm_parameter_name_may_carry_a_version_or_label_selector(
+    value: str, field: ReferenceField
+) -> None:
+    ref = parse(value, field)
+    assert ref.kind is ReferenceKind.SSM_PARAMETER
+    assert ref.name_part == value
+    assert not ref.points_at(PROD_DB)
+
+
+@pytest.mark.parametrize(
+    "value", ["/prod/x:" + "L" * 101, "/prod/x:", "/prod/x:1:2", "/prod/x:la bel"]
+)
+def test_a_malformed_ssm_selector_is_not_a_reference(value: str) -> None:
+    with pytest.raises(InvalidReferenceError, match="not a secret ARN nor an SSM"):
+        parse(value, SECRETS)
+
+
+# Secrets Manager version ids (ClientRequestToken) are 32 to 64 characters; UUIDs are 36.
+LONG_VERSION = "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE-0123456789abcdef-ABCDEFGH"
+
+
+def test_a_version_id_longer_than_a_uuid_pins_the_reference() -> None:
+    version = LONG_VERSION + "X" * (64 - len(LONG_VERSION))
+    assert len(version) == 64
+    ref = parse(f"{SM}prod/db-Ab12Cd:password::{version}", SECRETS)
+    assert ref.version_id == version
+    assert ref.pinned is True
+    assert ref.points_at(PROD_DB)
+
+
+def test_a_version_id_longer_than_64_characters_is_invalid() -> None:
+    version = LONG_VERSION + "X" * (65 - len(LONG_VERSION))
+    with pytest.raises(InvalidReferenceError, match="version id"):
+        parse(f"{SM}prod/db-Ab12Cd:password::{version}", SECRETS)
