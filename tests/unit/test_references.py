@@ -751,3 +751,74 @@ def test_a_version_id_longer_than_64_characters_is_invalid() -> None:
     version = LONG_VERSION + "X" * (65 - len(LONG_VERSION))
     with pytest.raises(InvalidReferenceError, match="version id"):
         parse(f"{SM}prod/db-Ab12Cd:password::{version}", SECRETS)
+
+
+# --- found by mutation testing: forms and defaults no other test pinned -------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"{PASS}{SM}prod/db-Ab12Cd", f"{PASS}{SM}prod/db", f"{SSM}{PASS}{SM}prod/db-Ab12Cd"],
+    ids=["passthrough-full-arn", "passthrough-partial-arn", "ssm-arn-of-passthrough-arn"],
+)
+def test_a_passthrough_may_name_the_secret_by_arn(value: str) -> None:
+    """``/aws/reference/secretsmanager/`` takes a secret's ARN too (a shared secret needs it)."""
+    ref = parse(value, SECRETS)
+    assert ref.kind is ReferenceKind.SSM_PASSTHROUGH
+    assert ref.raw == value
+    assert ref.points_at(PROD_DB)
+    assert not ref.points_at(DB_ADMIN)
+    assert not ref.pinned
+
+
+def test_a_passthrough_to_another_accounts_arn_points_there() -> None:
+    other = secret("prod/db", "Ab12Cd", account=OTHER_ACCOUNT)
+    ref = parse(f"{PASS}arn:aws:secretsmanager:{REGION}:{OTHER_ACCOUNT}:secret:prod/db-Ab12Cd")
+    assert (ref.partition, ref.region, ref.account) == ("aws", REGION, OTHER_ACCOUNT)
+    assert ref.points_at(other)
+    assert not ref.points_at(PROD_DB)
+
+
+def test_a_one_character_secret_name_has_a_full_arn() -> None:
+    identity = SecretIdentity.from_full_arn(f"{SM}a-Ab12Cd")
+    assert (identity.name, identity.suffix) == ("a", "Ab12Cd")
+
+
+def test_a_full_arn_of_another_service_is_not_a_secret() -> None:
+    with pytest.raises(InvalidReferenceError, match="not a Secrets Manager ARN"):
+        SecretIdentity.from_full_arn(f"arn:aws:ssm:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd")
+    with pytest.raises(InvalidReferenceError, match="no -XXXXXX suffix"):
+        SecretIdentity.from_full_arn(f"{SM}prod/db")
+
+
+def test_event_words_default_to_the_aws_partition_and_the_events_place() -> None:
+    """A bare name (or a partial ARN) in an event lives in the event's account and region."""
+    by_name = SecretIdentity.from_event_words("prod/db", account=ACCOUNT, region=REGION)
+    assert by_name == PROD_DB_BY_NAME
+    assert parse(f"{SM}prod/db").points_at(by_name)
+    # Without trust_suffix, an ARN's tail is the caller's words: all of it is the name.
+    partial_arn = SecretIdentity.from_event_words(
+        f"{SM}prod/api-signer", account=OTHER_ACCOUNT, region="eu-west-1"
+    )
+    assert partial_arn == secret("prod/api-signer", None)
+
+
+def test_event_words_with_a_selector_are_not_a_secret_id() -> None:
+    with pytest.raises(InvalidReferenceError, match="no ':' after the name"):
+        SecretIdentity.from_event_words(
+            f"{SM}prod/db-Ab12Cd:password", account=ACCOUNT, region=REGION
+        )
+
+
+def test_secret_names_are_up_to_512_characters() -> None:
+    longest = "n" * 512
+    assert SecretIdentity.from_full_arn(f"{SM}{longest}-Ab12Cd").name == longest
+    assert parse(f"{SM}{longest}").name_part == longest
+    with pytest.raises(InvalidReferenceError, match="bad secret name"):
+        parse(f"{SM}{longest}n")
+
+
+@pytest.mark.parametrize("account", ["12345678901", "1234567890123", "12345678901a"])
+def test_an_account_is_twelve_digits(account: str) -> None:
+    with pytest.raises(InvalidReferenceError, match="bad account"):
+        parse(f"arn:aws:secretsmanager:{REGION}:{account}:secret:prod/db-Ab12Cd")
