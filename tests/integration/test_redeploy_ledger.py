@@ -245,3 +245,10 @@ def test_the_items_ttl_is_two_days_after_the_claim(clients, retry, state_table):
         TableName=state_table, Key={"pk": {"S": f"redeploy#{SERVICE}#{SECRET}@v1"}}
     )["Item"]
     assert int(item["expires_at"]["N"]) == int(NOW.timestamp()) + 2 * 24 * 3600
+    # The attributes the class documents (items written by one version are read by the next).
+    assert int(item["deployment_created_at"]["N"]) == int(NOW.timestamp() + 1) * 10**6
+    assert (item["service"]["S"], item["secret"]["S"], item["version"]["S"]) == (
+        SERVICE,
+        SECRET,
+        "v1",
+    )
