@@ -39,7 +39,8 @@ def granted(result: Claim | Refusal) -> Claim:
 
 
 def test_a_held_claim_refuses_the_same_change(ledger):
-    granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+    claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
+    assert (claim.service_arn, claim.change, claim.claimed_at) == (SERVICE, V1, NOW)
 
     again = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(seconds=1))
 
@@ -61,7 +62,7 @@ def test_other_changes_are_independent(ledger):
 def test_a_confirmed_change_is_refused_while_its_deployment_is_the_newest(ledger):
     claim = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
     deployed = NOW + timedelta(milliseconds=250)
-    ledger.confirm(claim, deployed)
+    assert ledger.confirm(claim, deployed) is True
 
     # A later delivery that saw the old PRIMARY, or rotor's own new one: refused.
     stale_view = ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW + timedelta(minutes=5))
@@ -103,8 +104,8 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_undo_it(ledger)
 
     later = NOW + timedelta(minutes=15, seconds=31)  # the longest lease and its margin
     taken = granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, later))
-    ledger.release(stuck)  # too late: no longer its claim
-    ledger.confirm(stuck, later)
+    assert ledger.release(stuck) is False  # too late: no longer its claim
+    assert ledger.confirm(stuck, later) is False
 
     again = ledger.claim(SERVICE, V1, OLD_PRIMARY, later + timedelta(seconds=1))
     assert isinstance(again, Refusal) and again.held_elsewhere
@@ -180,9 +181,12 @@ def test_a_pending_claim_does_not_block_once_the_service_was_deployed_since(ledg
     granted(ledger.claim(SERVICE, V1, OLD_PRIMARY, NOW))
 
     later = ledger.claim(SERVICE, V1, NOW + timedelta(seconds=2), NOW + timedelta(minutes=1))
+    # A deployment made at the very moment of the claim counts too.
+    same_moment = ledger.claim(SERVICE, V1, NOW, NOW + timedelta(minutes=1))
 
     assert isinstance(later, Refusal) and not later.held_elsewhere
     assert later.reason.startswith("already redeployed for this value (v1)")
+    assert isinstance(same_moment, Refusal) and not same_moment.held_elsewhere
 
 
 def seconds(n: int) -> timedelta:
@@ -208,6 +212,8 @@ UNDESCRIBED = "arn:aws:secretsmanager:us-east-1:210987654321:secret:shared/db-Sh
         # A version on both sides decides, whatever the times.
         pytest.param(NewValue(UNDESCRIBED, "v1", False, NOW + seconds(300)), True, id="v1-later"),
         pytest.param(NewValue(UNDESCRIBED, "v2", False, NOW + seconds(5)), False, id="v2-close"),
+        # Neither a version to compare nor a time: not known to be the same rotation.
+        pytest.param(NewValue(UNDESCRIBED, None, False, None), False, id="no-time"),
     ],
 )
 def test_deliveries_of_one_rotation_of_an_undescribable_secret_are_paired(ledger, later, refused):
