@@ -21,6 +21,9 @@ from orchestration.state.notify_window import MemoryNotifyWindow
 from orchestration.state.redeploy_ledger import MemoryRedeployLedger
 from orchestration.tracking.store import MemoryRolloutStore
 from tests.aws_fakes import ApiCalls, enforce_ecs_limits
+from tests.botocore_models import share_botocore_models
+
+share_botocore_models()  # each botocore model parsed once per process, not once per test
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

@@ -114,6 +114,7 @@ def pip(*args: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.slow  # builds and installs a wheel: CI runs it (`pytest -m slow`)
 def test_the_demo_runs_from_an_installed_wheel_outside_the_checkout(tmp_path: Path):
     wheels = tmp_path / "wheels"
     pip("wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT))

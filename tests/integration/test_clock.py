@@ -27,6 +27,7 @@ def test_each_test_starts_at_the_fixed_now():
     assert NOW <= datetime.now(UTC) < NOW + timedelta(seconds=30)
 
 
+@pytest.mark.slow  # pytest again, in a subprocess: CI runs it (`pytest -m slow`)
 def test_a_pause_after_collection_breaks_no_test():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     run = subprocess.run(
@@ -37,6 +38,8 @@ def test_a_pause_after_collection_breaks_no_test():
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n",  # one process: the clock jumps once, in the process that runs the tests
+            "0",
             "-p",
             "tests.pause_after_collection",
             "-x",

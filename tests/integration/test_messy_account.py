@@ -143,6 +143,9 @@ def test_blue_green_and_external_consumers_are_reported_with_what_to_run_never_f
     revision = json.loads(codedeploy.split("--revision ", 1)[1].strip("'"))
     assert revision["revisionType"] == "AppSpecContent"
     appspec = json.loads(revision["appSpecContent"]["content"])
+    # An AppSpec CodeDeploy accepts for ECS: version 0.0, one target of type AWS::ECS::Service.
+    assert appspec["version"] == 0.0
+    assert appspec["Resources"][0]["TargetService"]["Type"] == "AWS::ECS::Service"
     properties = appspec["Resources"][0]["TargetService"]["Properties"]
     assert properties == {
         "TaskDefinition": tds["bluegreen"],
@@ -153,6 +156,11 @@ def test_blue_green_and_external_consumers_are_reported_with_what_to_run_never_f
         external
     )
     assert tds["external-new"] in external
+    # ... and then the controller makes the new task set primary: the same service's.
+    assert external.endswith(
+        " aws ecs update-service-primary-task-set --region us-east-1 --cluster prod"
+        " --service external --primary-task-set <the new task set's id>"
+    )
 
     # A second delivery of the same rotation: nothing redeployed, no second notification.
     again = run(event, runtime)

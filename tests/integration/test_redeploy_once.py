@@ -307,10 +307,13 @@ def test_a_claim_held_elsewhere_is_waited_for(clients, ecs_world, two_consumers,
     assert ecs_world.updates_reached_moto == Counter()  # never a second deployment
     if other_finishes:
         assert outcome.failed == []
+        # Both services are skipped, each for the claim the other invocation confirmed.
+        assert sorted(s.service for s in outcome.skipped) == sorted(services.values())
         assert all(s.reason.startswith("already redeployed by rotor") for s in outcome.skipped)
     else:
         assert sorted(f.retryable for f in outcome.failed) == [True, True]
         assert all("ClaimHeldElsewhere" in f.error for f in outcome.failed)
+        assert sorted(f.subject for f in outcome.failed) == sorted(services.values())
     assert waits  # it waited rather than giving up at once
 
 
@@ -426,5 +429,6 @@ def test_a_confirm_lost_to_throttling_does_not_hold_up_the_next_delivery(
     assert len(first.redeployed) == 2
     assert throttled.injected["UpdateItem"] > 0
     assert later.redeployed == [] and later.failed == []
+    assert sorted(s.service.rsplit("/", 1)[-1] for s in later.skipped) == ["api", "worker"]
     assert all(s.reason.startswith("already redeployed") for s in later.skipped)
     assert ecs_world.updates_reached_moto == Counter({"api": 1, "worker": 1})

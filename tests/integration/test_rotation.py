@@ -401,10 +401,11 @@ def test_every_consumer_redeployed_exactly_once_despite_errors_on_30_percent_of_
     assert sum(injector.injected.values()) > 0
     assert sleeps, "retries back off (recorded, not slept)"
     expected = {f"{c}/{s}" for c, s in consumers}
-    redeployed_or_found = set(outcome.redeployed) | {
-        s.service for s in outcome.skipped if s.reason == "already fresh (found on retry)"
-    }
-    assert names(list(redeployed_or_found)) == {s for _, s in consumers}
+    # Injected errors answer before the call reaches moto: no attempt landed, so no retry can
+    # find a deployment of its own; every consumer is redeployed by a call of its own.
+    assert names(outcome.redeployed) == {s for _, s in consumers}
+    assert len(outcome.redeployed) == len(consumers)
+    assert outcome.skipped == []
     after = ecs_world.primaries(everyone)
     assert changed(before, after) == expected
     # Moto saw exactly one UpdateService per consumer; everything else was an injected error.
@@ -437,8 +438,12 @@ def test_update_that_landed_before_a_timeout_is_not_repeated(ecs_world, ecs_call
     assert outcome.failed == []
     assert ecs_world.updates_reached_moto == Counter({s: 1 for _, s in consumers})
     assert changed(before, ecs_world.primaries(consumers)) == {f"{c}/{s}" for c, s in consumers}
-    found_on_retry = {s.service for s in outcome.skipped}
-    assert names(outcome.redeployed) | names(list(found_on_retry)) == {s for _, s in consumers}
+    # The victim's retry found the deployment its lost answer made, and said so; the others
+    # were redeployed by their one call.
+    assert skipped_reasons(outcome) == {
+        victim: "already fresh: an earlier attempt's deployment landed"
+    }
+    assert names(outcome.redeployed) == {s for _, s in consumers if s != victim}
 
 
 # --- permanent failure -------------------------------------------------------------------
@@ -580,6 +585,34 @@ def test_cross_account_secret_referenced_by_full_arn_is_redeployed(
     # Only the version lookup, which the owner account's secret may refuse; it goes on without.
     assert sm_calls.of("DescribeSecret") == [{"SecretId": shared}]
     assert_redeployed_once(ecs_world, ecs_calls, before, {"prod/consumer"})
+
+
+def test_label_event_of_an_undescribable_secret_reaches_consumers_by_name_and_partial_arn(
+    ecs_world, ecs_calls, sm_calls, clients, runtime
+):
+    """DescribeSecret refused: rotor goes by the event alone. The label event's ARN is AWS's,
+    so its -XXXXXX suffix is the suffix and the name is prod/db (not prod/db-Ab12Cd): consumers
+    naming the secret by name or by partial ARN are its consumers too."""
+    db = ecs_world.secret("prod/db")
+    denied = FailFor("DescribeSecret", "AccessDeniedException").attach(clients.secretsmanager)
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "by-arn", ecs_world.task_definition(secrets=[db]))
+    by_name = ecs_world.task_definition(repository_credentials="prod/db")  # names: only here
+    ecs_world.service("prod", "by-name", by_name)
+    ecs_world.service("prod", "by-partial", ecs_world.task_definition(secrets=[partial(db)]))
+    look_alike = ecs_world.task_definition(repository_credentials="prod/db-other")
+    ecs_world.service("prod", "look-alike", look_alike)
+    everyone = [("prod", s) for s in ("by-arn", "by-name", "by-partial", "look-alike")]
+    before = ecs_world.primaries(everyone)
+
+    outcome = run(label_event(db, "prod/db"), runtime)
+
+    assert denied.hits >= 1  # rotor did try, and went on without
+    assert outcome.failed == []
+    assert outcome.secret == db
+    assert_redeployed_once(
+        ecs_world, ecs_calls, before, {"prod/by-arn", "prod/by-name", "prod/by-partial"}
+    )
 
 
 def test_unreadable_references_are_counted_and_noted_without_stopping_the_rotation(

@@ -3,12 +3,15 @@ no container has summarised yet."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from orchestration.runtime import Runtime
 from orchestration.secrets.references import SecretIdentity
 from orchestration.settings import Settings
 from tests.aws_fakes import FailFor
+from tests.integration.conftest import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +62,9 @@ def test_a_cold_container_reads_only_the_revisions_it_has_never_seen(
         "family-3:1",
         "family-4:1",
     ]
-    assert all(int(i["expires_at"]["N"]) > 0 for i in items)
+    # Kept 30 days (revisions never change; a table of every revision ever seen would grow).
+    thirty_days = int((NOW + timedelta(days=30)).timestamp())
+    assert all(thirty_days <= int(i["expires_at"]["N"]) <= thirty_days + 60 for i in items)
 
 
 def test_a_table_rotor_cannot_read_falls_back_to_ecs(

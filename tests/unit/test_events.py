@@ -13,6 +13,7 @@ import pytest
 
 from orchestration.errors import InvalidEventError
 from orchestration.events.classification import Classification, EventKind, classify
+from orchestration.secrets.references import SecretIdentity
 from tests.conftest import SAMPLE_EVENTS, load_event
 
 ACCOUNT = "123456789012"
@@ -205,6 +206,27 @@ def test_rotation_secret_read_from_service_event_details(sample: str, key: str) 
     assert result.kind is EventKind.ROTATION
     assert result.secret == secret
     assert result.secret_written_by_aws is True
+
+
+def test_the_label_events_arn_is_written_by_aws() -> None:
+    """The native event's ``resources`` ARN is AWS's own: full, its -XXXXXX suffix trusted.
+    Taken as the caller's words, ``prod/db-Ab12Cd`` would be the name of a secret rotor cannot
+    describe, and consumers naming ``prod/db`` would be missed."""
+    result = classify(load("secret-label-updated-awscurrent.json"))
+    assert result.kind is EventKind.SECRET_VALUE_CHANGED
+    assert result.secret == DB
+    assert result.secret_written_by_aws is True
+    identity = result.secret_identity()
+    assert identity is not None
+    assert (identity.name, identity.suffix, identity.arn) == ("prod/db", "Ab12Cd", DB)
+
+
+def test_a_label_event_without_resources_names_the_secret_in_its_own_words() -> None:
+    event = load("secret-label-updated-awscurrent.json")
+    event["resources"] = []
+    result = classify(event)
+    assert result.secret == "prod/db"
+    assert result.secret_written_by_aws is False
 
 
 def test_rotation_secret_documented_place_first() -> None:
@@ -810,3 +832,92 @@ def test_an_arn_whose_partition_is_not_its_regions_is_invalid() -> None:
     event = _moved(label, "aws", "cn-north-1")
     with pytest.raises(InvalidEventError, match="partition"):
         classify(event)
+
+
+# --- found by mutation testing: what no test pinned ---------------------------------------
+
+
+def test_a_bare_name_in_an_event_is_a_secret_of_the_events_account_and_region() -> None:
+    event = load("put-secret-value-awscurrent.json")
+    event["detail"]["requestParameters"]["secretId"] = "prod/db"
+    event["detail"]["responseElements"] = None
+    result = classify(event)
+    assert result.secret == "prod/db"
+    assert result.secret_written_by_aws is False
+    assert result.secret_identity() == SecretIdentity("aws", "us-east-1", ACCOUNT, "prod/db")
+
+
+def test_a_call_that_failed_with_a_code_and_no_message_changed_nothing() -> None:
+    event = load("put-secret-value-awscurrent.json")
+    event["detail"]["errorCode"] = "AccessDenied"
+    event["detail"].pop("errorMessage", None)
+    result = classify(event)
+    assert result.kind is EventKind.IGNORE
+    assert result.reason == "PutSecretValue failed (AccessDenied); nothing changed"
+
+
+def test_a_deployment_event_names_the_service_not_the_cluster() -> None:
+    event = load("ecs-deployment-completed.json")
+    service = event["resources"][0]
+    event["resources"] = [f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/prod", service]
+    assert classify(event).service_arn == service
+
+
+@pytest.mark.parametrize("key", ["SecretId", "secretId"])
+def test_rotation_secret_read_from_additional_event_data_alone(key: str) -> None:
+    event = load("rotation-succeeded.json")
+    event["detail"]["additionalEventData"] = {key: DB}
+    event["detail"]["requestID"] = "not-a-rotation-request-id"
+    event["resources"] = []
+    result = classify(event)
+    assert result.secret == DB
+    assert result.secret_written_by_aws is True
+
+
+def test_the_caller_of_an_assumed_role_session() -> None:
+    result = classify(load("get-secret-value-marked-for-deletion.json"))
+    caller = result.caller
+    assert caller is not None
+    assert caller.type == "AssumedRole"
+    assert caller.principal_id == "AROAR7KQ2M4XN5B6C3D2E:5f0c2a9e8b7d4c3fa1e6d2b9c8a7f4e1"
+    assert caller.role_arn == f"arn:aws:iam::{ACCOUNT}:role/api-task-role"
+    assert caller.session_name == "5f0c2a9e8b7d4c3fa1e6d2b9c8a7f4e1"
+    assert caller.principal == caller.role_arn
+    assert caller.describe().startswith(
+        f"arn:aws:iam::{ACCOUNT}:role/api-task-role (session 5f0c2a9e8b7d4c3fa1e6d2b9c8a7f4e1)"
+        " from 10.0.12.34 via Boto3/"
+    )
+
+
+def test_a_federated_users_issuer_is_not_a_role() -> None:
+    event = load("get-secret-value-marked-for-deletion.json")
+    identity = event["detail"]["userIdentity"]
+    identity["type"] = "FederatedUser"
+    identity["arn"] = f"arn:aws:sts::{ACCOUNT}:federated-user/alice"
+    identity["sessionContext"]["sessionIssuer"] = {
+        "type": "IAMUser",
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/broker",
+    }
+    caller = classify(event).caller
+    assert caller is not None
+    assert caller.role_arn is None
+    assert caller.session_name is None
+    assert caller.principal == f"arn:aws:sts::{ACCOUNT}:federated-user/alice"
+    assert caller.describe().startswith(f"arn:aws:sts::{ACCOUNT}:federated-user/alice from ")
+
+
+def test_a_service_caller_is_named_by_principal_id_when_it_has_nothing_else() -> None:
+    event = load("get-secret-value-marked-for-deletion.json")
+    event["detail"]["userIdentity"] = {"type": "AWSService", "principalId": "AIDAEXAMPLE"}
+    caller = classify(event).caller
+    assert caller is not None
+    assert (caller.arn, caller.role_arn, caller.principal) == (None, None, "AIDAEXAMPLE")
+
+
+def test_a_caller_is_described_by_what_is_known() -> None:
+    from orchestration.events.classification import Caller
+
+    role = f"arn:aws:iam::{ACCOUNT}:role/api-task-role"
+    assert Caller(role_arn=role).describe() == role
+    assert Caller(role_arn=role, session_name="s1").describe() == f"{role} (session s1)"
+    assert Caller(arn="a", session_name="s1").describe() == "a"

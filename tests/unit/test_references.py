@@ -814,3 +814,123 @@ def test_a_nonsense_region_is_no_region(region: str) -> None:
     assert partition_of(region) is None
     with pytest.raises(InvalidReferenceError, match="region"):
         SecretIdentity.from_event_words("prod/db", account=ACCOUNT, region=region)
+
+
+# --- the grammar's edges: selectors and lengths -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/prod/worker/queue-url:3",  # a parameter version
+        "queue-url:prod",  # a parameter label
+        "/prod/x:release_2.1-b",
+        "/prod/x:" + "L" * 100,  # labels are at most 100 characters
+    ],
+)
+@pytest.mark.parametrize("field", [SECRETS, LOGS])
+def test_an_ssm_parameter_name_may_carry_a_version_or_label_selector(
+    value: str, field: ReferenceField
+) -> None:
+    ref = parse(value, field)
+    assert ref.kind is ReferenceKind.SSM_PARAMETER
+    assert ref.name_part == value
+    assert not ref.points_at(PROD_DB)
+
+
+@pytest.mark.parametrize(
+    "value", ["/prod/x:" + "L" * 101, "/prod/x:", "/prod/x:1:2", "/prod/x:la bel"]
+)
+def test_a_malformed_ssm_selector_is_not_a_reference(value: str) -> None:
+    with pytest.raises(InvalidReferenceError, match="not a secret ARN nor an SSM"):
+        parse(value, SECRETS)
+
+
+# Secrets Manager version ids (ClientRequestToken) are 32 to 64 characters; UUIDs are 36.
+LONG_VERSION = "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE-0123456789abcdef-ABCDEFGH"
+
+
+def test_a_version_id_longer_than_a_uuid_pins_the_reference() -> None:
+    version = LONG_VERSION + "X" * (64 - len(LONG_VERSION))
+    assert len(version) == 64
+    ref = parse(f"{SM}prod/db-Ab12Cd:password::{version}", SECRETS)
+    assert ref.version_id == version
+    assert ref.pinned is True
+    assert ref.points_at(PROD_DB)
+
+
+def test_a_version_id_longer_than_64_characters_is_invalid() -> None:
+    version = LONG_VERSION + "X" * (65 - len(LONG_VERSION))
+    with pytest.raises(InvalidReferenceError, match="version id"):
+        parse(f"{SM}prod/db-Ab12Cd:password::{version}", SECRETS)
+
+
+# --- found by mutation testing: forms and defaults no other test pinned -------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"{PASS}{SM}prod/db-Ab12Cd", f"{PASS}{SM}prod/db", f"{SSM}{PASS}{SM}prod/db-Ab12Cd"],
+    ids=["passthrough-full-arn", "passthrough-partial-arn", "ssm-arn-of-passthrough-arn"],
+)
+def test_a_passthrough_may_name_the_secret_by_arn(value: str) -> None:
+    """``/aws/reference/secretsmanager/`` takes a secret's ARN too (a shared secret needs it)."""
+    ref = parse(value, SECRETS)
+    assert ref.kind is ReferenceKind.SSM_PASSTHROUGH
+    assert ref.raw == value
+    assert ref.points_at(PROD_DB)
+    assert not ref.points_at(DB_ADMIN)
+    assert not ref.pinned
+
+
+def test_a_passthrough_to_another_accounts_arn_points_there() -> None:
+    other = secret("prod/db", "Ab12Cd", account=OTHER_ACCOUNT)
+    ref = parse(f"{PASS}arn:aws:secretsmanager:{REGION}:{OTHER_ACCOUNT}:secret:prod/db-Ab12Cd")
+    assert (ref.partition, ref.region, ref.account) == ("aws", REGION, OTHER_ACCOUNT)
+    assert ref.points_at(other)
+    assert not ref.points_at(PROD_DB)
+
+
+def test_a_one_character_secret_name_has_a_full_arn() -> None:
+    identity = SecretIdentity.from_full_arn(f"{SM}a-Ab12Cd")
+    assert (identity.name, identity.suffix) == ("a", "Ab12Cd")
+
+
+def test_a_full_arn_of_another_service_is_not_a_secret() -> None:
+    with pytest.raises(InvalidReferenceError, match="not a Secrets Manager ARN"):
+        SecretIdentity.from_full_arn(f"arn:aws:ssm:{REGION}:{ACCOUNT}:secret:prod/db-Ab12Cd")
+    with pytest.raises(InvalidReferenceError, match="no -XXXXXX suffix"):
+        SecretIdentity.from_full_arn(f"{SM}prod/db")
+
+
+def test_event_words_default_to_the_aws_partition_and_the_events_place() -> None:
+    """A bare name (or a partial ARN) in an event lives in the event's account and region."""
+    by_name = SecretIdentity.from_event_words("prod/db", account=ACCOUNT, region=REGION)
+    assert by_name == PROD_DB_BY_NAME
+    assert parse(f"{SM}prod/db").points_at(by_name)
+    # Without trust_suffix, an ARN's tail is the caller's words: all of it is the name.
+    partial_arn = SecretIdentity.from_event_words(
+        f"{SM}prod/api-signer", account=OTHER_ACCOUNT, region="eu-west-1"
+    )
+    assert partial_arn == secret("prod/api-signer", None)
+
+
+def test_event_words_with_a_selector_are_not_a_secret_id() -> None:
+    with pytest.raises(InvalidReferenceError, match="no ':' after the name"):
+        SecretIdentity.from_event_words(
+            f"{SM}prod/db-Ab12Cd:password", account=ACCOUNT, region=REGION
+        )
+
+
+def test_secret_names_are_up_to_512_characters() -> None:
+    longest = "n" * 512
+    assert SecretIdentity.from_full_arn(f"{SM}{longest}-Ab12Cd").name == longest
+    assert parse(f"{SM}{longest}").name_part == longest
+    with pytest.raises(InvalidReferenceError, match="bad secret name"):
+        parse(f"{SM}{longest}n")
+
+
+@pytest.mark.parametrize("account", ["12345678901", "1234567890123", "12345678901a"])
+def test_an_account_is_twelve_digits(account: str) -> None:
+    with pytest.raises(InvalidReferenceError, match="bad account"):
+        parse(f"arn:aws:secretsmanager:{REGION}:{account}:secret:prod/db-Ab12Cd")
