@@ -415,7 +415,7 @@ def test_every_consumer_redeployed_exactly_once_despite_errors_on_30_percent_of_
 
 
 def test_update_that_landed_before_a_timeout_is_not_repeated(ecs_world, ecs_calls, runtime):
-    """ECS accepted the call but the answer was lost: the retry sees a fresh service, stops."""
+    """ECS accepted the call but the answer was lost: the retry finds its own deployment, stops."""
     db, consumers = _many_consumers(ecs_world, 4)
     victim = consumers[0][1]
     lost: list[str] = []
@@ -438,12 +438,11 @@ def test_update_that_landed_before_a_timeout_is_not_repeated(ecs_world, ecs_call
     assert outcome.failed == []
     assert ecs_world.updates_reached_moto == Counter({s: 1 for _, s in consumers})
     assert changed(before, ecs_world.primaries(consumers)) == {f"{c}/{s}" for c, s in consumers}
-    # The victim's retry found the deployment its lost answer made, and said so; the others
-    # were redeployed by their one call.
-    assert skipped_reasons(outcome) == {
-        victim: "already fresh: an earlier attempt's deployment landed"
-    }
-    assert names(outcome.redeployed) == {s for _, s in consumers if s != victim}
+    # The victim's retry found the deployment its lost answer made: that deployment is
+    # rotor's own (issue 14, bug 4), so it counts as redeployed, not as "already fresh", and
+    # nothing is skipped.
+    assert skipped_reasons(outcome) == {}
+    assert names(outcome.redeployed) == {s for _, s in consumers}
 
 
 # --- permanent failure -------------------------------------------------------------------
