@@ -1,4 +1,4 @@
-"""Task definition summaries that outlive the container: the state table behind the memory cache.
+"""Task definition summaries: a memory cache, and the state table behind it (outlives a container).
 
 Revisions are immutable, so a summary never goes stale: a cold container reads the summaries
 other containers already made from the state table (items ``taskdef#<ARN>``, kept 30 days after
@@ -12,11 +12,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from orchestration.aws.retry import RetryPolicy
-from orchestration.ecs.discovery import TaskDefinitionCache
 from orchestration.errors import AwsCallError
 from orchestration.models import TaskDefinitionSummary, UnreadableReference
 from orchestration.secrets.references import ReferenceField, ReferenceKind, SecretReference
@@ -105,6 +105,29 @@ def summary_from_json(text: str) -> TaskDefinitionSummary | None:
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignored a stored task definition summary rotor cannot read: %r", exc)
         return None
+
+
+class TaskDefinitionCache:
+    """Task definition summaries by ARN. Revisions never change, so entries never expire."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, TaskDefinitionSummary] = {}
+        self._lock = threading.Lock()
+
+    def get(self, arn: str) -> TaskDefinitionSummary | None:
+        with self._lock:
+            return self._entries.get(arn)
+
+    def put(self, summary: TaskDefinitionSummary) -> None:
+        with self._lock:
+            self._entries[summary.arn] = summary
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        """The same entries; a cache that reads AWS reaches it through ``retry``."""
+        return self
 
 
 class StoredTaskDefinitionCache(TaskDefinitionCache):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestration.tracking.store import (
+from orchestration.state.rollouts import (
     ROLLOUT_LEASE,
     DeploymentRecord,
     DynamoDbRolloutStore,
