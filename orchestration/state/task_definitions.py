@@ -13,20 +13,21 @@ import copy
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import AwsCallError
 from orchestration.models import TaskDefinitionSummary, UnreadableReference
 from orchestration.secrets.references import ReferenceField, ReferenceKind, SecretReference
+from orchestration.state import codec, keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
 
-KEEP_FOR = timedelta(days=30)
+KEEP_FOR = keys.TASK_DEFINITION_KEEP
 FORMAT = 1  # bump when the stored shape changes: older items are then ignored
 
 
@@ -153,13 +154,13 @@ class StoredTaskDefinitionCache(TaskDefinitionCache):
                 "GetItem",
                 self._client.get_item,
                 TableName=self._table,
-                Key={"pk": {"S": f"taskdef#{arn}"}},
+                Key=codec.key(keys.task_definition(arn)),
                 ProjectionExpression="summary",
             )
         except AwsCallError as exc:
             log.warning("could not read the stored summary of %s: %s", arn, exc)
             return None
-        text = answer.get("Item", {}).get("summary", {}).get("S")
+        text = codec.text_of(answer.get("Item", {}).get("summary"))
         summary = summary_from_json(text) if text else None
         if summary is not None and summary.arn == arn:
             super().put(summary)
@@ -174,9 +175,9 @@ class StoredTaskDefinitionCache(TaskDefinitionCache):
                 self._client.put_item,
                 TableName=self._table,
                 Item={
-                    "pk": {"S": f"taskdef#{summary.arn}"},
-                    "summary": {"S": summary_to_json(summary)},
-                    "expires_at": {"N": str(int((datetime.now(UTC) + KEEP_FOR).timestamp()))},
+                    **codec.key(keys.task_definition(summary.arn)),
+                    "summary": codec.text(summary_to_json(summary)),
+                    **codec.expires(datetime.now(UTC) + KEEP_FOR),
                 },
             )
         except AwsCallError as exc:
