@@ -61,8 +61,9 @@ from standin import StrictEcs  # noqa: E402
 from orchestration.aws.clients import AwsClients  # noqa: E402
 from orchestration.aws.ratelimit import ECS_LIMITS, ApiRateLimiter  # noqa: E402
 from orchestration.aws.retry import RetryPolicy  # noqa: E402
-from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache  # noqa: E402
+from orchestration.ecs.discovery import ConsumerDiscovery  # noqa: E402
 from orchestration.secrets.references import SecretIdentity  # noqa: E402
+from orchestration.state.task_definitions import TaskDefinitionCache  # noqa: E402
 from tests.aws_fakes import queue_with_dead_letters, sqs_lambda_event  # noqa: E402
 
 REGION, ACCOUNT = "us-east-1", "123456789012"

@@ -33,9 +33,10 @@ from orchestration.events.classification import (
     parse_event_text,
 )
 from orchestration.events.routing import Route, route, unrouted_note
-from orchestration.fanout.consume import JobReport, run_job
+from orchestration.fanout.consume import JobReport
 from orchestration.fanout.jobs import PlanJob, RedeployJob, parse_job
 from orchestration.fanout.queue import SqsJobQueue, deferral_delay, queue_url
+from orchestration.freshness import plan
 from orchestration.notifications import printable
 from orchestration.outcome import (
     INVALID_EVENTS,
@@ -52,8 +53,8 @@ from orchestration.prerequisites import (
     DoctorScope,
     check_prerequisites,
 )
-from orchestration.rotation.freshness import plan
 from orchestration.rotation.new_value import describe_verdict
+from orchestration.rotation.queued import run_job
 from orchestration.runtime import Runtime, fixed_deadline, lambda_deadline
 from orchestration.secrets.references import (
     ReferenceField,

@@ -2,7 +2,7 @@
 
 Adapters (``orchestration.ecs.discovery``, ``orchestration.ecs.redeploy``) build these from
 DescribeServices / DescribeTaskDefinition answers; the freshness rule
-(``orchestration.rotation.freshness``) turns them into verdicts; the redeployer into results.
+(``orchestration.freshness``) turns them into verdicts; the redeployer into results.
 Nothing here calls AWS.
 """
 

@@ -1,5 +1,8 @@
 """The composition root: everything a use case needs, built once and passed in.
 
+The use cases never import it: they are typed against the protocols of ``orchestration.ports``
+(and ``RotationAdapters``), which ``Runtime`` satisfies.
+
 No module holds state of its own. A Lambda container builds one ``Runtime`` and keeps it (see
 ``handlers.entry.make_handler``), so its clients, task-definition cache and in-memory windows
 and ledger stay warm across invocations; a command-line run builds its own, which starts empty.
@@ -9,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
-from orchestration.ecs.discovery import ConsumerDiscovery, TaskDefinitionCache
+from orchestration.ecs.discovery import ConsumerDiscovery
 from orchestration.ecs.redeploy import Redeployer
 from orchestration.fanout.queue import JobQueue, SqsJobQueue
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
@@ -26,10 +29,10 @@ from orchestration.state.redeploy_ledger import (
     MemoryRedeployLedger,
     RedeployLedger,
 )
+from orchestration.state.rollouts import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
 from orchestration.state.service_lease import ServiceLeases
 from orchestration.state.store import DynamoDbStateStore, MemoryStateStore
-from orchestration.state.task_definitions import StoredTaskDefinitionCache
-from orchestration.tracking.store import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
+from orchestration.state.task_definitions import StoredTaskDefinitionCache, TaskDefinitionCache
 
 
 @dataclass(frozen=True)
@@ -134,11 +137,12 @@ class Runtime:
             task_definitions=self.task_definitions.with_retry(retry),
         )
 
-    def discovery(self) -> ConsumerDiscovery:
+    def discovery(self, clusters: Sequence[str] | None = None) -> ConsumerDiscovery:
+        """Consumer discovery over ``clusters`` (default: the settings' clusters)."""
         return ConsumerDiscovery(
             self.clients.ecs,
             self.retry,
-            clusters=self.settings.clusters,
+            clusters=self.settings.clusters if clusters is None else clusters,
             cache=self.task_definitions,
             max_workers=self.settings.max_workers,
         )

@@ -13,13 +13,13 @@ import pytest
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.ratelimit import ApiRateLimiter
 from orchestration.aws.retry import RetryPolicy
-from orchestration.ecs.discovery import TaskDefinitionCache
 from orchestration.notifications import LogOnlyNotifier
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
 from orchestration.state.notify_window import MemoryNotifyWindow
 from orchestration.state.redeploy_ledger import MemoryRedeployLedger
-from orchestration.tracking.store import MemoryRolloutStore
+from orchestration.state.rollouts import MemoryRolloutStore
+from orchestration.state.task_definitions import TaskDefinitionCache
 from tests.aws_fakes import ApiCalls, enforce_ecs_limits
 from tests.botocore_models import share_botocore_models
 

@@ -24,11 +24,10 @@ field that the ECS API reference marks optional as optional.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.ecs.shapes import snapshot_of, summarize_task_definition
@@ -41,6 +40,7 @@ from orchestration.models import (
     UnreadableReference,
 )
 from orchestration.secrets.references import SecretIdentity
+from orchestration.state.task_definitions import TaskDefinitionCache
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -100,29 +100,6 @@ class Inventory:
     def unreadable(self) -> list[UnreadableReference]:
         seen: dict[str, TaskDefinitionSummary] = {td.arn: td for _, td in self.services}
         return [bad for td in seen.values() for bad in td.unreadable]
-
-
-class TaskDefinitionCache:
-    """Task definition summaries by ARN. Revisions never change, so entries never expire."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, TaskDefinitionSummary] = {}
-        self._lock = threading.Lock()
-
-    def get(self, arn: str) -> TaskDefinitionSummary | None:
-        with self._lock:
-            return self._entries.get(arn)
-
-    def put(self, summary: TaskDefinitionSummary) -> None:
-        with self._lock:
-            self._entries[summary.arn] = summary
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def with_retry(self, retry: RetryPolicy) -> Self:
-        """The same entries; a cache that reads AWS reaches it through ``retry``."""
-        return self
 
 
 Described = tuple[list[ServiceSnapshot], list[str], list[SkippedService]]

@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from orchestration.ecs.shapes import primary_deployment, snapshot_of
 from orchestration.errors import (
@@ -33,6 +32,7 @@ from orchestration.errors import (
 )
 from orchestration.fanout import notices
 from orchestration.fanout.jobs import RedeployJob, Rotation
+from orchestration.freshness import OPT_TAG, decide
 from orchestration.models import (
     Action,
     Consumer,
@@ -49,15 +49,12 @@ from orchestration.outcome import (
     REDEPLOYS_DEFERRED,
     STALE_SERVICES_NOTIFIED,
 )
-from orchestration.rotation.freshness import OPT_TAG, decide
+from orchestration.ports import Adapters
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue, value_key
+from orchestration.state.rollouts import DeploymentRecord, RolloutSlot, ServiceStatus, Status
 from orchestration.state.service_lease import ServiceLease
 from orchestration.times import iso, utc, value_current_by
-from orchestration.tracking.store import DeploymentRecord, RolloutSlot, ServiceStatus, Status
-
-if TYPE_CHECKING:
-    from orchestration.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +99,7 @@ def decide_with_policies(consumer: Consumer, rotated_at: datetime, *, opt_in: bo
 
 
 class RedeployWorker:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Adapters) -> None:
         self._runtime = runtime
 
     def run(
@@ -127,7 +124,7 @@ class JobSteps:
     service's lease) is noted here, and ``give_back`` returns all of it unless a deployment
     was made (then the slots count it, and the lease says when it was made)."""
 
-    def __init__(self, runtime: Runtime, job: RedeployJob) -> None:
+    def __init__(self, runtime: Adapters, job: RedeployJob) -> None:
         self._runtime = runtime
         self._store = runtime.rollouts
         self._settings = runtime.settings

@@ -1,1 +1,1 @@
-"""Rotation → redeploy: the freshness rule and the use case that redeploys stale consumers."""
+"""Rotation → redeploy: the use case that plans the redeploy of stale consumers; queue messages."""

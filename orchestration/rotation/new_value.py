@@ -6,22 +6,22 @@ classify (events) → resolve the secret (secret_lookup) → discover consumers 
 
 With a redeploy queue (``ROTOR_REDEPLOY_QUEUE_URL``) the jobs are enqueued and a worker Lambda
 carries them out; without one they run here, inline. Each rotation and each consumer's status
-is recorded in the rollout store (``orchestration.tracking``).
+is recorded in the rollout store (``orchestration.state.rollouts``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, OutOfTime, RetryableAwsError
 from orchestration.events.classification import Classification
+from orchestration.fanout import consume
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
 from orchestration.fanout.queue import JobQueue
 from orchestration.fanout.worker import JobResult, JobStatus, decide_with_policies
@@ -39,20 +39,30 @@ from orchestration.outcome import (
     Failure,
     Skipped,
 )
+from orchestration.ports import Adapters
 from orchestration.rotation.manual import manual_notification, manual_redeploy
-from orchestration.runtime import Runtime
 from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue, value_key
-from orchestration.tracking.store import ServiceStatus, Status
+from orchestration.state.rollouts import ServiceStatus, Status
 
 log = logging.getLogger(__name__)
+
+
+class RotationAdapters(Adapters, Protocol):
+    """What the rotation use case is given: a job's adapters and the redeploy queue."""
+
+    @property
+    def queue(self) -> JobQueue | None:
+        """The redeploy queue; None: jobs run inline."""
+        ...
+
 
 #: With a queue, stop planning and hand the rest to the worker when less time than this is left.
 PLAN_RESERVE_SECONDS = 30.0
 
 
-def handle_new_secret_value(event: Classification, runtime: Runtime) -> EventOutcome:
+def handle_new_secret_value(event: Classification, runtime: RotationAdapters) -> EventOutcome:
     """Redeploy every stale consumer of the secret ``event`` says got a new current value."""
     outcome = EventOutcome(event)
     lookup = runtime.secret_lookup()
@@ -98,7 +108,7 @@ class RotationRecorder:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: RotationAdapters,
         resolve: Callable[[], Rotation],
         fallback: Rotation,
         known: Rotation | None = None,
@@ -112,7 +122,7 @@ class RotationRecorder:
             self._fix(known)
 
     @classmethod
-    def of(cls, runtime: Runtime, rotation: Rotation) -> RotationRecorder:
+    def of(cls, runtime: RotationAdapters, rotation: Rotation) -> RotationRecorder:
         return cls(runtime, lambda: rotation, rotation, rotation)
 
     @property
@@ -163,7 +173,7 @@ class RotationRecorder:
 def finish(
     event: Classification,
     rotation: Rotation,
-    runtime: Runtime,
+    runtime: RotationAdapters,
     outcome: EventOutcome,
     *,
     part: str = "",
@@ -188,7 +198,11 @@ def finish(
 
 
 def _notify_manual(
-    event: Classification, runtime: Runtime, rotation: Rotation, outcome: EventOutcome, part: str
+    event: Classification,
+    runtime: RotationAdapters,
+    rotation: Rotation,
+    outcome: EventOutcome,
+    part: str,
 ) -> None:
     """One notification per change and part of the plan (deliveries of one rotation share
     the notify window; the rest of a plan, planned by the worker, has a window of its own)."""
@@ -218,7 +232,7 @@ def plan_inventory(
     inventory: Inventory,
     secret: SecretIdentity,
     rotation: RotationRecorder,
-    runtime: Runtime,
+    runtime: RotationAdapters,
     outcome: EventOutcome,
 ) -> list[Planned]:
     """Decide for each consumer in ``inventory``; record skips; return the jobs to do."""
@@ -256,17 +270,18 @@ def plan_inventory(
     return planned
 
 
-def run_inline(planned: list[Planned], runtime: Runtime, outcome: EventOutcome) -> None:
-    """No queue: each job runs here through the worker's own ``run_job``, on the snapshot the
-    scan has just read and the verdict already decided on it (not decided a second time)."""
+def run_inline(planned: list[Planned], runtime: RotationAdapters, outcome: EventOutcome) -> None:
+    """No queue: each job runs here through the worker's own ``run_redeploy_job``, on the
+    snapshot the scan has just read and the verdict already decided on it (not decided a
+    second time)."""
     if not planned:
         return
-    from orchestration.fanout.consume import run_job  # the worker's own entry point
-
     workers = min(5, runtime.settings.max_workers, len(planned))
     with ThreadPoolExecutor(workers, thread_name_prefix="rotor-job") as pool:
         reports = list(
-            pool.map(lambda p: run_job(p.job, runtime, (p.snapshot, p.verdict)), planned)
+            pool.map(
+                lambda p: consume.run_redeploy_job(p.job, runtime, (p.snapshot, p.verdict)), planned
+            )
         )
     for report in reports:
         assert report.result is not None  # a redeploy job's report carries its result
@@ -292,7 +307,7 @@ def plan_to_queue(
     secret: SecretIdentity,
     rotation: RotationRecorder,
     clusters: Sequence[str] | None,
-    runtime: Runtime,
+    runtime: RotationAdapters,
     queue: JobQueue,
     outcome: EventOutcome,
     *,
@@ -317,13 +332,7 @@ def plan_to_queue(
                 raise OutOfTime
             first = False
             part = left[:step]
-            inventory = (
-                dataclasses.replace(
-                    runtime, settings=runtime.settings.model_copy(update={"clusters": tuple(part)})
-                )
-                .discovery()
-                .scan()
-            )
+            inventory = runtime.discovery(tuple(part)).scan()
             planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
             enqueue(planned, rotation, runtime, queue, outcome)
             left = left[step:]
@@ -345,7 +354,7 @@ def plan_to_queue(
 def enqueue(
     planned: list[Planned],
     rotation: RotationRecorder,
-    runtime: Runtime,
+    runtime: RotationAdapters,
     queue: JobQueue,
     outcome: EventOutcome,
 ) -> None:

@@ -1,1 +1,1 @@
-"""What rotor remembers between invocations: notify windows and the redeploy ledger."""
+"""What rotor remembers: windows, the ledger, leases, rollouts, task-definition summaries."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import AwsCallError
+from orchestration.state import keys
 from orchestration.state.store import (
     DynamoDbStateStore,
     MemoryStateStore,
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
-
-KEY_PREFIX = "notify#"
 
 
 class NotifyWindow:
@@ -58,7 +57,7 @@ class NotifyWindow:
         # window would notify again.
         keep_until = max(utc(until), datetime.now(UTC) + length)
         answer = self._store.claim(
-            KEY_PREFIX + key, uuid.uuid4().hex, now=now, lease_until=until, expires_at=keep_until
+            keys.notify(key), uuid.uuid4().hex, now=now, lease_until=until, expires_at=keep_until
         )
         with self._lock:
             for old in [k for k, r in self._mine.items() if utc(r.lease_until) <= utc(now)]:

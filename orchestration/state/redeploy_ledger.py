@@ -40,13 +40,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Self
 
 from orchestration.aws.retry import RetryPolicy
+from orchestration.state import keys
+from orchestration.state.codec import Value
 from orchestration.state.store import (
     DynamoDbStateStore,
     MemoryStateStore,
     Record,
     State,
     StateStore,
-    Value,
     Won,
 )
 from orchestration.times import iso, utc
@@ -54,7 +55,7 @@ from orchestration.times import iso, utc
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-KEEP_FOR = timedelta(days=2)  # long after any duplicate delivery of one rotation
+KEEP_FOR = keys.REDEPLOY_KEEP
 MAX_LEASE = timedelta(minutes=15)  # a Lambda runs at most this long
 LEASE_MARGIN = timedelta(seconds=30)
 #: Deliveries of one rotation of a secret rotor cannot describe are at most this far apart.
@@ -109,7 +110,7 @@ def value_key(change: NewValue) -> str:
 
 
 def ledger_key(service_arn: str, change: NewValue) -> str:
-    return f"redeploy#{service_arn}#{value_key(change)}"
+    return keys.redeploy(service_arn, value_key(change))
 
 
 def _refusal(

@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import AwsCallError
+from orchestration.state import keys
 from orchestration.state.store import Record, StateStore, Won
 from orchestration.times import utc
 
-KEEP_FOR = timedelta(hours=1)
+KEEP_FOR = keys.SERVICE_LEASE_KEEP
 MAX_LEASE = timedelta(minutes=15)
 LEASE_MARGIN = timedelta(seconds=30)
 DEPLOYED_AT = "deployed_at"
@@ -43,7 +44,7 @@ class ServiceLease:
 
 
 def lease_key(service_arn: str) -> str:
-    return f"service-lease#{service_arn}"
+    return keys.service_lease(service_arn)
 
 
 class ServiceLeases:

@@ -30,26 +30,21 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import ConditionFailed, RetryableAwsError
+from orchestration.state import codec
+from orchestration.state.codec import EXPIRES_ATTRIBUTE, KEY_ATTRIBUTE, Value
 from orchestration.times import utc
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-KEY_ATTRIBUTE = "pk"
-EXPIRES_ATTRIBUTE = "expires_at"  # epoch seconds; also the table's TTL attribute
 #: Attributes the store itself keeps; everything else on an item is the record's ``data``.
 _CORE = frozenset({KEY_ATTRIBUTE, EXPIRES_ATTRIBUTE, "owner", "state", "claimed_at", "lease_until"})
-
-Value = str | datetime
 
 
 class State(StrEnum):
@@ -168,7 +163,7 @@ def _new_record(
         state=State.PENDING,
         claimed_at=utc(now),
         lease_until=utc(lease_until),
-        expires_at=_whole_second_at_or_after(expires_at),
+        expires_at=codec.expiry(expires_at),
         data=_utc_values(data),
     )
 
@@ -296,9 +291,9 @@ class DynamoDbStateStore(StateStore):
                 "attribute_not_exists(#pk) OR #expires <= :now_s"
                 " OR (#state = :pending AND #lease <= :now_us)",
                 {
-                    ":now_s": {"N": str(_seconds(now))},
-                    ":now_us": {"N": str(_micros(now))},
-                    ":pending": {"S": State.PENDING.value},
+                    ":now_s": codec.number(codec.seconds(now)),
+                    ":now_us": codec.number(codec.micros(now)),
+                    ":pending": codec.text(State.PENDING.value),
                 },
                 {"#pk": KEY_ATTRIBUTE, "#lease": "lease_until", "#expires": EXPIRES_ATTRIBUTE},
             )
@@ -313,7 +308,10 @@ class DynamoDbStateStore(StateStore):
                 self._put(
                     item,
                     "#owner = :old_owner AND #state = :old_state",
-                    {":old_owner": {"S": old.owner}, ":old_state": {"S": old.state.value}},
+                    {
+                        ":old_owner": codec.text(old.owner),
+                        ":old_state": codec.text(old.state.value),
+                    },
                     {},
                 )
                 is None
@@ -325,7 +323,7 @@ class DynamoDbStateStore(StateStore):
         return self._retry.call("PutItem", put)
 
     def confirm(self, claim: Record, data: Mapping[str, Value] | None = None) -> Record | None:
-        values = {f":d{i}": _attribute(v) for i, v in enumerate((data or {}).values())}
+        values = {f":d{i}": codec.attribute(v) for i, v in enumerate((data or {}).values())}
         names = {f"#d{i}": name for i, name in enumerate((data or {}).keys())}
         assignments = ", ".join(f"{n} = {v}" for n, v in zip(names, values, strict=True))
         try:
@@ -333,13 +331,13 @@ class DynamoDbStateStore(StateStore):
                 "UpdateItem",
                 self._client.update_item,
                 TableName=self._table,
-                Key={KEY_ATTRIBUTE: {"S": claim.key}},
+                Key=codec.key(claim.key),
                 UpdateExpression="SET #state = :confirmed" + (f", {assignments}" if data else ""),
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#state": "state", "#owner": "owner", **names},
                 ExpressionAttributeValues={
-                    ":confirmed": {"S": State.CONFIRMED.value},
-                    ":owner": {"S": claim.owner},
+                    ":confirmed": codec.text(State.CONFIRMED.value),
+                    ":owner": codec.text(claim.owner),
                     **values,
                 },
                 ReturnValues="ALL_NEW",
@@ -354,10 +352,10 @@ class DynamoDbStateStore(StateStore):
                 "DeleteItem",
                 self._client.delete_item,
                 TableName=self._table,
-                Key={KEY_ATTRIBUTE: {"S": claim.key}},
+                Key=codec.key(claim.key),
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": claim.owner}},
+                ExpressionAttributeValues={":owner": codec.text(claim.owner)},
             )
         except ConditionFailed:
             return False
@@ -382,14 +380,16 @@ class DynamoDbStateStore(StateStore):
                     "PutItem",
                     self._client.put_item,
                     TableName=self._table,
-                    Item=encode({**written, KEY_ATTRIBUTE: key, VERSION_ATTRIBUTE: version + 1}),
+                    Item=codec.encode(
+                        {**written, KEY_ATTRIBUTE: key, VERSION_ATTRIBUTE: version + 1}
+                    ),
                     # An item without a revision (none yet, or one written before revisions
                     # were kept) is replaced only if it still has none.
                     **(
                         {
                             "ConditionExpression": "#version = :version",
                             "ExpressionAttributeNames": {"#version": VERSION_ATTRIBUTE},
-                            "ExpressionAttributeValues": {":version": {"N": str(version)}},
+                            "ExpressionAttributeValues": {":version": codec.number(version)},
                         }
                         if version
                         else {
@@ -412,11 +412,11 @@ class DynamoDbStateStore(StateStore):
             "GetItem",
             self._client.get_item,
             TableName=self._table,
-            Key={KEY_ATTRIBUTE: {"S": key}},
+            Key=codec.key(key),
             ConsistentRead=True,
         )
         item = answer.get("Item")
-        return decode(item) if item else None
+        return codec.decode(item) if item else None
 
     def items(self, kinds: Collection[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -429,17 +429,17 @@ class DynamoDbStateStore(StateStore):
                 TableName=self._table,
                 FilterExpression=f"#kind IN ({', '.join(names)})",
                 ExpressionAttributeNames={"#kind": "kind"},
-                ExpressionAttributeValues=encode(names),
+                ExpressionAttributeValues=codec.encode(names),
                 **({"ExclusiveStartKey": start} if start else {}),
             )
-            found.extend(decode(item) for item in page.get("Items", []))
+            found.extend(codec.decode(item) for item in page.get("Items", []))
             start = page.get("LastEvaluatedKey")
             if not start:
                 return found
 
     def _get(self, key: str) -> Record | None:
         answer = self._client.get_item(
-            TableName=self._table, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
+            TableName=self._table, Key=codec.key(key), ConsistentRead=True
         )
         item = answer.get("Item")
         return _record(item) if item else None
@@ -474,99 +474,44 @@ class DynamoDbStateStore(StateStore):
         except ConditionFailed as exc:
             if exc.item:
                 return _record(exc.item)
-            held = self._get(str(item[KEY_ATTRIBUTE]["S"]))
+            held = self._get(codec.text_of(item[KEY_ATTRIBUTE]) or "")
             if held is None:  # gone in between: the caller's retry tries again
                 raise RetryableAwsError("PutItem", "Conflict", "the record changed") from exc
             return held
         return None
 
 
-# --- the codec of ``update``'s items: plain values <-> DynamoDB attribute values ----------
-
-_SERIALIZE = TypeSerializer().serialize
-_DESERIALIZE = TypeDeserializer().deserialize
-
-
-def encode(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _SERIALIZE(value) for name, value in values.items()}
-
-
-def decode(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _plain(_DESERIALIZE(value)) for name, value in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal: whole ones as int."""
-    if isinstance(value, Decimal):
-        return int(value) if value == int(value) else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+# --- a claim as an item (the attribute values are the codec's) ---------------------------
 
 
 def _item(record: Record) -> dict[str, Any]:
     return {
-        KEY_ATTRIBUTE: {"S": record.key},
-        "owner": {"S": record.owner},
-        "state": {"S": record.state.value},
-        "claimed_at": {"N": str(_micros(record.claimed_at))},
-        "lease_until": {"N": str(_micros(record.lease_until))},
-        EXPIRES_ATTRIBUTE: {"N": str(_seconds(record.expires_at))},
-        **{name: _attribute(value) for name, value in record.data.items()},
+        **codec.key(record.key),
+        "owner": codec.text(record.owner),
+        "state": codec.text(record.state.value),
+        "claimed_at": codec.number(codec.micros(record.claimed_at)),
+        "lease_until": codec.number(codec.micros(record.lease_until)),
+        **codec.expires(record.expires_at),
+        **{name: codec.attribute(value) for name, value in record.data.items()},
     }
 
 
 def _record(item: Mapping[str, Any]) -> Record:
-    def number(name: str) -> int:
-        return int(item.get(name, {}).get("N", "0"))
-
     data: dict[str, Value] = {}
     for name, attribute in item.items():
-        if name in _CORE:
-            continue
-        if "S" in attribute:
-            data[name] = str(attribute["S"])
-        elif "N" in attribute:
-            data[name] = _from_micros(int(attribute["N"]))
+        found = codec.value(attribute) if name not in _CORE else None
+        if found is not None:
+            data[name] = found
     return Record(
-        key=str(item.get(KEY_ATTRIBUTE, {}).get("S", "")),
-        owner=str(item.get("owner", {}).get("S", "")),
-        state=State(item.get("state", {}).get("S", State.PENDING.value)),
-        claimed_at=_from_micros(number("claimed_at")),
-        lease_until=_from_micros(number("lease_until")),
-        expires_at=datetime.fromtimestamp(number(EXPIRES_ATTRIBUTE), tz=UTC),
+        key=codec.text_of(item.get(KEY_ATTRIBUTE)) or "",
+        owner=codec.text_of(item.get("owner")) or "",
+        state=State(codec.text_of(item.get("state")) or State.PENDING.value),
+        claimed_at=codec.from_micros(codec.number_of(item.get("claimed_at"))),
+        lease_until=codec.from_micros(codec.number_of(item.get("lease_until"))),
+        expires_at=datetime.fromtimestamp(codec.number_of(item.get(EXPIRES_ATTRIBUTE)), tz=UTC),
         data=data,
     )
 
 
-def _attribute(value: Value) -> dict[str, str]:
-    if isinstance(value, datetime):
-        return {"N": str(_micros(value))}
-    return {"S": value}
-
-
 def _utc_values(data: Mapping[str, Value] | None) -> dict[str, Value]:
     return {k: utc(v) if isinstance(v, datetime) else v for k, v in (data or {}).items()}
-
-
-def _micros(moment: datetime) -> int:
-    """Epoch microseconds, exactly (no float rounding)."""
-    delta = utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _from_micros(value: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
-
-
-def _whole_second_at_or_after(moment: datetime) -> datetime:
-    """Expiry is kept in whole seconds (DynamoDB's TTL): never before the moment asked for."""
-    moment = utc(moment)
-    whole = moment.replace(microsecond=0)
-    return whole if whole == moment else whole + timedelta(seconds=1)
-
-
-def _seconds(moment: datetime) -> int:
-    return int(utc(moment).timestamp())

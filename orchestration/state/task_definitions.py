@@ -1,4 +1,4 @@
-"""Task definition summaries that outlive the container: the state table behind the memory cache.
+"""Task definition summaries: a memory cache, and the state table behind it (outlives a container).
 
 Revisions are immutable, so a summary never goes stale: a cold container reads the summaries
 other containers already made from the state table (items ``taskdef#<ARN>``, kept 30 days after
@@ -12,21 +12,22 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from orchestration.aws.retry import RetryPolicy
-from orchestration.ecs.discovery import TaskDefinitionCache
 from orchestration.errors import AwsCallError
 from orchestration.models import TaskDefinitionSummary, UnreadableReference
 from orchestration.secrets.references import ReferenceField, ReferenceKind, SecretReference
+from orchestration.state import codec, keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
 
-KEEP_FOR = timedelta(days=30)
+KEEP_FOR = keys.TASK_DEFINITION_KEEP
 FORMAT = 1  # bump when the stored shape changes: older items are then ignored
 
 
@@ -107,6 +108,29 @@ def summary_from_json(text: str) -> TaskDefinitionSummary | None:
         return None
 
 
+class TaskDefinitionCache:
+    """Task definition summaries by ARN. Revisions never change, so entries never expire."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, TaskDefinitionSummary] = {}
+        self._lock = threading.Lock()
+
+    def get(self, arn: str) -> TaskDefinitionSummary | None:
+        with self._lock:
+            return self._entries.get(arn)
+
+    def put(self, summary: TaskDefinitionSummary) -> None:
+        with self._lock:
+            self._entries[summary.arn] = summary
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def with_retry(self, retry: RetryPolicy) -> Self:
+        """The same entries; a cache that reads AWS reaches it through ``retry``."""
+        return self
+
+
 class StoredTaskDefinitionCache(TaskDefinitionCache):
     """The memory cache, backed by the state table."""
 
@@ -130,13 +154,13 @@ class StoredTaskDefinitionCache(TaskDefinitionCache):
                 "GetItem",
                 self._client.get_item,
                 TableName=self._table,
-                Key={"pk": {"S": f"taskdef#{arn}"}},
+                Key=codec.key(keys.task_definition(arn)),
                 ProjectionExpression="summary",
             )
         except AwsCallError as exc:
             log.warning("could not read the stored summary of %s: %s", arn, exc)
             return None
-        text = answer.get("Item", {}).get("summary", {}).get("S")
+        text = codec.text_of(answer.get("Item", {}).get("summary"))
         summary = summary_from_json(text) if text else None
         if summary is not None and summary.arn == arn:
             super().put(summary)
@@ -151,9 +175,9 @@ class StoredTaskDefinitionCache(TaskDefinitionCache):
                 self._client.put_item,
                 TableName=self._table,
                 Item={
-                    "pk": {"S": f"taskdef#{summary.arn}"},
-                    "summary": {"S": summary_to_json(summary)},
-                    "expires_at": {"N": str(int((datetime.now(UTC) + KEEP_FOR).timestamp()))},
+                    **codec.key(keys.task_definition(summary.arn)),
+                    "summary": codec.text(summary_to_json(summary)),
+                    **codec.expires(datetime.now(UTC) + KEEP_FOR),
                 },
             )
         except AwsCallError as exc:

@@ -1,1 +1,1 @@
-"""Rollout tracking: rotations, consumer statuses, deployments rotor started, pacing counters."""
+"""Rollout tracking: deployment state changes of rotor's deployments, and ``rotor status``."""

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestration.errors import UsageError
+from orchestration.state.rollouts import RolloutStore, Status, StoredRotation
 from orchestration.times import iso
-from orchestration.tracking.store import RolloutStore, Status, StoredRotation
 
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from orchestration.events.classification import Classification
 from orchestration.fanout import notices
 from orchestration.outcome import REDEPLOY_ROLLED_BACK, TIME_TO_FRESH, EventOutcome
-from orchestration.runtime import Runtime
+from orchestration.ports import Adapters
+from orchestration.state.rollouts import ServiceStatus, Status
 from orchestration.times import utc
-from orchestration.tracking.store import ServiceStatus, Status
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ COMPLETED = "SERVICE_DEPLOYMENT_COMPLETED"
 FAILED = "SERVICE_DEPLOYMENT_FAILED"
 
 
-def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOutcome:
+def handle_deployment_state(event: Classification, runtime: Adapters) -> EventOutcome:
     outcome = EventOutcome(event)
     if not event.deployment_id:
         outcome.notes.append("the event names no deployment")
@@ -77,7 +77,7 @@ def handle_deployment_state(event: Classification, runtime: Runtime) -> EventOut
     return outcome
 
 
-def _end_superseded(event: Classification, runtime: Runtime, outcome: EventOutcome) -> None:
+def _end_superseded(event: Classification, runtime: Adapters, outcome: EventOutcome) -> None:
     """Only the PRIMARY deployment of a service ends with an event: a deployment of rotor's
     that another one superseded (someone's UpdateService, a pipeline) is never reported.
     When another deployment of the service ends, rotor's last one ends with it: fresh when

@@ -30,7 +30,7 @@ from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
 from orchestration.events.routing import route, rules_of
 from orchestration.settings import Settings
-from orchestration.tracking.store import DeploymentRecord, DynamoDbRolloutStore
+from orchestration.state.rollouts import DeploymentRecord, DynamoDbRolloutStore
 from tests.aws_fakes import FailFor, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures

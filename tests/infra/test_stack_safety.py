@@ -15,7 +15,7 @@ import pytest
 
 from orchestration.alarms.use_cases import RESTORE_TAG
 from orchestration.events.routing import matches, route
-from orchestration.rotation.freshness import OPT_TAG
+from orchestration.freshness import OPT_TAG
 from tests.conftest import REGION, SAMPLE_EVENTS
 from tests.infra.conftest import INFRA, ROOT, TEMPLATES, read_template
 from tests.infra.test_templates import (  # noqa: F401 - fixtures

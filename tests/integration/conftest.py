@@ -23,6 +23,16 @@ import time_machine
 
 from orchestration.aws.clients import AwsClients
 from orchestration.cli.world import Inbox, backdate_deployment
+from orchestration.state.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
+from orchestration.state.redeploy_ledger import (
+    DynamoDbRedeployLedger,
+    MemoryRedeployLedger,
+    RedeployLedger,
+)
+from orchestration.state.rollouts import DynamoDbRolloutStore, MemoryRolloutStore, RolloutStore
+from orchestration.state.service_lease import ServiceLeases
+from orchestration.state.store import DynamoDbStateStore, MemoryStateStore, StateStore
+from orchestration.state.task_definitions import StoredTaskDefinitionCache, TaskDefinitionCache
 from tests.aws_fakes import queue_with_dead_letters, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, load_event
 
@@ -358,3 +368,74 @@ def sqs_calls(clients: AwsClients) -> Any:
     from tests.aws_fakes import ApiCalls
 
     return ApiCalls().attach(clients.sqs)
+
+
+# --- the state layer's backends, for the store contracts ------------------------------------
+
+
+@dataclass
+class Backend:
+    """One backend of the state layer: memory, or the state table in moto. Every store is built
+    on it, so one contract runs against both; two stores built on one backend share its
+    storage (two Lambda containers and one table, or one process's memory)."""
+
+    name: str
+    retry: Any
+    clients: AwsClients | None = None
+    table: str = ""
+
+    def __post_init__(self) -> None:
+        self._memory = MemoryStateStore()
+        self._summaries = TaskDefinitionCache()
+
+    def _dynamodb(self) -> tuple[Any, str, Any] | None:
+        if self.name == "memory":
+            return None
+        assert self.clients is not None
+        return self.clients.dynamodb, self.table, self.retry
+
+    def state_store(self) -> StateStore:
+        aws = self._dynamodb()
+        return DynamoDbStateStore(*aws) if aws else self._memory
+
+    def ledger(self) -> RedeployLedger:
+        aws = self._dynamodb()
+        return DynamoDbRedeployLedger(*aws) if aws else MemoryRedeployLedger(self._memory)
+
+    def notify_window(self, window: timedelta = timedelta(minutes=15)) -> NotifyWindow:
+        aws = self._dynamodb()
+        if aws:
+            client, table, retry = aws
+            return DynamoDbNotifyWindow(client, table, window, retry)
+        return MemoryNotifyWindow(window, self._memory)
+
+    def leases(self) -> ServiceLeases:
+        return ServiceLeases(self.state_store())
+
+    def rollouts(self) -> RolloutStore:
+        aws = self._dynamodb()
+        return DynamoDbRolloutStore(*aws) if aws else MemoryRolloutStore(self._memory)
+
+    def task_definitions(self) -> TaskDefinitionCache:
+        aws = self._dynamodb()
+        return StoredTaskDefinitionCache(*aws) if aws else self._summaries
+
+
+#: What ``Backend`` builds, by name: ``test_state_contracts`` checks every store with two
+#: backends is among them.
+BACKEND_BUILDERS = (
+    "state_store",
+    "ledger",
+    "notify_window",
+    "leases",
+    "rollouts",
+    "task_definitions",
+)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def backend(request: pytest.FixtureRequest, retry: Any) -> Backend:
+    if request.param == "memory":
+        return Backend("memory", retry)
+    clients: AwsClients = request.getfixturevalue("clients")
+    return Backend("dynamodb", retry, clients, request.getfixturevalue("state_table"))

@@ -14,11 +14,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from orchestration.dispatch import process
-from orchestration.ecs.discovery import ConsumerDiscovery, Inventory, TaskDefinitionCache
+from orchestration.ecs.discovery import ConsumerDiscovery, Inventory
 from orchestration.events.classification import classify
 from orchestration.runtime import Runtime
 from orchestration.secrets.references import ReferenceField, SecretIdentity
 from orchestration.settings import Settings
+from orchestration.state.task_definitions import TaskDefinitionCache
 from tests.conftest import make_runtime
 from tests.integration.conftest import EcsWorld, changed, rotation_event
 

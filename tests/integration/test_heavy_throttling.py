@@ -13,10 +13,10 @@ import pytest
 from orchestration.aws.retry import RetryPolicy
 from orchestration.cli.main import CLI_DEADLINE_SECONDS
 from orchestration.dispatch import process
-from orchestration.ecs.discovery import TaskDefinitionCache
 from orchestration.events.classification import classify
 from orchestration.runtime import Runtime, fixed_deadline
 from orchestration.settings import Settings
+from orchestration.state.task_definitions import TaskDefinitionCache
 from tests.aws_fakes import ErrorInjector
 from tests.integration.conftest import rotation_event
 

@@ -20,7 +20,7 @@ from orchestration.settings import Settings
 from orchestration.state.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
 from tests.aws_fakes import LoseFirstAnswer
 from tests.conftest import load_event, make_runtime
-from tests.integration.conftest import Inbox
+from tests.integration.conftest import Backend, Inbox
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +39,11 @@ def table(state_table: str) -> str:
 WindowFactory = Callable[[], NotifyWindow]
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def new_window(request: pytest.FixtureRequest, retry: RetryPolicy) -> WindowFactory:
-    """Makes windows of 15 minutes; DynamoDB windows all share one moto table."""
-    if request.param == "memory":
-        return lambda: MemoryNotifyWindow(WINDOW)
-    clients: AwsClients = request.getfixturevalue("clients")
-    table: str = request.getfixturevalue("table")
-    return lambda: DynamoDbNotifyWindow(clients.dynamodb, table, WINDOW, retry)
+@pytest.fixture
+def new_window(backend: Backend) -> WindowFactory:
+    """Makes windows of 15 minutes on each backend (``backend`` runs memory, then DynamoDB in
+    moto); windows made on one backend share its storage, as containers share the table."""
+    return lambda: backend.notify_window(WINDOW)
 
 
 def test_first_claim_wins_and_repeats_within_the_window_lose(new_window: WindowFactory) -> None:

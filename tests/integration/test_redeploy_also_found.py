@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from orchestration.fanout.queue import queue_url
-from orchestration.tracking.store import Status
+from orchestration.state.rollouts import Status
 from tests.aws_fakes import FailFor
 from tests.integration.conftest import rotation_event
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
@@ -147,7 +147,7 @@ def enforce_item_size(client: Any) -> None:
 def test_a_rotation_of_thousands_of_consumers_keeps_every_status(clients, retry, state_table):
     """A rotation's statuses once lived in one item, which passes DynamoDB's 400 KB item limit
     at about 1,500 consumers: every later status was lost (and only logged)."""
-    from orchestration.tracking.store import DynamoDbRolloutStore, ServiceStatus
+    from orchestration.state.rollouts import DynamoDbRolloutStore, ServiceStatus
 
     enforce_item_size(clients.dynamodb)
     store = DynamoDbRolloutStore(clients.dynamodb, state_table, retry)

@@ -10,12 +10,12 @@ import pytest
 from orchestration.state.redeploy_ledger import (
     Claim,
     DynamoDbRedeployLedger,
-    MemoryRedeployLedger,
     NewValue,
+    RedeployLedger,
     Refusal,
 )
 from tests.aws_fakes import LoseFirstAnswer
-from tests.integration.conftest import NOW
+from tests.integration.conftest import NOW, Backend
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,10 @@ V2 = NewValue(SECRET, "v2")
 OLD_PRIMARY = NOW - timedelta(days=3)
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def ledger(request, clients, retry):
-    if request.param == "memory":
-        return MemoryRedeployLedger()
-    return DynamoDbRedeployLedger(clients.dynamodb, request.getfixturevalue("state_table"), retry)
+@pytest.fixture
+def ledger(backend: Backend) -> RedeployLedger:
+    """The ledger of each backend (``backend`` runs memory, then DynamoDB in moto)."""
+    return backend.ledger()
 
 
 def granted(result: Claim | Refusal) -> Claim:

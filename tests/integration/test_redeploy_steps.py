@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from orchestration.fanout.jobs import JobReference, RedeployJob
-from orchestration.tracking.store import Status
+from orchestration.state.rollouts import Status
 from tests.aws_fakes import ErrorInjector, FailFor, LoseFirstAnswer
 from tests.conftest import ACCOUNT, REGION
 from tests.integration.conftest import (
@@ -350,8 +350,9 @@ def test_the_second_delivery_of_a_rotation_does_not_move_deploying_back_to_skipp
 def test_the_inline_path_runs_the_workers_job_on_the_planners_verdict(
     clients, retry, ecs_world, monkeypatch
 ):
-    """Without a queue each job runs through the worker's own ``run_job`` on the snapshot the
-    planner read, and the freshness rule is decided once (by the planner), not again."""
+    """Without a queue each job runs through the worker's own ``run_redeploy_job`` on the
+    snapshot the planner read, and the freshness rule is decided once (by the planner), not
+    again."""
     from orchestration import fanout
     from orchestration.dispatch import process
     from orchestration.events.classification import classify
@@ -360,7 +361,7 @@ def test_the_inline_path_runs_the_workers_job_on_the_planners_verdict(
     db = stale_world(ecs_world, {"prod": 2}, fresh=1)
     runtime = make_runtime(clients, retry)
     jobs_run: list[str] = []
-    real_run_job = fanout.consume.run_job
+    real_run_job = fanout.consume.run_redeploy_job
 
     def counting_run_job(job, runtime, planned=None):
         jobs_run.append(job.service_arn.rsplit("/", 1)[-1])
@@ -369,7 +370,7 @@ def test_the_inline_path_runs_the_workers_job_on_the_planners_verdict(
     def decided_again(*_: Any, **__: Any) -> Any:
         raise AssertionError("the worker decided freshness a second time")
 
-    monkeypatch.setattr(fanout.consume, "run_job", counting_run_job)
+    monkeypatch.setattr(fanout.consume, "run_redeploy_job", counting_run_job)
     monkeypatch.setattr(fanout.worker, "decide_with_policies", decided_again)
 
     outcome = process(classify(rotation_event(db)), runtime)

@@ -12,17 +12,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestration.tracking.store import (
+from orchestration.state.rollouts import (
     ROLLOUT_LEASE,
     DeploymentRecord,
-    DynamoDbRolloutStore,
-    MemoryRolloutStore,
     RolloutSlot,
     RolloutStore,
     ServiceStatus,
     Status,
     may_replace,
 )
+from tests.integration.conftest import Backend
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +33,10 @@ WORKER = "arn:aws:ecs:us-east-1:123456789012:service/prod/worker"
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request, retry) -> RolloutStore:
-    if request.param == "memory":
-        return MemoryRolloutStore()
-    clients = request.getfixturevalue("clients")
-    return DynamoDbRolloutStore(clients.dynamodb, request.getfixturevalue("state_table"), retry)
+@pytest.fixture
+def store(backend: Backend) -> RolloutStore:
+    """The rollout store of each backend (``backend`` runs memory, then DynamoDB in moto)."""
+    return backend.rollouts()
 
 
 def at(status: Status, deployment: str | None = None, detail: str = "") -> ServiceStatus:

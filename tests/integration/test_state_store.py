@@ -21,6 +21,7 @@ from orchestration.state.store import (
     Won,
 )
 from tests.aws_fakes import ErrorInjector, LoseFirstAnswer
+from tests.integration.conftest import Backend
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +31,10 @@ KEEP = timedelta(days=2)
 KEY = "test#service-a"
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request, retry) -> StateStore:
-    if request.param == "memory":
-        return MemoryStateStore()
-    clients = request.getfixturevalue("clients")
-    return DynamoDbStateStore(clients.dynamodb, request.getfixturevalue("state_table"), retry)
+@pytest.fixture
+def store(backend: Backend) -> StateStore:
+    """The state store of each backend (``backend`` runs memory, then DynamoDB in moto)."""
+    return backend.state_store()
 
 
 def claim(store: StateStore, owner: str, now: datetime = T0, **kwargs) -> Won | Lost:

@@ -242,30 +242,59 @@ def _edges_in_cycles(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
     return {(a, b) for a, targets in edges.items() for b in targets if a in reachable.get(b, set())}
 
 
-#: Import edges that still lie on a cycle between packages of orchestration/. The list may only
-#: shrink: a new cycle fails this test, and so does an entry that no longer is one (remove it).
-#: (Gone already: ecs -> rotation, for the freshness rule's time: it lives in times.py.)
-KNOWN_CYCLE_EDGES = {
-    ("ecs", "state"),  # ecs/redeploy uses the ledger; state/task_definitions extends ecs's cache
-    ("state", "ecs"),
-    ("fanout", "rotation"),  # the worker uses the freshness rule; a plan job, the planner
-    ("rotation", "fanout"),  # the planner makes and runs jobs
-    ("fanout", "runtime"),  # use cases take their adapters from Runtime ...
-    ("rotation", "runtime"),
-    ("tracking", "runtime"),
-    ("runtime", "fanout"),  # ... which builds them from the use cases' packages
-    ("runtime", "tracking"),
-    ("fanout", "tracking"),  # the worker records statuses; the tracker sends fanout's notices
-    ("rotation", "tracking"),
-    ("tracking", "fanout"),
-}
+#: The layers of orchestration/, lowest first. A package (or top-level module) imports only
+#: from its own layer or a lower one; with no cycle between packages either, the imports form
+#: one order. A new package fails until it is given a layer here.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"times", "errors"}),  # words everything uses
+    frozenset({"secrets", "aws", "settings"}),  # references, AWS access, configuration
+    frozenset({"models", "events", "notifications"}),  # the domain's values, events, notices
+    frozenset({"state"}),  # everything rotor remembers: stores and their backends
+    frozenset({"ecs", "freshness", "outcome"}),  # ECS adapters, the freshness rule, outcomes
+    frozenset({"ports"}),  # what a use case is given (protocols the composition root meets)
+    frozenset({"fanout"}),  # the redeploy of one service
+    frozenset({"rotation", "tracking", "prerequisites"}),  # use cases
+    frozenset({"runtime"}),  # the composition root: builds the adapters, imports no use case
+    # alarms still takes the composition root itself, so it sits above it (it imports no
+    # other use case, and nothing but dispatch imports it).
+    frozenset({"alarms"}),
+    frozenset({"dispatch"}),  # the per-event path: classify, route to a use case
+    frozenset({"<api>"}),  # orchestration/__init__.py, the public API
+    frozenset({"cli"}),  # a client of the public API
+)
 
 
-def test_no_new_import_cycle_between_packages_of_orchestration() -> None:
-    in_cycles = _edges_in_cycles(_package_imports())
+def _layer_of(package: str) -> int:
+    for rank, layer in enumerate(LAYERS):
+        if package in layer:
+            return rank
+    raise AssertionError(f"{package} has no layer in LAYERS")
 
-    assert in_cycles - KNOWN_CYCLE_EDGES == set(), "a new import cycle"
-    assert KNOWN_CYCLE_EDGES - in_cycles == set(), "no longer a cycle: remove it from the list"
+
+def _imports_up(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """Every import edge that runs from a lower layer to a higher one."""
+    return {(a, b) for a, targets in edges.items() for b in targets if _layer_of(b) > _layer_of(a)}
+
+
+def test_every_package_of_orchestration_has_a_layer() -> None:
+    packages = {
+        _package_of(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"))
+        for p in ORCHESTRATION
+    }
+    assert sorted(p for p in packages if not any(p in layer for layer in LAYERS)) == []
+    assert sorted(set().union(*LAYERS) - packages) == [], "a layer names a package that is gone"
+
+
+def test_no_import_runs_up_a_layer_inside_orchestration() -> None:
+    assert _imports_up(_package_imports()) == set()
+
+
+def test_no_import_cycle_between_packages_of_orchestration() -> None:
+    assert _edges_in_cycles(_package_imports()) == set()
+
+
+def test_the_layer_check_finds_an_import_up() -> None:
+    assert _imports_up({"state": {"times", "fanout"}, "fanout": {"state"}}) == {("state", "fanout")}
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestration import status_report
-from orchestration.tracking.store import MemoryRolloutStore
+from orchestration.state.rollouts import MemoryRolloutStore
 
 SM = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import AwsCallError
+from orchestration.state import codec, keys
 from orchestration.state.store import DynamoDbStateStore, MemoryStateStore, StateStore
 from orchestration.times import iso, utc
 
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROTATION_KEEP = timedelta(days=14)
-DEPLOYMENT_KEEP = timedelta(days=2)
+ROTATION_KEEP = keys.ROTATION_KEEP
+DEPLOYMENT_KEEP = keys.DEPLOYMENT_KEEP
 ROLLOUT_LEASE = timedelta(minutes=30)  # a deployment nobody reports on is looked at then
 
 _Answer = TypeVar("_Answer")
@@ -199,7 +200,7 @@ def overdue(held: Mapping[str, int], now: datetime) -> list[str]:
 
 
 def status_key(rotation_id: str, service_arn: str) -> str:
-    return f"status#{rotation_id}#{service_arn}"
+    return keys.status(rotation_id, service_arn)
 
 
 def _parse_iso(text: str) -> datetime:
@@ -211,7 +212,8 @@ def _ms(moment: datetime) -> int:
 
 
 def _epoch(moment: datetime) -> int:
-    return int(utc(moment).timestamp())
+    """The TTL of an item kept until ``moment``: whole seconds, never before it."""
+    return codec.seconds(codec.expiry(moment))
 
 
 def _matches(secret: str | None, record: StoredRotation) -> bool:
@@ -283,7 +285,7 @@ class RolloutStore:
                 "expires_at": _epoch(now + ROTATION_KEEP),
             }, None
 
-        self._best_effort(f"record rotation {rotation_id}", f"rotation#{rotation_id}", change)
+        self._best_effort(f"record rotation {rotation_id}", keys.rotation(rotation_id), change)
 
     def set_status(
         self,
@@ -323,7 +325,7 @@ class RolloutStore:
                 )
                 continue
             record = StoredRotation(
-                str(item["pk"]).removeprefix("rotation#"),
+                keys.rotation_id(str(item[codec.KEY_ATTRIBUTE])),
                 str(item["secret"]),
                 str(item.get("version")) or None,
                 _parse_iso(str(item["rotated_at"])),
@@ -355,8 +357,8 @@ class RolloutStore:
         # Under its id (the tracker follows it) and as the service's latest (a deployment that
         # supersedes it ends it: ECS never reports the end of a superseded one).
         for key, kind in (
-            (f"deployment#{record.deployment_id}", "deployment"),
-            (f"latest-deployment#{record.service_arn}", "latest-deployment"),
+            (keys.deployment(record.deployment_id), "deployment"),
+            (keys.latest_deployment(record.service_arn), "latest-deployment"),
         ):
             written = {**item, "kind": kind}
             try:
@@ -365,12 +367,12 @@ class RolloutStore:
                 log.warning("could not record deployment %s: %s", record.deployment_id, exc)
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None:
-        item = self._store.get(f"deployment#{deployment_id}")
+        item = self._store.get(keys.deployment(deployment_id))
         return _deployment(item) if item else None
 
     def latest_deployment(self, service_arn: str) -> DeploymentRecord | None:
         """The last deployment rotor started of the service (kept as long as deployments)."""
-        item = self._store.get(f"latest-deployment#{service_arn}")
+        item = self._store.get(keys.latest_deployment(service_arn))
         return _deployment(item) if item else None
 
     # the pacing counters
@@ -388,7 +390,7 @@ class RolloutStore:
                 return None, allowed
             return {"kind": "flap", "times": kept, "expires_at": _epoch(now + window)}, allowed
 
-        return self._counter(f"flap#{service_arn}", change, fail_open=True)
+        return self._counter(keys.flap(service_arn), change, fail_open=True)
 
     def give_back_redeploy_slot(self, service_arn: str, at: datetime) -> None:
         def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
@@ -398,7 +400,7 @@ class RolloutStore:
             times.remove(_ms(at))
             return {**item, "times": times}, True
 
-        self._counter(f"flap#{service_arn}", change, fail_open=True)
+        self._counter(keys.flap(service_arn), change, fail_open=True)
 
     def take_rollout_slot(
         self, cluster_arn: str, service_arn: str, now: datetime, limit: int
@@ -411,7 +413,7 @@ class RolloutStore:
             return (None if held is None else _holds(held)), answer
 
         # Failing open takes nothing, so there is nothing for the caller to free.
-        return self._counter(f"rollouts#{cluster_arn}", change, fail_open=RolloutSlot.HELD)
+        return self._counter(keys.rollouts(cluster_arn), change, fail_open=RolloutSlot.HELD)
 
     def free_rollout_slot(self, cluster_arn: str, service_arn: str) -> None:
         def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
@@ -420,12 +422,12 @@ class RolloutStore:
                 return None, True
             return _holds(held), True
 
-        self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+        self._counter(keys.rollouts(cluster_arn), change, fail_open=True)
 
     def overdue_rollouts(self, cluster_arn: str, now: datetime) -> list[str]:
         """The services of the cluster whose slot's lease has ended (see ``cap_policy``)."""
         try:
-            return overdue(_held(self._once.get(f"rollouts#{cluster_arn}")), now)
+            return overdue(_held(self._once.get(keys.rollouts(cluster_arn))), now)
         except AwsCallError as exc:
             log.warning("could not read the rollouts of %s: %s", cluster_arn, exc)
             return []
@@ -440,7 +442,7 @@ class RolloutStore:
             held[service_arn] = _ms(now + ROLLOUT_RECHECK)
             return _holds(held), True
 
-        self._counter(f"rollouts#{cluster_arn}", change, fail_open=True)
+        self._counter(keys.rollouts(cluster_arn), change, fail_open=True)
 
     # best effort
 
