@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from orchestration.rotation.freshness import value_current_by
+from orchestration.times import value_current_by
 
 ROTATED = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 
