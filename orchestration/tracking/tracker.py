@@ -88,6 +88,14 @@ def _end_superseded(event: Classification, runtime: Adapters, outcome: EventOutc
     latest = runtime.rollouts.latest_deployment(event.service_arn)
     if latest is None or latest.deployment_id == event.deployment_id:
         return
+    # Events are not delivered in order: the end of a deployment that ended before rotor's
+    # began (the one rotor's replaced, say) superseded nothing. An event's time is whole
+    # seconds, so only an earlier second tells; within the same second it counts as later
+    # (a deployment that superseded rotor's takes far longer than that to end).
+    if latest.created_at is not None and utc(event.event_time) < utc(latest.created_at).replace(
+        microsecond=0
+    ):
+        return
     completed = event.event_name == COMPLETED
     status = ServiceStatus(
         Status.FRESH if completed else Status.FAILED,

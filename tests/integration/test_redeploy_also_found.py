@@ -245,3 +245,44 @@ def test_a_cluster_slot_outlives_its_lease_while_the_rollout_still_runs(
 
     assert ecs_world.updates_reached_moto == Counter(["prod-stale-0", "prod-stale-1"])
     assert redeploy_queue.counts() == redeploy_queue.counts(redeploy_queue.dlq_url) == 0
+
+
+def test_the_late_end_of_an_older_deployment_does_not_end_rotors_newer_one(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table
+):
+    """EventBridge does not keep order: a pipeline's deployment that completed just before
+    rotor forced its own can be reported after it. That deployment ended before rotor's
+    began, so it superseded nothing: rotor's stays "deploying" and keeps its cluster slot."""
+    import time_machine
+
+    from orchestration.fanout.queue import DEFER_SECONDS
+    from orchestration.times import iso
+    from tests.integration.test_tracking import deployment_event
+
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    with time_machine.travel(datetime.now(UTC), tick=True) as clock:
+        before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+        [older] = [
+            d["id"]
+            for d in ecs_world.ecs.describe_services(cluster="prod", services=["prod-stale-0"])[
+                "services"
+            ][0]["deployments"]
+        ]
+        clock.shift(timedelta(seconds=10))
+        drain(redeploy_queue, stack.worker)
+        [(first, _)] = ecs_world.updates_reached_moto.items()
+        assert first == "prod-stale-0"
+        # The completion of the deployment rotor's replaced, delivered late.
+        prod = "arn:aws:ecs:us-east-1:123456789012:service/prod"
+        late = deployment_event(f"{prod}/{first}", older)
+        late["time"] = late["detail"]["updatedAt"] = iso(before)
+        stack.tracker(late, FakeLambdaContext())
+        clock.shift(timedelta(seconds=DEFER_SECONDS))
+        drain(redeploy_queue, stack.worker)
+
+    status, detail = _statuses(stack.runtime, db)[first]
+    assert status == Status.DEPLOYING, detail
+    # Its slot is still held: the other service waits for rotor's deployment to end.
+    assert ecs_world.updates_reached_moto == Counter([first])
