@@ -366,6 +366,7 @@ class JobSteps:
                         job.cluster_arn,
                         job.rotated_at,
                         job.secret_arn,
+                        done.created_at,
                     )
                 )
             return self._finish(

@@ -158,6 +158,9 @@ class DeploymentRecord:
     cluster_arn: str
     rotated_at: datetime
     secret_arn: str  # the secret whose new value the deployment is for
+    #: When ECS created the deployment (``None``: not known). A deployment whose end is
+    #: reported as of before then cannot have superseded it.
+    created_at: datetime | None = None
 
 
 # --- the pacing policies: pure functions, applied alike by both backends -------------------
@@ -245,6 +248,7 @@ def _deployment(item: Mapping[str, Any]) -> DeploymentRecord:
         str(item["cluster"]),
         _parse_iso(str(item["rotated_at"])),
         str(item.get("secret", "")),
+        _parse_iso(str(item["created_at"])) if item.get("created_at") else None,
     )
 
 
@@ -354,6 +358,8 @@ class RolloutStore:
             "secret": record.secret_arn,
             "expires_at": _epoch(now + DEPLOYMENT_KEEP),
         }
+        if record.created_at is not None:
+            item["created_at"] = iso(record.created_at)
         # Under its id (the tracker follows it) and as the service's latest (a deployment that
         # supersedes it ends it: ECS never reports the end of a superseded one).
         for key, kind in (

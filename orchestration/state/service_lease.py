@@ -11,7 +11,8 @@ its policies and before its ledger claim, a job takes the service's lease
 * a job that deployed leaves the lease confirmed with the time of its deployment: the next job
   to take the lease learns that the service was deployed since it looked (``deployed_since``),
   and does not deploy again on its older snapshot;
-* a job that did not deploy gives the lease back.
+* a job that did not deploy gives the lease back, still naming the deployment it learnt of
+  when it took the lease (if any), so that a third job learns it too.
 
 The lease of a job that died runs out when the job's time would have; a confirmed lease is
 kept an hour (the state table's TTL), long after any job that could have read the service
@@ -74,11 +75,14 @@ class ServiceLeases:
         return ServiceLease(answer.record, deployed if isinstance(deployed, datetime) else None)
 
     def give_back(self, lease: ServiceLease, deployed_at: datetime | None) -> None:
-        """The job is done: confirmed with its deployment's time, or released when it made
-        none."""
-        if deployed_at is not None:
+        """The job is done: confirmed with its deployment's time, or, when it made none, with
+        the time of the deployment it learnt of when it took the lease (the next job must learn
+        it too: three jobs for three secrets of one service read it before the first deployed),
+        or released when it knows of none."""
+        kept = deployed_at if deployed_at is not None else lease.deployed_since
+        if kept is not None:
             try:
-                self._store.confirm(lease.record, {DEPLOYED_AT: deployed_at})
+                self._store.confirm(lease.record, {DEPLOYED_AT: kept})
                 return
             except AwsCallError:
                 pass  # not kept: released, so it holds up no one (the ledger still answers)

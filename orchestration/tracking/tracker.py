@@ -21,7 +21,7 @@ from orchestration.events.classification import Classification
 from orchestration.fanout import notices
 from orchestration.outcome import REDEPLOY_ROLLED_BACK, TIME_TO_FRESH, EventOutcome
 from orchestration.ports import Adapters
-from orchestration.state.rollouts import ServiceStatus, Status
+from orchestration.state.rollouts import DeploymentRecord, ServiceStatus, Status
 from orchestration.times import utc
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def handle_deployment_state(event: Classification, runtime: Adapters) -> EventOu
     if not event.deployment_id:
         outcome.notes.append("the event names no deployment")
         return outcome
-    _end_superseded(event, runtime, outcome)
+    latest = _end_superseded(event, runtime, outcome)
     record = runtime.rollouts.deployment(event.deployment_id)
     if record is None:
         outcome.notes.append(f"deployment {event.deployment_id} was not started by rotor")
@@ -71,23 +71,37 @@ def handle_deployment_state(event: Classification, runtime: Adapters) -> EventOu
         outcome.notes.append(f"{event.event_name}: nothing to track")
         return outcome
     runtime.rollouts.set_status(record.rotation_id, record.service_arn, status)
-    runtime.rollouts.free_rollout_slot(record.cluster_arn, record.service_arn)
+    # The cluster slot is the service's, not the deployment's: while a later deployment of
+    # rotor's runs (this event is late, or delivered again), the slot is that one's.
+    if latest is None or latest.deployment_id == record.deployment_id:
+        runtime.rollouts.free_rollout_slot(record.cluster_arn, record.service_arn)
     outcome.notes.append(f"{record.service_arn}: {status.status.value} ({status.detail})")
     log.info("%s: %s", record.service_arn, status.detail)
     return outcome
 
 
-def _end_superseded(event: Classification, runtime: Adapters, outcome: EventOutcome) -> None:
+def _end_superseded(
+    event: Classification, runtime: Adapters, outcome: EventOutcome
+) -> DeploymentRecord | None:
     """Only the PRIMARY deployment of a service ends with an event: a deployment of rotor's
     that another one superseded (someone's UpdateService, a pipeline) is never reported.
     When another deployment of the service ends, rotor's last one ends with it: fresh when
     that one completed (its tasks started after the new value), failed when it rolled back;
-    either way its place under the cluster cap is free."""
+    either way its place under the cluster cap is free. Returns rotor's last deployment of
+    the service (``None``: none known, or not looked up)."""
     if not event.service_arn or event.event_name not in (COMPLETED, FAILED):
-        return
+        return None
     latest = runtime.rollouts.latest_deployment(event.service_arn)
     if latest is None or latest.deployment_id == event.deployment_id:
-        return
+        return latest
+    # Events are not delivered in order: the end of a deployment that ended before rotor's
+    # began (the one rotor's replaced, say) superseded nothing. An event's time is whole
+    # seconds, so only an earlier second tells; within the same second it counts as later
+    # (a deployment that superseded rotor's takes far longer than that to end).
+    if latest.created_at is not None and utc(event.event_time) < utc(latest.created_at).replace(
+        microsecond=0
+    ):
+        return latest
     completed = event.event_name == COMPLETED
     status = ServiceStatus(
         Status.FRESH if completed else Status.FAILED,
@@ -102,3 +116,4 @@ def _end_superseded(event: Classification, runtime: Adapters, outcome: EventOutc
     runtime.rollouts.set_status(latest.rotation_id, latest.service_arn, status)
     runtime.rollouts.free_rollout_slot(latest.cluster_arn, latest.service_arn)
     outcome.notes.append(f"{latest.service_arn}: {status.detail}")
+    return latest

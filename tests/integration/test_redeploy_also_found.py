@@ -245,3 +245,89 @@ def test_a_cluster_slot_outlives_its_lease_while_the_rollout_still_runs(
 
     assert ecs_world.updates_reached_moto == Counter(["prod-stale-0", "prod-stale-1"])
     assert redeploy_queue.counts() == redeploy_queue.counts(redeploy_queue.dlq_url) == 0
+
+
+def test_the_late_end_of_an_older_deployment_does_not_end_rotors_newer_one(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table
+):
+    """EventBridge does not keep order: a pipeline's deployment that completed just before
+    rotor forced its own can be reported after it. That deployment ended before rotor's
+    began, so it superseded nothing: rotor's stays "deploying" and keeps its cluster slot."""
+    import time_machine
+
+    from orchestration.fanout.queue import DEFER_SECONDS
+    from orchestration.times import iso
+    from tests.integration.test_tracking import deployment_event
+
+    db = stale_world(ecs_world, {"prod": 2}, fresh=0)
+    stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    with time_machine.travel(datetime.now(UTC), tick=True) as clock:
+        before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+        [older] = [
+            d["id"]
+            for d in ecs_world.ecs.describe_services(cluster="prod", services=["prod-stale-0"])[
+                "services"
+            ][0]["deployments"]
+        ]
+        clock.shift(timedelta(seconds=10))
+        drain(redeploy_queue, stack.worker)
+        [(first, _)] = ecs_world.updates_reached_moto.items()
+        assert first == "prod-stale-0"
+        # The completion of the deployment rotor's replaced, delivered late.
+        prod = "arn:aws:ecs:us-east-1:123456789012:service/prod"
+        late = deployment_event(f"{prod}/{first}", older)
+        late["time"] = late["detail"]["updatedAt"] = iso(before)
+        stack.tracker(late, FakeLambdaContext())
+        clock.shift(timedelta(seconds=DEFER_SECONDS))
+        drain(redeploy_queue, stack.worker)
+
+    status, detail = _statuses(stack.runtime, db)[first]
+    assert status == Status.DEPLOYING, detail
+    # Its slot is still held: the other service waits for rotor's deployment to end.
+    assert ecs_world.updates_reached_moto == Counter([first])
+
+
+def _primary_id(ecs_world, cluster: str, service: str) -> str:
+    [found] = ecs_world.ecs.describe_services(cluster=cluster, services=[service])["services"]
+    return next(d["id"] for d in found["deployments"] if d["status"] == "PRIMARY")
+
+
+def test_the_repeated_end_of_an_earlier_deployment_keeps_the_slot_of_the_next(
+    clients, ecs_world, redeploy_queue, queued_runtime, state_table
+):
+    """EventBridge delivers at least once, and not in order. The end of rotor's first
+    deployment of a service, delivered again while rotor's second deployment of it runs,
+    must not free the cluster slot that the second one holds."""
+    import time_machine
+
+    from orchestration.state.rollouts import RolloutSlot
+    from tests.integration.test_tracking import deployment_event
+
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    stack = queued_runtime(state_table=state_table, max_rollouts_per_cluster=1)
+    prod = "arn:aws:ecs:us-east-1:123456789012:service/prod"
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
+    service = f"{prod}/prod-stale-0"
+    start = datetime.now(UTC).replace(microsecond=0)
+    with time_machine.travel(start, tick=True) as clock:
+        stack.rotation(rotation_event(db), FakeLambdaContext())
+        drain(redeploy_queue, stack.worker)
+        first = _primary_id(ecs_world, "prod", "prod-stale-0")
+        ended = deployment_event(service, first)
+        stack.tracker(ended, FakeLambdaContext())
+
+        clock.shift(timedelta(minutes=2))
+        clients.secretsmanager.put_secret_value(SecretId=db, SecretString="v2")
+        stack.rotation(rotation_event(db, start + timedelta(minutes=1)), FakeLambdaContext())
+        drain(redeploy_queue, stack.worker)
+        second = _primary_id(ecs_world, "prod", "prod-stale-0")
+        assert second != first
+        stack.tracker(ended, FakeLambdaContext())  # the first one's end, again
+
+        now = datetime.now(UTC)
+        assert (
+            stack.runtime.rollouts.take_rollout_slot(cluster, f"{prod}/other", now, 1)
+            is RolloutSlot.FULL
+        )
+    assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 2})

@@ -101,6 +101,25 @@ def test_a_lease_given_back_with_a_deployment_names_its_time_to_the_next_job(
     assert after.deployed_since == deployed_at  # to the microsecond, in both backends
 
 
+def test_a_deployment_stays_known_after_a_job_that_made_none_held_the_lease(
+    backend: Backend,
+) -> None:
+    """Three secrets of one service, three jobs that read it before any deployed: the first
+    deploys; the second learns it and gives the lease back; the third must learn it too, or
+    it deploys the service a second time on its older snapshot."""
+    deployed_at = NOW + timedelta(seconds=30)
+    leases = backend.leases()
+    first = leases.take(API, NOW, 5 * MINUTE)
+    assert first is not None
+    leases.give_back(first, deployed_at)
+    second = backend.leases().take(API, NOW + MINUTE, 5 * MINUTE)
+    assert second is not None and second.deployed_since == deployed_at
+    backend.leases().give_back(second, None)
+
+    third = backend.leases().take(API, NOW + 2 * MINUTE, 5 * MINUTE)
+    assert third is not None and third.deployed_since == deployed_at
+
+
 def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_give_it_back(
     backend: Backend,
 ) -> None:
