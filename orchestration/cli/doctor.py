@@ -12,19 +12,15 @@ import argparse
 import re
 import sys
 import textwrap
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from orchestration import (
-    BOTOCORE_CONFIG,
     DEFAULT_STACK,
-    AwsClients,
     CheckStatus,
     DoctorReport,
     DoctorScope,
     RetryPolicy,
     Settings,
-    UsageError,
     check_prerequisites,
     fixed_deadline,
 )
@@ -34,21 +30,8 @@ _STACK = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,127}|arn:aws[a-z-]*:cloudformatio
 _WIDTH = 100
 
 
-def add_doctor_options(
-    parser: argparse.ArgumentParser,
-    *,
-    region: Callable[[str], str],
-    endpoint_url: Callable[[str], str],
-) -> None:
-    """The options of ``rotor doctor`` (the validators are the command line's own)."""
-    parser.add_argument("--region", type=region, help="AWS region (default: profile/env)")
-    parser.add_argument("--profile", help="AWS named profile")
-    parser.add_argument(
-        "--endpoint-url",
-        type=endpoint_url,
-        metavar="URL",
-        help="send AWS calls to this endpoint (e.g. a moto server)",
-    )
+def add_doctor_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rotor doctor`` beside the command line's AWS options."""
     parser.add_argument(
         "--stack",
         type=_stack_name,
@@ -67,13 +50,7 @@ def run_doctor(args: argparse.Namespace, out: TextIO) -> int:
     from orchestration.cli import main as cli
 
     settings = Settings.from_env()
-    clients = AwsClients.from_options(
-        region=args.region, profile=args.profile, endpoint_url=args.endpoint_url
-    )
-    clients.config = BOTOCORE_CONFIG.merge(cli.CLI_TIMEOUTS)
-    if not clients.region:
-        raise UsageError("no AWS region: pass --region or set AWS_REGION")
-    cli._check_region(clients.region, known_only=not args.endpoint_url)
+    clients = cli.aws_clients(args)
     stack = args.stack
     if stack is None and args.forwarder_stack is None:
         stack = DEFAULT_STACK

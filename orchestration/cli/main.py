@@ -250,9 +250,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=Path, default=None, help="folder of sample events")
 
     doctor = command(
-        "doctor", _doctor, "check the account's prerequisites for rotor (reads only)", aws=False
+        "doctor", _doctor, "check the account's prerequisites for rotor (reads only)", world=False
     )
-    add_doctor_options(doctor, region=_region, endpoint_url=_endpoint_url)
+    add_doctor_options(doctor)
     output(doctor)
     return parser
 
@@ -482,6 +482,24 @@ def _demo(args: argparse.Namespace) -> int:
 # --- doctor ------------------------------------------------------------------------------
 
 
+def aws_clients(args: argparse.Namespace) -> AwsClients:
+    """Clients for ``--region``/``--profile``/``--endpoint-url``, with the command line's
+    timeouts. The region is chosen as the AWS CLI and SDKs choose it: ``--region``, then
+    ``AWS_REGION``, then ``AWS_DEFAULT_REGION`` and the profile's (boto3 reads those two)."""
+    clients = AwsClients.from_options(
+        region=args.region or os.environ.get("AWS_REGION", "").strip() or None,
+        profile=args.profile,
+        endpoint_url=args.endpoint_url,
+    )
+    clients.config = BOTOCORE_CONFIG.merge(CLI_TIMEOUTS)
+    if not clients.region:
+        raise UsageError(
+            "no AWS region: pass --region, set AWS_REGION, or give the profile a region"
+        )
+    _check_region(clients.region, known_only=not args.endpoint_url)
+    return clients
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from orchestration.cli.doctor import run_doctor
 
@@ -537,19 +555,7 @@ class _aws:
             self._own_account = self._world.account
             where = "the embedded world"
         else:
-            # As the AWS CLI and SDKs: --region, then AWS_REGION, then AWS_DEFAULT_REGION and
-            # the profile's region (boto3 reads those two itself).
-            clients = AwsClients.from_options(
-                region=args.region or os.environ.get("AWS_REGION", "").strip() or None,
-                profile=args.profile,
-                endpoint_url=args.endpoint_url,
-            )
-            clients.config = BOTOCORE_CONFIG.merge(CLI_TIMEOUTS)
-            if not clients.region:
-                raise UsageError(
-                    "no AWS region: pass --region, set AWS_REGION, or give the profile a region"
-                )
-            _check_region(clients.region, known_only=not args.endpoint_url)
+            clients = aws_clients(args)
             where = f"AWS in {clients.region}" + (
                 f" at {args.endpoint_url}" if args.endpoint_url else ""
             )

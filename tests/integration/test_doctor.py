@@ -312,6 +312,18 @@ def test_the_table_says_so_too(complete, capsys):
     assert "  ok       cloudtrail" in out
 
 
+def test_the_region_is_chosen_as_every_command_chooses_it(complete, capsys, monkeypatch):
+    """No --region: AWS_REGION first, before AWS_DEFAULT_REGION, as the AWS CLI does."""
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with lambda_account():
+        code = main(["doctor", "--json"])
+    data = json.loads(capsys.readouterr().out)
+
+    assert data["region"] == REGION
+    assert code == 0
+
+
 def test_a_trail_with_no_selectors_set_logs_all_management_events(moto, capsys):
     """CloudTrail's default for a trail whose selectors were never set."""
     trail(read_write=None)
