@@ -130,11 +130,31 @@ class StateStore(ABC):
     def read(self, key: str) -> Record | None:
         """The key's record, expired or not; ``None`` when there is none."""
 
-    @abstractmethod
+    #: The operation a conflict that never ends is reported as.
+    _update_operation = "Update"
+
     def update(self, key: str, change: Change[T]) -> T:
         """Read the item at ``key`` (``None``: none), apply ``change``, and write what it returns
         (``None``: leave the item as it is) if nobody wrote in between; again on conflict.
         Returns ``change``'s answer. Items are plain values: text, numbers, lists, maps."""
+        for _ in range(CONFLICT_ATTEMPTS):
+            held = self.get(key)
+            version = int((held or {}).get(VERSION_ATTRIBUTE, 0))
+            written, answer = change(held)
+            if written is None:
+                return answer
+            item = {**written, KEY_ATTRIBUTE: key, VERSION_ATTRIBUTE: version + 1}
+            if self._write_over(key, item, version):
+                return answer
+            # written in between: read again
+        raise RetryableAwsError(
+            self._update_operation, "Conflict", f"{key} kept changing under rotor"
+        )
+
+    @abstractmethod
+    def _write_over(self, key: str, item: dict[str, Any], version: int) -> bool:
+        """Write ``item`` at ``key`` only if the item there is still at revision ``version``
+        (0: none, or one without a revision); False when it is not (nothing written)."""
 
     @abstractmethod
     def get(self, key: str) -> dict[str, Any] | None:
@@ -222,25 +242,15 @@ class MemoryStateStore(StateStore):
         with self._lock:
             return self._records.get(key)
 
-    def update(self, key: str, change: Change[T]) -> T:
-        """As in DynamoDB: read, change outside the lock, write only over the revision read."""
-        for _ in range(CONFLICT_ATTEMPTS):
-            held = self.get(key)
-            version = int((held or {}).get(VERSION_ATTRIBUTE, 0))
-            written, answer = change(held)
-            if written is None:
-                return answer
-            with self._lock:
-                now_held = self._items.get(key)
-                if int((now_held or {}).get(VERSION_ATTRIBUTE, 0)) != version:
-                    continue  # written in between: read again
-                self._items[key] = {
-                    **copy.deepcopy(written),
-                    KEY_ATTRIBUTE: key,
-                    VERSION_ATTRIBUTE: version + 1,
-                }
-            return answer
-        raise RetryableAwsError("Update", "Conflict", f"{key} kept changing under rotor")
+    def _write_over(self, key: str, item: dict[str, Any], version: int) -> bool:
+        """As in DynamoDB: the change is made outside the lock, the write only over the
+        revision read."""
+        with self._lock:
+            now_held = self._items.get(key)
+            if int((now_held or {}).get(VERSION_ATTRIBUTE, 0)) != version:
+                return False
+            self._items[key] = copy.deepcopy(item)
+        return True
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -367,45 +377,38 @@ class DynamoDbStateStore(StateStore):
     def with_retry(self, retry: RetryPolicy) -> DynamoDbStateStore:
         return DynamoDbStateStore(self._client, self._table, retry)
 
-    def update(self, key: str, change: Change[T]) -> T:
-        """A consistent read, then a ``PutItem`` conditional on the version read."""
-        for _ in range(CONFLICT_ATTEMPTS):
-            held = self.get(key)
-            version = int((held or {}).get(VERSION_ATTRIBUTE, 0))
-            written, answer = change(held)
-            if written is None:
-                return answer
-            try:
-                self._retry.call(
-                    "PutItem",
-                    self._client.put_item,
-                    TableName=self._table,
-                    Item=codec.encode(
-                        {**written, KEY_ATTRIBUTE: key, VERSION_ATTRIBUTE: version + 1}
-                    ),
-                    # An item without a revision (none yet, or one written before revisions
-                    # were kept) is replaced only if it still has none.
-                    **(
-                        {
-                            "ConditionExpression": "#version = :version",
-                            "ExpressionAttributeNames": {"#version": VERSION_ATTRIBUTE},
-                            "ExpressionAttributeValues": {":version": codec.number(version)},
-                        }
-                        if version
-                        else {
-                            "ConditionExpression": "attribute_not_exists(#pk)"
-                            " OR attribute_not_exists(#version)",
-                            "ExpressionAttributeNames": {
-                                "#pk": KEY_ATTRIBUTE,
-                                "#version": VERSION_ATTRIBUTE,
-                            },
-                        }
-                    ),
-                )
-            except ConditionFailed:
-                continue  # written in between: read again
-            return answer
-        raise RetryableAwsError("PutItem", "Conflict", f"{key} kept changing under rotor")
+    _update_operation = "PutItem"
+
+    def _write_over(self, key: str, item: dict[str, Any], version: int) -> bool:
+        """A ``PutItem`` conditional on the version read (``get`` reads consistently)."""
+        try:
+            self._retry.call(
+                "PutItem",
+                self._client.put_item,
+                TableName=self._table,
+                Item=codec.encode(item),
+                # An item without a revision (none yet, or one written before revisions
+                # were kept) is replaced only if it still has none.
+                **(
+                    {
+                        "ConditionExpression": "#version = :version",
+                        "ExpressionAttributeNames": {"#version": VERSION_ATTRIBUTE},
+                        "ExpressionAttributeValues": {":version": codec.number(version)},
+                    }
+                    if version
+                    else {
+                        "ConditionExpression": "attribute_not_exists(#pk)"
+                        " OR attribute_not_exists(#version)",
+                        "ExpressionAttributeNames": {
+                            "#pk": KEY_ATTRIBUTE,
+                            "#version": VERSION_ATTRIBUTE,
+                        },
+                    }
+                ),
+            )
+        except ConditionFailed:
+            return False
+        return True
 
     def get(self, key: str) -> dict[str, Any] | None:
         answer = self._retry.call(
