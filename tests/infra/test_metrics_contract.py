@@ -17,7 +17,6 @@ import copy
 import importlib
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,22 +33,11 @@ from orchestration.state.rollouts import DeploymentRecord, DynamoDbRolloutStore
 from tests.aws_fakes import FailFor, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
+from tests.integration.workers import FakeLambdaContext
 
 pytestmark = pytest.mark.integration
 
 Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
-
-
-class FakeLambdaContext:
-    function_name = "rotor"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rotor"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +104,7 @@ class Containers:
             self.loaded[handler_path] = getattr(module, function_name)
         answer = None
         try:
-            answer = self.loaded[handler_path](event, FakeLambdaContext())
+            answer = self.loaded[handler_path](event, FakeLambdaContext(remaining_millis=300_000))
         except Exception as exc:  # a failing event raises for Lambda to retry: still flushed
             assert type(exc).__name__ in ("AwsCallError", "PermanentAwsError", "RetryableFailure")
         if self.output is not None:

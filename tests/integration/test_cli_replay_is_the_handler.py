@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from orchestration import HANDLER_KINDS, Runtime, Settings, route
 from orchestration.cli.main import main
 from orchestration.cli.world import EmbeddedWorld
 from orchestration.events.routing import deployed_rules
-from tests.conftest import ACCOUNT, EVENTS, REGION, SAMPLE_EVENTS, load_event
+from tests.conftest import ACCOUNT, EVENTS, SAMPLE_EVENTS, load_event
+from tests.integration.workers import FakeLambdaContext
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +40,6 @@ COMPARED = (
 )
 
 
-class FakeLambdaContext:
-    function_name = "rotor"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rotor"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
 def _normal(value: Any) -> Any:
     """Lists in one order (the handler keeps the order of the work; replay sorts)."""
     if isinstance(value, dict):
@@ -70,7 +58,9 @@ def _by_the_handler(event: dict[str, Any], capsys: pytest.CaptureFixture[str]) -
         runtime = Runtime.build(clients, Settings.from_env())
         for routed in route(event):
             handler = make_handler(HANDLER_KINDS[routed.handler], lambda: runtime)
-            results.append(handler(copy.deepcopy(event), FakeLambdaContext()))
+            results.append(
+                handler(copy.deepcopy(event), FakeLambdaContext(remaining_millis=300_000))
+            )
     capsys.readouterr()  # the handler's EMF and logs
     return results
 
