@@ -44,18 +44,14 @@ class NotifyWindow:
         self._mine: dict[str, Record] = {}  # windows this object opened, by key
         self._lock = threading.Lock()
 
-    def claim(self, key: str, now: datetime, *, window: timedelta | None = None) -> bool:
-        """True when no notification for ``key`` was sent within the window before ``now``.
-
-        ``window`` replaces the configured one for this key (a claim that must outlast every
-        retry of one event, whatever ``ROTOR_NOTIFY_WINDOW`` says of separate events)."""
-        length = self._window if window is None else window
-        until = now + length
+    def claim(self, key: str, now: datetime) -> bool:
+        """True when no notification for ``key`` was sent within the window before ``now``."""
+        until = now + self._window
         # The window is measured in event time (``now``), but the record must outlive it in
         # wall-clock time too: a backlog processed after the window's end would otherwise
         # write a record DynamoDB's TTL may sweep at once, and the next late event of the same
         # window would notify again.
-        keep_until = max(utc(until), datetime.now(UTC) + length)
+        keep_until = max(utc(until), datetime.now(UTC) + self._window)
         answer = self._store.claim(
             keys.notify(key), uuid.uuid4().hex, now=now, lease_until=until, expires_at=keep_until
         )
