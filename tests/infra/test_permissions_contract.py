@@ -76,17 +76,7 @@ def test_every_call_the_functions_make_is_granted_to_them(
     # The redeploy jobs the rotation function queued, as the SQS event source hands them over
     # (its own receive and delete are the worker role's too).
     current["function"] = "WorkerFunction"
-    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    while messages := clients.sqs.receive_message(
-        QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
-    ).get("Messages", []):
-        containers.invoke(
-            "handlers.worker.lambda_handler", sqs_lambda_event(messages, arn, "us-east-1")
-        )
-        for m in messages:
-            clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
+    _run_queued_jobs(clients, jobs, containers)
 
     assert set(calls) == {"RotationFunction", "AlarmsFunction", "TrackerFunction", "WorkerFunction"}
     assert "secretsmanager:RestoreSecret" in calls["AlarmsFunction"]  # the path was taken
@@ -101,6 +91,21 @@ def test_every_call_the_functions_make_is_granted_to_them(
     # No function may call what it does not need: only the worker redeploys.
     for function in ("AlarmsFunction", "RotationFunction", "TrackerFunction"):
         assert "ecs:UpdateService" not in _granted(stack, function), function
+
+
+def _run_queued_jobs(clients: AwsClients, jobs: str, containers: Containers) -> None:
+    """The worker on every job queued, as the SQS event source hands them over."""
+    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    while messages := clients.sqs.receive_message(
+        QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", []):
+        containers.invoke(
+            "handlers.worker.lambda_handler", sqs_lambda_event(messages, arn, "us-east-1")
+        )
+        for m in messages:
+            clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
 
 
 #: Batch operations IAM authorises under the single action.
@@ -163,17 +168,7 @@ def test_the_calls_iam_allows_only_by_tag_are_made_only_on_tagged_resources(
         event = json.loads(path.read_text())
         for r in route(event):
             containers.invoke(r.handler, copy.deepcopy(event))
-    arn = clients.sqs.get_queue_attributes(QueueUrl=jobs, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    while messages := clients.sqs.receive_message(
-        QueueUrl=jobs, MaxNumberOfMessages=10, AttributeNames=["All"]
-    ).get("Messages", []):
-        containers.invoke(
-            "handlers.worker.lambda_handler", sqs_lambda_event(messages, arn, "us-east-1")
-        )
-        for m in messages:
-            clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
+    _run_queued_jobs(clients, jobs, containers)
 
     assert updates and restores  # both paths were taken
     for update in updates:
