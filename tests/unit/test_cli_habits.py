@@ -14,15 +14,7 @@ import pytest
 
 from orchestration.cli.main import main
 from tests.conftest import EVENTS, ROOT
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("rotor: error:")
-    return lines[0]
+from tests.unit.test_cli_errors import _one_line_error
 
 
 def _status(argv: list[str]) -> int | str | None:
