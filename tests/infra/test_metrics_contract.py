@@ -33,11 +33,12 @@ from orchestration.state.rollouts import DeploymentRecord, DynamoDbRolloutStore
 from tests.aws_fakes import FailFor, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
-from tests.integration.workers import FakeLambdaContext
+from tests.integration.workers import FakeLambdaContext, replica_with_a_consumer
 
 pytestmark = pytest.mark.integration
 
 Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
+REPLICA_REGION = "eu-west-1"
 
 
 @pytest.fixture(autouse=True)
@@ -202,7 +203,7 @@ def emissions(
     # reported (ReplicationFailures), not redeployed ...
     containers.fresh()
     monkeypatch.setenv("ROTOR_REGIONS", REPLICA_REGION)
-    replicated = _failed_replica_with_a_consumer(clients)
+    replicated = replica_with_a_consumer(clients, REPLICA_REGION, failed=True)
     rotated = load_event("rotation-succeeded.json")
     rotated["detail"]["additionalEventData"]["SecretId"] = replicated
     containers.invoke(route(rotated)[0].handler, rotated)
@@ -241,46 +242,6 @@ def emissions(
         "handlers.worker",
     }:
         importlib.reload(importlib.import_module(module))
-
-
-REPLICA_REGION = "eu-west-1"
-
-
-def _failed_replica_with_a_consumer(clients: AwsClients) -> str:
-    """A secret replicated to REPLICA_REGION whose replication Failed (moto's replica, its
-    status set as AWS reports a failure), and a stale service there that references it."""
-    import boto3
-    from moto.secretsmanager.models import secretsmanager_backends
-
-    from orchestration.cli.world import backdate_deployment
-
-    arn: str = clients.secretsmanager.create_secret(
-        Name="replicated/db", SecretString="x", AddReplicaRegions=[{"Region": REPLICA_REGION}]
-    )["ARN"]
-    (replica,) = secretsmanager_backends[ACCOUNT][REGION].secrets[arn].replicas
-    replica.config.update(Status="Failed", StatusMessage="Replication failed: KMS key disabled")
-    ecs = boto3.client("ecs", region_name=REPLICA_REGION)
-    ecs.create_cluster(clusterName="prod")
-    task_definition = ecs.register_task_definition(
-        family="replicated",
-        containerDefinitions=[
-            {
-                "name": "app",
-                "image": "registry.example.com/app:1",
-                "memory": 256,
-                "secrets": [{"name": "DB", "valueFrom": arn.replace(REGION, REPLICA_REGION)}],
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
-    ecs.create_service(
-        cluster="prod", serviceName="eu-api", taskDefinition=task_definition, desiredCount=1
-    )
-    from moto.ecs.models import ecs_backends
-
-    backdate_deployment(
-        ecs_backends[ACCOUNT][REPLICA_REGION], "prod", "eu-api", datetime(2026, 1, 1, tzinfo=UTC)
-    )
-    return arn
 
 
 @pytest.fixture
