@@ -246,12 +246,20 @@ def test_one_rotation_redeploys_each_consumer_in_both_regions_once_replicas_only
     assert updates(world) == {"api": 1, "by-name": 1}
     assert redeploy_queue.counts() == 4  # the four eu-west-1 jobs, delayed: not failures
 
+    # A second delivery while the replica lags: the primary's consumers are fresh now; the
+    # replica's are queued again, and wait too.
+    again = stack.rotation(label_event(world["arn"], "prod/db"), FakeLambdaContext())
+    assert {a.rsplit("/", 1)[-1] for a in again["queued"]} == queued - {"api", "by-name"}
+    drain(redeploy_queue, stack.worker)
+    assert updates(world) == {"api": 1, "by-name": 1}
+    assert redeploy_queue.counts() == 8
+
     # InSync says the primary, but the replica's own AWSCURRENT is still the old version.
     world["replication"].phase[EU] = "catching-up"
     with later(3):
         drain(redeploy_queue, stack.worker)
     assert updates(world) == {"api": 1, "by-name": 1}
-    assert redeploy_queue.counts() == 4
+    assert redeploy_queue.counts() == 8
     assert world["replication"].seen[EU] > 0  # the gate asked the replica in its region
 
     # Replicated: now, and only now, the replica's consumers are redeployed, once each.
@@ -292,8 +300,8 @@ def test_one_rotation_redeploys_each_consumer_in_both_regions_once_replicas_only
     assert rows[(FRA, "api-fra")] == "failed"
     assert {r["region"] for r in report["rotations"]} == {PRIMARY, EU, FRA}
 
-    # A duplicate delivery (the native label event of the same rotation) redeploys nothing.
-    again = stack.rotation(label_event(world["arn"], "prod/db"), FakeLambdaContext())
+    # A later duplicate delivery (RotationSucceeded again) redeploys nothing.
+    again = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
     assert again["status"] == "processed"
     with later(12):
         drain(redeploy_queue, stack.worker)
@@ -419,3 +427,25 @@ def test_a_region_outside_rotor_regions_is_counted_and_never_read(
     assert sum("not in ROTOR_REGIONS" in note for note in outcome.notes) == 3
     assert set(ecs_regions) == {PRIMARY}
     assert updates(world) == {"api": 1, "by-name": 1}
+
+
+def test_a_dry_run_writes_nothing_in_a_replicas_region(
+    clients: AwsClients, world: dict[str, Any], retry: Any
+) -> None:
+    """``rotor replay --dry-run`` guards the clients it is given at the session, so a client
+    made later for another region answers its writes too: nothing is sent there."""
+    from orchestration import REDEPLOY_KINDS, handle
+    from orchestration.cli.dry_run import DryRun
+    from tests.conftest import make_runtime
+
+    dry = DryRun()
+    dry.attach(clients)
+    runtime = make_runtime(clients, retry, Settings(regions=(EU,)))
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+
+    handle(rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT)
+
+    assert updates(world) == {}
+    would = {c.target.rsplit("/", 1)[-1] for c in dry.calls if c.operation == "UpdateService"}
+    assert would == {"api", "by-name", "api-eu", "partial-eu", "passthrough-eu", "by-name-eu"}
