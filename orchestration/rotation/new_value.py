@@ -476,7 +476,9 @@ def _replication_failed(
 ) -> None:
     """Replication to the replica's region failed: it holds the old value, so its stale
     consumers are not redeployed (that would start tasks with the old value again). They are
-    recorded as failed and named in one notification per replica and new value."""
+    recorded as failed and named in one notification per replica and new value, which is
+    counted (``ReplicationFailures``) once with it: a replica without stale consumers is a
+    note only, nothing of rotor's is left holding the old value."""
     inventory = regional.discovery(clusters or None).scan()
     outcome.report_scan(inventory)
     detail = f"replication to {replica.region} failed: {replica.message or '(no message)'}"
@@ -485,6 +487,9 @@ def _replication_failed(
         for c in inventory.consumers_of(identity)
     ]
     stale = [v for v in verdicts if v.action is not Action.SKIP]
+    outcome.notes.append(f"replica {identity.arn}: {detail}; {len(stale)} stale consumer(s)")
+    if not stale:
+        return
     now = datetime.now(UTC)
     for verdict in stale:
         service = verdict.consumer.service
@@ -494,13 +499,13 @@ def _replication_failed(
             ServiceStatus(Status.FAILED, detail, now, service.cluster_arn),
             only_if_new=True,
         )
-    outcome.count(REPLICATION_FAILURES)
     log.warning("%s; %d consumer(s) there not redeployed", detail, len(stale))
     key = f"{REPLICATION_FAILED}|{value_key(recorder.need().new_value())}"
     if not regional.notify_window.claim(key, event.event_time):
         outcome.notifications_suppressed += 1
         outcome.count(NOTIFICATIONS_SUPPRESSED)
         return
+    outcome.count(REPLICATION_FAILURES)
     notification = replication_failed(
         identity.arn,
         replica.region,

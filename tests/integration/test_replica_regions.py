@@ -449,3 +449,41 @@ def test_a_dry_run_writes_nothing_in_a_replicas_region(
     assert updates(world) == {}
     would = {c.target.rsplit("/", 1)[-1] for c in dry.calls if c.operation == "UpdateService"}
     assert would == {"api", "by-name", "api-eu", "partial-eu", "passthrough-eu", "by-name-eu"}
+
+
+def test_a_replication_that_fails_while_its_consumers_wait_leaves_them_alone(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+    inbox: Any,
+) -> None:
+    """InProgress when planned, Failed when the waiting jobs run again: reported (one
+    notification per consumer, naming the region and the status message), the consumers
+    recorded as failed, nothing redeployed, nothing sent again."""
+    stack = queued_runtime(regions=(EU,), state_table=state_table, topic_arn=inbox.topic_arn)
+    rotate(world)
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    drain(redeploy_queue, stack.worker)
+    assert redeploy_queue.counts() == 4
+    inbox.drain()
+
+    world["replication"].phase[EU] = "failed"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert updates(world) == {"api": 1, "by-name": 1}
+    reported = [e for e in inbox.drain() if "eu-west-1" in e.get("Subject", "")]
+    assert len(reported) == 4
+    assert all(FAILED_MESSAGE in e["Message"] and EU in e["Message"] for e in reported)
+    report = status_report(stack.runtime.rollouts, datetime.now(UTC), timedelta(hours=1))
+    statuses = {
+        s["service"].rsplit("/", 1)[-1]: s["status"]
+        for r in report["rotations"]
+        for s in r["services"]
+        if s["region"] == EU
+    }
+    assert statuses == dict.fromkeys(
+        ("api-eu", "partial-eu", "passthrough-eu", "by-name-eu"), "failed"
+    )
