@@ -73,7 +73,7 @@ class JobStatus(StrEnum):
     SKIPPED = "skipped"
     NOTIFIED = "notified"  # notify-only: the stale service was reported, not redeployed
     FAILED = "failed"
-    DEFERRED = "deferred"  # try again later: its cluster is at its cap
+    DEFERRED = "deferred"  # try again later: its cluster is at its cap, or its replica lags
 
 
 @dataclass
