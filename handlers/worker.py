@@ -1,12 +1,13 @@
 """Lambda: carries out redeploy jobs from the redeploy queue (SQS event source, partial batch
 failures).
 
-Each message is one job (``orchestration.fanout``). A job waiting for its cluster's cap is
-sent again as a new, delayed message (waiting is not failing: it must not count toward the
-queue's maxReceiveCount). A job that must be tried again (throttled, an AWS error) is hidden
-for a time that grows with its receive count and reported as a batch item failure; after the
-queue's maxReceiveCount it moves to the dead-letter queue, which is alarmed. A message that
-is not a job is logged, counted (``InvalidEvents``) and dropped: retrying it cannot help.
+Each message is one job (``orchestration.fanout``). A job waiting for its cluster's cap, or
+for the replica of its secret to hold the new value, is sent again as a new, delayed message
+(waiting is not failing: it must not count toward the queue's maxReceiveCount). A job that
+must be tried again (throttled, an AWS error) is hidden for a time that grows with its receive
+count and reported as a batch item failure; after the queue's maxReceiveCount it moves to the
+dead-letter queue, which is alarmed. A message that is not a job is logged, counted
+(``InvalidEvents``) and dropped: retrying it cannot help.
 """
 
 from __future__ import annotations
@@ -86,9 +87,10 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
 
 
 def _send_again_later(job: RedeployJob | PlanJob, record: SQSRecord, runtime: Runtime) -> bool:
-    """A job waiting for its cluster's cap goes back as a new, delayed message (this one is
-    deleted): waiting, which may take as long as the cluster's rollouts, must not count toward
-    the queue's maxReceiveCount. False when it could not be sent (then it comes back later)."""
+    """A job waiting (its cluster's cap, its replica) goes back as a new, delayed message (this
+    one is deleted): waiting, which may take as long as the cluster's rollouts, must not count
+    toward the queue's maxReceiveCount. False when it could not be sent (then it comes back
+    later)."""
     queue = _queue(record, runtime)
     seconds = deferral_delay(random.uniform(0.5, 1.0))
     try:

@@ -36,6 +36,10 @@ REDEPLOYS_DEFERRED = "RedeploysDeferred"  # a job put back: throttled or its clu
 REDEPLOY_FLAPPING = "RedeployFlapping"  # skipped: too many forced deployments in the last hour
 STALE_SERVICES_NOTIFIED = "StaleServicesNotified"  # tag rotor:redeploy=notify: reported only
 REDEPLOY_ROLLED_BACK = "RedeployRolledBack"  # rotor's deployment failed (circuit breaker)
+#: a replica whose replication failed (or never caught up): its consumers keep the old value
+REPLICATION_FAILURES = "ReplicationFailures"
+#: a replica in a region outside ROTOR_REGIONS: reported, its consumers not looked at
+REPLICA_REGIONS_SKIPPED = "ReplicaRegionsSkipped"
 TIME_TO_FRESH = "TimeToFresh"  # seconds from the new value to rotor's deployment completing
 #: Units other than Count.
 METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}

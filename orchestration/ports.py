@@ -8,7 +8,7 @@ which satisfies them): so the root may import the use cases' packages without a 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, Self
 
 from orchestration.aws.clients import AwsClients
 from orchestration.aws.retry import RetryPolicy
@@ -45,6 +45,10 @@ class Adapters(Protocol):
 
     @property
     def leases(self) -> ServiceLeases: ...
+
+    def in_region(self, region: str) -> Self:
+        """The same adapters acting in ``region`` (AWS clients there; state shared)."""
+        ...
 
     def discovery(self, clusters: Sequence[str] | None = None) -> ConsumerDiscovery:
         """Consumer discovery over ``clusters`` (default: the settings' clusters)."""

@@ -137,6 +137,13 @@ class Runtime:
             task_definitions=self.task_definitions.with_retry(retry),
         )
 
+    def in_region(self, region: str) -> Runtime:
+        """The same runtime acting in ``region`` (a replica's consumers): its AWS clients are
+        that region's (``AwsClients.in_region``, an ECS rate limiter per region); the state, the
+        queue, the notifier and the retry policy stay the stack's own, in its region."""
+        clients = self.clients.in_region(region)
+        return self if clients is self.clients else dataclasses.replace(self, clients=clients)
+
     def discovery(self, clusters: Sequence[str] | None = None) -> ConsumerDiscovery:
         """Consumer discovery over ``clusters`` (default: the settings' clusters)."""
         return ConsumerDiscovery(

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from orchestration.errors import ConfigurationError
+from orchestration.secrets.references import partition_of
 
 PREFIX = "ROTOR_"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -62,8 +63,14 @@ class Settings(BaseSettings):
     # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
     # besides their own account's (the accounts that forward their secrets' events)
     trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
+    # ROTOR_REGIONS: comma-separated regions rotor may act in besides its own (the consumers
+    # of a secret's replicas there); a replica in any other region is reported, not touched
+    regions: Annotated[tuple[str, ...], NoDecode] = ()
+    # ROTOR_REPLICA_MAX_WAIT: how long after the new value a replica consumer's job waits for
+    # its replica to hold it; past it, the job fails as a replication failure (1h, 30m, ...)
+    replica_max_wait: timedelta = timedelta(hours=1)
 
-    @field_validator("clusters", "trusted_accounts", mode="before")
+    @field_validator("clusters", "trusted_accounts", "regions", mode="before")
     @classmethod
     def _split_clusters(cls, value: object) -> object:
         if isinstance(value, str):
@@ -82,7 +89,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
 
-    @field_validator("notify_window", mode="before")
+    @field_validator("notify_window", "replica_max_wait", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str):
@@ -126,6 +133,14 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"expected 12-digit account ids, got {', '.join(bad)}")
         return value
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if partition_of(v) is None]
+        if bad:
+            raise ValueError(f"expected AWS region names (eu-west-1), got {', '.join(bad)}")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("max_workers", "ecs_containers")
     @classmethod

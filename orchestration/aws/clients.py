@@ -8,6 +8,7 @@ pays for an SNS client.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,12 @@ def fit_attempt_in_time_left(context: dict[str, Any], **_: Any) -> None:
     context["read_timeout"] = max(MIN_READ_TIMEOUT_SECONDS, min(read, time_left() - connect))
 
 
+def region_of_arn(arn: str) -> str:
+    """The region of an ARN (``arn:PARTITION:SERVICE:REGION:...``); "" when it names none."""
+    parts = arn.split(":", 4)
+    return parts[3] if len(parts) == 5 and parts[0] == "arn" else ""
+
+
 class AwsClients:
     """Lazily created boto3 clients sharing one session, config and endpoint."""
 
@@ -80,6 +87,32 @@ class AwsClients:
         self.ecs_rate_limiter = (
             ecs_rate_limiter if ecs_rate_limiter is not None else (ApiRateLimiter())
         )
+        #: every region's clients made from this one (``in_region``), shared by all of them
+        self._regions: dict[str, AwsClients] = {}
+        self._regions_lock = threading.Lock()
+        if self.region:
+            self._regions[self.region] = self
+
+    def in_region(self, region: str) -> AwsClients:
+        """The same clients acting in ``region``: one session, endpoint and config, made once
+        per region and kept (so are their clients), each region's ECS calls metered by a rate
+        limiter of its own (ECS's limits are per account and region) with this one's share."""
+        if region == self.region:
+            return self
+        with self._regions_lock:
+            found = self._regions.get(region)
+            if found is None:
+                found = AwsClients(
+                    self.session,
+                    region=region,
+                    endpoint_url=self.endpoint_url,
+                    config=self.config,
+                    ecs_rate_limiter=self.ecs_rate_limiter.fresh(),
+                )
+                found._regions = self._regions
+                found._regions_lock = self._regions_lock
+                self._regions[region] = found
+            return found
 
     @classmethod
     def from_options(

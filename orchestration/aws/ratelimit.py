@@ -109,11 +109,22 @@ class ApiRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._operations = operations
+        self._share = 1
+
+    def fresh(self) -> ApiRateLimiter:
+        """A limiter of its own with the same limits and share, for another region: ECS
+        meters each account AND region apart, so each region's calls take their own tokens."""
+        limiter = ApiRateLimiter(
+            self._limits, self._operations, clock=self._clock, sleep=self._sleep
+        )
+        limiter.share_among(self._share)
+        return limiter
 
     def share_among(self, containers: int) -> None:
         """This process is one of ``containers`` that share the account's limits (a function's
         reserved concurrency): meter 1/N of each rate and burst. Call before the first call."""
         n = max(1, containers)
+        self._share = n
         self.buckets = {
             name: TokenBucket(
                 BucketLimit(limit.per_second / n, max(1.0, limit.burst / n)),

@@ -23,7 +23,7 @@ class JobReport:
 
     status: str
     retryable: bool = False
-    deferred: bool = False  # a redeploy job waiting for its cluster's cap: send it again later
+    deferred: bool = False  # waiting (its cluster's cap, its replica): send it again later
     metrics: dict[str, float] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
     result: JobResult | None = None  # a redeploy job's own result (None: a plan job)

@@ -16,10 +16,18 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, computed_field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from orchestration.errors import InvalidEventError
+from orchestration.errors import InvalidEventError, InvalidReferenceError
 from orchestration.events.classification import Classification
 from orchestration.secrets.references import (
     SecretIdentity,
@@ -60,6 +68,39 @@ class Rotation(BaseModel):
     described: bool = True
     rotated_at: datetime
     event_id: str = ""
+    #: A replica's rotation: ``secret_arn`` is the replica's ARN in ``replica_region``, and
+    #: ``version`` the primary's new version, which the replica holds once replicated. The
+    #: worker redeploys its consumers only then (``primary_secret_arn`` says where to ask).
+    #: Both absent in a primary's rotation (and in messages older than replicas).
+    replica_region: str | None = None
+    primary_secret_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _replica_fields(self) -> Rotation:
+        if self.replica_region is None and self.primary_secret_arn is None:
+            return self
+        if self.replica_region is None or self.primary_secret_arn is None:
+            raise ValueError("replica_region and primary_secret_arn go together")
+        try:
+            replica = SecretIdentity.from_full_arn(self.secret_arn)
+            primary = SecretIdentity.from_full_arn(self.primary_secret_arn)
+        except InvalidReferenceError as exc:
+            raise ValueError(str(exc)) from None
+        if replica.region != self.replica_region or primary.region == self.replica_region:
+            raise ValueError("a replica's secret_arn is in replica_region, its primary is not")
+        if (replica.account, replica.name, replica.suffix) != (
+            primary.account,
+            primary.name,
+            primary.suffix,
+        ):
+            raise ValueError("a replica's ARN differs from its primary's only in the region")
+        if not self.described or not self.version:
+            raise ValueError("a replica's rotation names the primary's version")
+        return self
+
+    @property
+    def is_replica(self) -> bool:
+        return self.replica_region is not None
 
     @classmethod
     def of(cls, value: NewValue, event: Classification) -> Rotation:
@@ -94,7 +135,15 @@ class Rotation(BaseModel):
     def rotation_fields(self) -> dict[str, Any]:
         """This rotation's own fields, to make a job about it."""
         return self.model_dump(
-            include={"secret_arn", "version", "described", "rotated_at", "event_id"}
+            include={
+                "secret_arn",
+                "version",
+                "described",
+                "rotated_at",
+                "event_id",
+                "replica_region",
+                "primary_secret_arn",
+            }
         )
 
     @computed_field  # type: ignore[prop-decorator]

@@ -12,6 +12,7 @@ from orchestration.times import iso
 NOTIFY_ONLY = "stale_service"
 FLAPPING = "redeploy_flapping"
 ROLLED_BACK = "redeploy_rolled_back"
+REPLICATION_FAILED = "replication_failed"
 
 
 def _secret_name(secret_arn: str) -> str:
@@ -73,6 +74,48 @@ def rolled_back(secret_arn: str, service_arn: str, deployment_id: str, reason: s
             "Fix what stops the new tasks from starting, then deploy the service.",
         ],
         data={"deployment": deployment_id, "reason": reason},
+    )
+
+
+def replication_failed(
+    replica_arn: str,
+    region: str,
+    detail: str,
+    service_arns: list[str],
+    rotated_at: datetime,
+) -> Notification:
+    """A replica that does not hold the new value (replication ``Failed``, or it never caught
+    up): its consumers in ``region`` were not redeployed, and keep the old value."""
+    name = _secret_name(replica_arn)
+    body = render(
+        f"The replica of {name} in {region} does not hold its new value: "
+        "its consumers there were not redeployed",
+        [
+            ("secret", replica_arn),
+            ("region", region),
+            ("value changed", iso(rotated_at)),
+            ("status", detail),
+        ],
+        [
+            ("consumers not redeployed", sorted(service_arns)),
+            (
+                "what to do",
+                [
+                    "Fix the replication (Secrets Manager console, or "
+                    "aws secretsmanager describe-secret on the primary: ReplicationStatus).",
+                    "Once the replica holds the new value, deploy these services (or replay "
+                    "the rotation's event with rotor replay).",
+                ],
+            ),
+        ],
+        rest=f"rotor discover {replica_arn} --region {region}",
+    )
+    return Notification(
+        kind=REPLICATION_FAILED,
+        subject=f"rotor: replica of {name} in {region} not in sync; consumers not redeployed",
+        body=body,
+        secret=replica_arn,
+        data={"region": region, "status": detail, "services": sorted(service_arns)},
     )
 
 

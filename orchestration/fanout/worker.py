@@ -11,6 +11,9 @@ In order, for the job's service:
 3. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify;
 4. the per-cluster cap (``ROTOR_MAX_ROLLOUTS_PER_CLUSTER``): at it, the job is deferred;
 5. ``DescribeSecret`` (queued jobs): the version AWSCURRENT now is what the deployment holds;
+   for a consumer of a replica, the gate: the replica must hold the primary's new version
+   (``_replica_gate``), else the job waits (a delayed retry) or, replication failed, is
+   reported and not redeployed into the old value;
 6. the ledger claim for that value and ``UpdateService`` (``orchestration.ecs.redeploy``).
 
 Each step records the consumer's status in the rollout store.
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from orchestration.aws.clients import region_of_arn
 from orchestration.ecs.shapes import primary_deployment, snapshot_of
 from orchestration.errors import (
     AwsCallError,
@@ -47,6 +51,7 @@ from orchestration.outcome import (
     NOTIFICATIONS_SUPPRESSED,
     REDEPLOY_FLAPPING,
     REDEPLOYS_DEFERRED,
+    REPLICATION_FAILURES,
     STALE_SERVICES_NOTIFIED,
 )
 from orchestration.ports import Adapters
@@ -68,7 +73,7 @@ class JobStatus(StrEnum):
     SKIPPED = "skipped"
     NOTIFIED = "notified"  # notify-only: the stale service was reported, not redeployed
     FAILED = "failed"
-    DEFERRED = "deferred"  # try again later: its cluster is at its cap
+    DEFERRED = "deferred"  # try again later: its cluster is at its cap, or its replica lags
 
 
 @dataclass
@@ -125,7 +130,10 @@ class JobSteps:
     was made (then the slots count it, and the lease says when it was made)."""
 
     def __init__(self, runtime: Adapters, job: RedeployJob) -> None:
-        self._runtime = runtime
+        #: the stack's own adapters; ``_runtime`` acts in the service's region (its ARN's)
+        self._home = runtime
+        region = region_of_arn(job.service_arn)
+        self._runtime = runtime.in_region(region) if region else runtime
         self._store = runtime.rollouts
         self._settings = runtime.settings
         self.job = job
@@ -158,7 +166,14 @@ class JobSteps:
             return self._notify_only(verdict)
         # Queued, the job may run minutes after it was planned (debounce, retries): the value
         # its deployment will hold is the one AWSCURRENT now, described before anything is taken.
-        value = job.new_value() if described_now else self._current_value()
+        # A replica's consumer waits until its replica holds it.
+        if job.is_replica:
+            gated = self._replica_gate()
+            if isinstance(gated, JobResult):
+                return gated
+            value = gated
+        else:
+            value = job.new_value() if described_now else self._current_value()
         self._follow(value)
         waiting = self._take_policy_slots(snapshot)
         if waiting is not None:
@@ -217,12 +232,92 @@ class JobSteps:
             secret = SecretIdentity.from_full_arn(job.secret_arn)
         except InvalidReferenceError:
             return job.new_value()
-        facts = self._runtime.secret_lookup().describe(
-            secret.arn, account=secret.account, region=secret.region, written_by_aws=True
+        facts = (
+            self._home.in_region(secret.region)
+            .secret_lookup()
+            .describe(secret.arn, account=secret.account, region=secret.region, written_by_aws=True)
         )
         if facts.described and facts.current_version:
             return NewValue(job.secret_arn, facts.current_version)
         return job.new_value()
+
+    def _replica_gate(self) -> NewValue | JobResult:
+        """A consumer of a replica: redeploy only once the replica holds the new value, i.e.
+        the primary's ``ReplicationStatus`` for the replica's region is ``InSync`` AND the
+        replica's own ``DescribeSecret`` (in its region) shows AWSCURRENT on the version that
+        is AWSCURRENT in the primary now. Until then the job waits (``DEFERRED``: sent again
+        later, as at the cluster cap), at most ``ROTOR_REPLICA_MAX_WAIT`` after the new value;
+        past that, or when replication ``Failed``, it is reported (``ReplicationFailures``, a
+        notification) and the service is not redeployed into the old value. AWS errors a
+        retry may fix propagate (the job comes back)."""
+        job = self.job
+        region = job.replica_region
+        assert region is not None and job.primary_secret_arn is not None  # is_replica
+        primary = SecretIdentity.from_full_arn(job.primary_secret_arn)
+        facts = (
+            self._home.in_region(primary.region)
+            .secret_lookup()
+            .describe(
+                primary.arn, account=primary.account, region=primary.region, written_by_aws=True
+            )
+        )
+        if not facts.described:
+            return self._finish(
+                JobStatus.FAILED,
+                f"cannot describe the primary secret {primary.arn} "
+                f"({facts.why_not_described}): cannot tell whether the replica in {region} "
+                "holds the new value",
+                status=Status.FAILED,
+            )
+        target = facts.current_version or job.version or ""
+        replica = facts.replica(region)
+        if replica is None:
+            return self._finish(
+                JobStatus.SKIPPED, f"the secret is no longer replicated to {region}"
+            )
+        if replica.failed:
+            return self._replication_failed(
+                f"replication to {region} failed: {replica.message or '(no message)'}"
+            )
+        held: str | None = None
+        if replica.in_sync:
+            own = (
+                self._home.in_region(region)
+                .secret_lookup()
+                .describe(
+                    job.secret_arn, account=primary.account, region=region, written_by_aws=True
+                )
+            )
+            held = own.current_version if own.described else None
+            if held == target:
+                return NewValue(job.secret_arn, target)
+        where = f"replication {replica.status or '?'}, AWSCURRENT there {held or 'unknown'}"
+        max_wait = self._settings.replica_max_wait
+        if self.now - utc(job.rotated_at) > max_wait:
+            return self._replication_failed(
+                f"the replica in {region} did not hold version {target} within "
+                f"{max_wait} of the new value (ROTOR_REPLICA_MAX_WAIT; {where})"
+            )
+        result = self._finish(
+            JobStatus.DEFERRED,
+            f"waiting for the replica in {region} to hold version {target} ({where})",
+            retryable=True,
+            status=Status.QUEUED,
+        )
+        result.count(REDEPLOYS_DEFERRED)
+        return result
+
+    def _replication_failed(self, detail: str) -> JobResult:
+        job = self.job
+        return self._reported(
+            notices.replication_failed(
+                job.secret_arn, job.replica_region or "", detail, [job.service_arn], job.rotated_at
+            ),
+            JobStatus.SKIPPED,
+            f"not redeployed into the old value: {detail}",
+            REPLICATION_FAILURES,
+            status=Status.FAILED,
+        )
 
     def _follow(self, value: NewValue) -> None:
         """A later version became current since the job was planned: its deployment holds
@@ -237,6 +332,8 @@ class JobSteps:
             described=True,
             rotated_at=job.rotated_at,
             event_id=job.event_id,
+            replica_region=job.replica_region,
+            primary_secret_arn=job.primary_secret_arn,
         )
         self._store.record_rotation(
             self.rotation.rotation_id, job.secret_arn, value.version_id, job.rotated_at
@@ -408,11 +505,13 @@ class JobSteps:
         outcome: JobStatus,
         detail: str,
         metric: str,
+        *,
+        status: Status = Status.SKIPPED,
     ) -> JobResult:
         """Publish ``notification`` about a job rotor does not redeploy, once per (service, new
         value): both deliveries of a rotation, and every retry of a job, claim one window."""
         job = self.job
-        result = self._finish(outcome, detail)
+        result = self._finish(outcome, detail, status=status)
         window = self._runtime.notify_window
         key = f"{notification.kind}|{job.service_arn}|{value_key(job.new_value())}"
         # Claimed at the value's time, as every job for this value is: the window held by the

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from orchestration.aws.clients import region_of_arn
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, OutOfTime, RetryableAwsError
 from orchestration.events.classification import Classification
 from orchestration.fanout import consume
 from orchestration.fanout.jobs import JobReference, PlanJob, RedeployJob, Rotation
+from orchestration.fanout.notices import REPLICATION_FAILED, replication_failed
 from orchestration.fanout.queue import JobQueue
 from orchestration.fanout.worker import JobResult, JobStatus, decide_with_policies
 from orchestration.models import Action, ServiceSnapshot, Verdict
@@ -35,13 +37,15 @@ from orchestration.outcome import (
     REDEPLOYS_QUEUED,
     REDEPLOYS_SKIPPED,
     REDEPLOYS_STARTED,
+    REPLICA_REGIONS_SKIPPED,
+    REPLICATION_FAILURES,
     EventOutcome,
     Failure,
     Skipped,
 )
 from orchestration.ports import Adapters
 from orchestration.rotation.manual import manual_notification, manual_redeploy
-from orchestration.secrets.lookup import SecretFacts, SecretLookup
+from orchestration.secrets.lookup import ReplicaFacts, SecretFacts, SecretLookup, replica_identity
 from orchestration.secrets.references import SecretIdentity
 from orchestration.state.redeploy_ledger import NewValue, value_key
 from orchestration.state.rollouts import ServiceStatus, Status
@@ -75,10 +79,11 @@ def handle_new_secret_value(event: Classification, runtime: RotationAdapters) ->
         described = lookup.describe(event.secret_id, account=event.account, region=event.region)
         secret = described.identity
     outcome.secret = secret.arn
+    primary = DescribedOnce(lookup, secret, described)
     # The new value is described only when there is something to deploy for it.
     rotation = RotationRecorder(
         runtime,
-        lambda: Rotation.of(new_value(event, secret, lookup, described), event),
+        lambda: Rotation.of(new_value(event, secret, lookup, primary.get()), event),
         Rotation.unresolved(secret.arn, event),
     )
     if runtime.queue is None:
@@ -87,6 +92,7 @@ def handle_new_secret_value(event: Classification, runtime: RotationAdapters) ->
         run_inline(planned, runtime, outcome)
     else:
         plan_to_queue(secret, rotation, None, runtime, runtime.queue, outcome)
+    plan_replicas(event, primary, rotation, runtime, outcome)
     finish(event, rotation.close(), runtime, outcome)
     log.info(
         "secret %s: %d consumers, %d queued, %d redeployed, %d skipped, %d by hand, %d failed",
@@ -191,9 +197,10 @@ def finish(
         outcome.count(REDEPLOYS_QUEUED, len(outcome.queued))
     if outcome.deferred:
         outcome.notes.append(
-            f"{len(outcome.deferred)} stale service(s) wait for a rollout slot: their cluster "
-            "has ROTOR_MAX_ROLLOUTS_PER_CLUSTER rollouts under way. Nothing failed; handle the "
-            "event again once those finish (a Lambda retries the event for them)"
+            f"{len(outcome.deferred)} stale service(s) wait for a rollout slot (their cluster "
+            "has ROTOR_MAX_ROLLOUTS_PER_CLUSTER rollouts under way) or for their replica of the "
+            "secret to hold the new value (see each one's reason). Nothing failed; handle the "
+            "event again later (a Lambda retries the event for them)"
         )
 
 
@@ -369,6 +376,147 @@ def enqueue(
             ServiceStatus(Status.QUEUED, "job on the redeploy queue", now, p.job.cluster_arn),
             only_if_new=False,
         )
+
+
+class DescribedOnce:
+    """The primary secret's description, made at most once per event and shared: by the
+    rotation's new value and by the planning of its replicas."""
+
+    def __init__(
+        self, lookup: SecretLookup, secret: SecretIdentity, known: SecretFacts | None
+    ) -> None:
+        self._lookup = lookup
+        self._secret = secret
+        self.known = known
+
+    def get(self) -> SecretFacts:
+        if self.known is None:
+            secret = self._secret
+            self.known = self._lookup.describe(
+                secret.arn, account=secret.account, region=secret.region, written_by_aws=True
+            )
+        return self.known
+
+
+def plan_replicas(
+    event: Classification,
+    primary: DescribedOnce,
+    rotation: RotationRecorder,
+    runtime: RotationAdapters,
+    outcome: EventOutcome,
+) -> None:
+    """The consumers of the secret's replicas (``ReplicationStatus``), each in its region: the
+    same reference rules against the replica's ARN, planned as jobs of the replica's own
+    rotation (its ARN and the primary's new version), which the worker redeploys only once the
+    replica holds that version. A replica in a region outside ``ROTOR_REGIONS`` is reported,
+    not touched; one whose replication ``Failed`` is reported, and its consumers are not
+    redeployed into the old value. The secret is described for this (once per event) when
+    ``ROTOR_REGIONS`` is set; otherwise only when its new value was described anyway."""
+    facts = primary.known
+    if facts is None and runtime.settings.regions:
+        facts = primary.get()
+    if facts is None or not facts.described or not facts.replicas:
+        return
+    value = rotation.need()
+    if not value.described or not value.version:
+        return
+    allowed = set(runtime.settings.regions)
+    for replica in sorted(facts.replicas, key=lambda r: r.region):
+        identity = replica_identity(facts.identity, replica.region)
+        if replica.region not in allowed:
+            outcome.count(REPLICA_REGIONS_SKIPPED)
+            outcome.notes.append(
+                f"replica {identity.arn} ({replica.status or '?'}) not looked at: "
+                f"{replica.region} is not in ROTOR_REGIONS (the stack's ActRegions); its "
+                "consumers keep the old value until they are deployed"
+            )
+            log.warning("replica in %s skipped: not in ROTOR_REGIONS", replica.region)
+            continue
+        clusters = tuple(
+            c
+            for c in runtime.settings.clusters
+            if not c.startswith("arn:") or region_of_arn(c) == replica.region
+        )
+        if runtime.settings.clusters and not clusters:
+            outcome.notes.append(
+                f"replica {identity.arn}: ROTOR_CLUSTERS names no cluster in {replica.region}"
+            )
+            continue
+        regional = runtime.in_region(replica.region)
+        recorder = RotationRecorder.of(
+            regional,
+            Rotation(
+                secret_arn=identity.arn,
+                version=value.version,
+                described=True,
+                rotated_at=value.rotated_at,
+                event_id=value.event_id,
+                replica_region=replica.region,
+                primary_secret_arn=facts.identity.arn,
+            ),
+        )
+        if replica.failed:
+            _replication_failed(event, identity, replica, recorder, regional, outcome, clusters)
+        elif runtime.queue is None:
+            inventory = regional.discovery(clusters or None).scan()
+            planned = plan_inventory(inventory, identity, recorder, regional, outcome)
+            run_inline(planned, regional, outcome)
+        else:
+            plan_to_queue(identity, recorder, clusters or None, regional, runtime.queue, outcome)
+
+
+def _replication_failed(
+    event: Classification,
+    identity: SecretIdentity,
+    replica: ReplicaFacts,
+    recorder: RotationRecorder,
+    regional: RotationAdapters,
+    outcome: EventOutcome,
+    clusters: tuple[str, ...],
+) -> None:
+    """Replication to the replica's region failed: it holds the old value, so its stale
+    consumers are not redeployed (that would start tasks with the old value again). They are
+    recorded as failed and named in one notification per replica and new value, which is
+    counted (``ReplicationFailures``) once with it: a replica without stale consumers is a
+    note only, nothing of rotor's is left holding the old value."""
+    inventory = regional.discovery(clusters or None).scan()
+    outcome.report_scan(inventory)
+    detail = f"replication to {replica.region} failed: {replica.message or '(no message)'}"
+    verdicts = [
+        decide_with_policies(c, recorder.rotated_at, opt_in=regional.settings.opt_in)
+        for c in inventory.consumers_of(identity)
+    ]
+    stale = [v for v in verdicts if v.action is not Action.SKIP]
+    outcome.notes.append(f"replica {identity.arn}: {detail}; {len(stale)} stale consumer(s)")
+    if not stale:
+        return
+    now = datetime.now(UTC)
+    for verdict in stale:
+        service = verdict.consumer.service
+        outcome.skipped.append(Skipped(service.arn, f"not redeployed into the old value: {detail}"))
+        recorder.status(
+            service.arn,
+            ServiceStatus(Status.FAILED, detail, now, service.cluster_arn),
+            only_if_new=True,
+        )
+    log.warning("%s; %d consumer(s) there not redeployed", detail, len(stale))
+    key = f"{REPLICATION_FAILED}|{value_key(recorder.need().new_value())}"
+    if not regional.notify_window.claim(key, event.event_time):
+        outcome.notifications_suppressed += 1
+        outcome.count(NOTIFICATIONS_SUPPRESSED)
+        return
+    outcome.count(REPLICATION_FAILURES)
+    notification = replication_failed(
+        identity.arn,
+        replica.region,
+        detail,
+        [v.service_arn for v in stale],
+        recorder.rotated_at,
+    )
+    with regional.notify_window.released_on_failure(key):
+        regional.notifier.publish(notification)
+    outcome.notifications.append(notification)
+    outcome.count(NOTIFICATIONS_SENT)
 
 
 def new_value(

@@ -45,6 +45,8 @@ def _plan(job: PlanJob, runtime: RotationAdapters) -> JobReport:
             secret=job.secret_arn,
         )
     )
+    # A replica's consumers are planned in the replica's region (the state stays the stack's).
+    runtime = runtime.in_region(job.secret.region)
     rotation = RotationRecorder.of(runtime, job)
     if runtime.queue is not None:
         plan_to_queue(

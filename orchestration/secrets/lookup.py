@@ -10,6 +10,7 @@ on the command line are held to more: a secret that does not exist is an error
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,37 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: ``ReplicationStatus[].Status`` (DescribeSecret's ``ReplicationStatusType``).
+IN_SYNC = "InSync"
+IN_PROGRESS = "InProgress"
+FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaFacts:
+    """One replica of a secret, as the primary's ``DescribeSecret`` lists it in
+    ``ReplicationStatus``: its region, ``InSync``, ``InProgress`` or ``Failed``, and what
+    Secrets Manager says about it."""
+
+    region: str
+    status: str
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
+
+    @property
+    def in_sync(self) -> bool:
+        return self.status == IN_SYNC
+
+
+def replica_identity(primary: SecretIdentity, region: str) -> SecretIdentity:
+    """The replica of ``primary`` in ``region``: AWS names it like the primary (same account,
+    name and suffix), only the region differs, and so does its ARN."""
+    return dataclasses.replace(primary, region=region)
+
+
 @dataclass(frozen=True, slots=True)
 class SecretFacts:
     """A secret as rotor knows it after resolution."""
@@ -35,6 +67,11 @@ class SecretFacts:
     tags: dict[str, str] = field(default_factory=dict)
     current_version: str | None = None  # the version labelled AWSCURRENT (never its value)
     why_not_described: str | None = None
+    #: the secret's replicas in other regions (``ReplicationStatus``; a primary's only)
+    replicas: tuple[ReplicaFacts, ...] = ()
+
+    def replica(self, region: str) -> ReplicaFacts | None:
+        return next((r for r in self.replicas if r.region == region), None)
 
     @property
     def scheduled_for_deletion(self) -> bool:
@@ -87,6 +124,13 @@ class SecretLookup:
                     if AWSCURRENT in labels
                 ),
                 None,
+            ),
+            replicas=tuple(
+                ReplicaFacts(
+                    str(r["Region"]), str(r.get("Status", "")), str(r.get("StatusMessage", ""))
+                )
+                for r in answer.get("ReplicationStatus", [])
+                if r.get("Region")
             ),
         )
 

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestration.aws.clients import region_of_arn
 from orchestration.errors import UsageError
 from orchestration.state.rollouts import RolloutStore, Status, StoredRotation
 from orchestration.times import iso
@@ -39,18 +40,21 @@ def _rotation(record: StoredRotation) -> dict[str, Any]:
     return {
         "rotation": record.rotation_id,
         "secret": record.secret_arn,
+        # A replica's rotation is its own (its ARN, in its region): the region says which.
+        "region": region_of_arn(record.secret_arn),
         "version": record.version,
         "rotated_at": iso(record.rotated_at),
         "counts": {status.value: counts.get(status.value, 0) for status in Status},
         "services": [
             {
                 "service": arn,
+                "region": region_of_arn(arn),
                 "status": s.status.value,
                 "detail": s.detail,
                 "at": iso(s.at),
                 "deployment": s.deployment_id,
             }
-            for arn, s in sorted(record.services.items())
+            for arn, s in sorted(record.services.items(), key=lambda i: (region_of_arn(i[0]), i[0]))
         ],
     }
 
@@ -71,12 +75,18 @@ def render_status(report: dict[str, Any]) -> list[str]:
             f": {counts or 'no consumers'}",
         ]
         rows = [
-            [s["service"].split(":service/", 1)[-1], s["status"], s["at"], s["detail"]]
+            [
+                s["region"] or "-",
+                s["service"].split(":service/", 1)[-1],
+                s["status"],
+                s["at"],
+                s["detail"],
+            ]
             for s in rotation["services"]
         ]
-        header = ["SERVICE", "STATUS", "SINCE", "DETAIL"]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        header = ["REGION", "SERVICE", "STATUS", "SINCE", "DETAIL"]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
         for row in [header, *rows]:
-            cells = [c.ljust(w) for c, w in zip(row[:3], widths, strict=True)]
-            lines.append("  " + "  ".join([*cells, row[3]]))
+            cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+            lines.append("  " + "  ".join([*cells, row[4]]))
     return lines

@@ -33,11 +33,12 @@ from orchestration.state.rollouts import DeploymentRecord, DynamoDbRolloutStore
 from tests.aws_fakes import FailFor, sqs_lambda_event
 from tests.conftest import ACCOUNT, REGION, SAMPLE_EVENTS, load_event
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
-from tests.integration.workers import FakeLambdaContext
+from tests.integration.workers import FakeLambdaContext, replica_with_a_consumer
 
 pytestmark = pytest.mark.integration
 
 Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
+REPLICA_REGION = "eu-west-1"
 
 
 @pytest.fixture(autouse=True)
@@ -198,6 +199,16 @@ def emissions(
     poison = load_event("delete-secret-recovery-window.json")
     poison["detail"]["requestParameters"]["recoveryWindowInDays"] = "seven"
     containers.invoke(route(poison)[0].handler, poison)
+    # ... a secret whose replica failed to replicate: its consumer in that region is
+    # reported (ReplicationFailures), not redeployed ...
+    containers.fresh()
+    monkeypatch.setenv("ROTOR_REGIONS", REPLICA_REGION)
+    replicated = replica_with_a_consumer(clients, REPLICA_REGION, failed=True)
+    rotated = load_event("rotation-succeeded.json")
+    rotated["detail"]["additionalEventData"]["SecretId"] = replicated
+    containers.invoke(route(rotated)[0].handler, rotated)
+    monkeypatch.delenv("ROTOR_REGIONS")
+    containers.fresh()
     # ... then everything the deployed rules route to the handlers ...
     routed = 0
     for path in SAMPLE_EVENTS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -183,3 +184,78 @@ def test_the_calls_iam_allows_only_by_tag_are_made_only_on_tagged_resources(
             for t in clients.secretsmanager.describe_secret(SecretId=secret).get("Tags", [])
         }
         assert tags.get("rotor:restore-on-access", "").lower() == "true", secret
+
+
+def _held_to_requested_regions(stack: dict[str, Any], function: str, action: str) -> bool:
+    """Some statement of the function grants ``action`` on any region's resources ("*", or an
+    ARN with a wildcard region): only such a statement allows a call in another region."""
+    for statement in _statements(stack["Resources"][function]["Properties"]["Policies"]):
+        actions = statement["Action"]
+        if action not in ([actions] if isinstance(actions, str) else actions):
+            continue
+        resource = statement["Resource"]
+        text = resource.get("Fn::Sub", "") if isinstance(resource, dict) else resource
+        text = re.sub(r"\$\{[^}]*\}", "X", text)  # ${AWS::Partition} has colons of its own
+        if text == "*" or text.split(":")[3:4] == ["*"]:
+            return True
+    return False
+
+
+def _statements(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "Effect" in node and "Action" in node:
+            return [node]
+        return [s for value in node.values() for s in _statements(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _statements(value)]
+    return []
+
+
+def test_the_calls_in_a_replicas_region_are_ones_the_roles_allow_there(
+    stack: dict[str, Any],
+    clients: AwsClients,
+    inbox: Any,  # noqa: F811
+    state_table: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ActRegions (ROTOR_REGIONS), the rotation function reads ECS in a replica's region
+    and the worker describes the replica there and redeploys its consumer: each such call is
+    granted by a statement that covers other regions (held by aws:RequestedRegion)."""
+    from tests.integration.workers import replica_with_a_consumer
+
+    replica_region = "eu-west-1"
+    monkeypatch.setenv("ROTOR_TOPIC_ARN", inbox.topic_arn)
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
+    monkeypatch.setenv("ROTOR_REGIONS", replica_region)
+    jobs = clients.sqs.create_queue(QueueName="rotor-redeploy")["QueueUrl"]
+    monkeypatch.setenv("ROTOR_REDEPLOY_QUEUE_URL", jobs)
+    primary = replica_with_a_consumer(clients, replica_region)
+    calls: set[tuple[str, str, str]] = set()
+    current = {"function": ""}
+
+    def record(model: Any, context: dict[str, Any], **_: Any) -> None:
+        action = f"{model.service_model.endpoint_prefix}:{model.name}"
+        region = context["client_region"]
+        calls.add((current["function"], BATCH_ACTIONS.get(action, action), region))
+
+    # Every client made from the session from now on (another region's), and those made already.
+    clients.session.events.register("before-call", record)
+    for client in (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb, clients.sqs):
+        client.meta.events.register("before-call", record)
+    containers = Containers(monkeypatch, clients)
+    event = json.loads((SAMPLE_EVENTS[0].parent / "rotation-succeeded.json").read_text())
+    event["detail"]["additionalEventData"]["SecretId"] = primary
+    for r in route(event):
+        current["function"] = r.function
+        containers.invoke(r.handler, event)
+    current["function"] = "WorkerFunction"
+    _run_queued_jobs(clients, jobs, containers)
+
+    elsewhere = {(f, a) for f, a, region in calls if region == replica_region}
+    assert ("RotationFunction", "ecs:DescribeServices") in elsewhere
+    assert ("WorkerFunction", "secretsmanager:DescribeSecret") in elsewhere
+    assert ("WorkerFunction", "ecs:UpdateService") in elsewhere  # the replica's consumer
+    for function, action in elsewhere:
+        assert action in _granted(stack, function), (function, action)
+        assert _held_to_requested_regions(stack, function, action), (function, action)
+    assert {region for _, _, region in calls} == {"us-east-1", replica_region}

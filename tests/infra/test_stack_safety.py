@@ -143,6 +143,11 @@ def _update_service(statements: list[dict[str, Any]]) -> dict[str, Any]:
     return update
 
 
+#: Every ECS service and DescribeSecret statement of the rotation and worker roles is held to
+#: the stack's own region (and ActRegions, below).
+OWN_REGION = {"StringEquals": {"aws:RequestedRegion": [REGION]}}
+
+
 def test_with_opt_in_the_worker_may_redeploy_only_services_tagged_for_it(
     aws: None,  # noqa: F811
     transformed: dict[str, Any],  # noqa: F811
@@ -151,10 +156,10 @@ def test_with_opt_in_the_worker_may_redeploy_only_services_tagged_for_it(
     stack = create_stack(transformed, OptIn="true")
 
     worker = role_policies(stack["resources"]["WorkerFunctionRole"])
-    assert _update_service(worker)["Condition"] == tag
+    assert _update_service(worker)["Condition"] == {**OWN_REGION, **tag}
     # Reading a service is not redeploying it: discovery still sees every service.
     (describe,) = [s for s in worker if "ecs:DescribeServices" in _actions([s])]
-    assert "Condition" not in describe
+    assert describe["Condition"] == OWN_REGION
 
 
 def test_with_opt_in_and_clusters_both_conditions_hold(
@@ -165,6 +170,7 @@ def test_with_opt_in_and_clusters_both_conditions_hold(
 
     update = _update_service(role_policies(stack["resources"]["WorkerFunctionRole"]))
     assert update["Condition"] == {
+        **OWN_REGION,
         "StringLike": {"ecs:cluster": ["*:cluster/prod"]},
         "StringEqualsIgnoreCase": {f"aws:ResourceTag/{OPT_TAG}": "true"},
     }
@@ -177,7 +183,38 @@ def test_without_opt_in_the_worker_may_redeploy_any_service_in_scope(
     stack = create_stack(transformed)
 
     update = _update_service(role_policies(stack["resources"]["WorkerFunctionRole"]))
-    assert "Condition" not in update
+    assert update["Condition"] == OWN_REGION
+
+
+@pytest.mark.parametrize("role", ["RotationFunctionRole", "WorkerFunctionRole"])
+def test_act_regions_widen_the_ecs_and_describe_secret_statements_to_those_regions_only(
+    aws: None,  # noqa: F811
+    transformed: dict[str, Any],  # noqa: F811
+    role: str,
+) -> None:
+    """A replica's consumers are in other regions: with ActRegions, the roles may describe
+    and (the worker) redeploy services, and describe secrets, there too, and nowhere else."""
+    stack = create_stack(transformed, ActRegions="eu-west-1,eu-central-1", ClusterNames="prod")
+    statements = role_policies(stack["resources"][role])
+    scoped = [
+        s
+        for s in statements
+        if _actions([s])
+        & {"ecs:DescribeServices", "ecs:UpdateService", "secretsmanager:DescribeSecret"}
+    ]
+    assert len(scoped) == (3 if role == "WorkerFunctionRole" else 2)
+    for statement in scoped:
+        regions = statement["Condition"]["StringEquals"]["aws:RequestedRegion"]
+        assert regions == [REGION, "eu-west-1", "eu-central-1"], statement
+        assert ":*:" in statement["Resource"]  # any region's ARN, the request's region held
+    # The alarms function acts in its own region only.
+    alarms = role_policies(stack["resources"]["AlarmsFunctionRole"])
+    assert all(f":{REGION}:" in str(s["Resource"]) or s["Resource"] == "*" for s in alarms)
+
+
+def test_the_functions_are_told_the_regions_their_roles_allow() -> None:
+    env = read_template(INFRA / "template.yaml")["Globals"]["Function"]["Environment"]
+    assert env["Variables"]["ROTOR_REGIONS"] == {"Fn::Join": [",", {"Ref": "ActRegions"}]}
 
 
 def test_the_tags_iam_checks_are_the_tags_the_code_reads(stack: dict[str, Any]) -> None:
@@ -206,11 +243,19 @@ def _condition_keys(node: Any) -> set[str]:
             if operator.startswith("Fn::"):
                 keys |= _condition_keys(value)
             elif isinstance(value, dict):
-                keys |= set(value)
+                keys |= _operator_keys(value)
     elif isinstance(node, list):
         for value in node:
             keys |= _condition_keys(value)
     return keys
+
+
+def _operator_keys(block: dict[str, Any]) -> set[str]:
+    """The keys one condition operator tests, through an ``Fn::If`` between blocks."""
+    if "Fn::If" in block:
+        _, then, otherwise = block["Fn::If"]
+        return {k for b in (then, otherwise) if isinstance(b, dict) for k in _operator_keys(b)}
+    return set() if "Ref" in block else set(block)
 
 
 def test_every_resource_tag_condition_is_one_its_actions_support(stack: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import ACCOUNT, REGION
-from tests.integration.conftest import EcsWorld, RedeployQueue
+from tests.integration.conftest import STALE, EcsWorld, RedeployQueue
 
 
 class FakeLambdaContext:
@@ -51,3 +51,38 @@ def stale_world(ecs_world: EcsWorld, clusters: dict[str, int], fresh: int = 1) -
                 cluster, f"{cluster}-fresh-{i}", task_definition, deployed_at=fresh_at
             )
     return db
+
+
+def replica_with_a_consumer(clients: Any, region: str, *, failed: bool = False) -> str:
+    """``replicated/db`` in the clients' region, replicated to ``region`` (moto's replica: in
+    sync at once, or its status set as AWS reports a failed replication), and a stale service
+    there (cluster ``prod``, service ``replica-api``) that references the replica's ARN.
+    Returns the primary's ARN."""
+    import boto3
+    from moto.ecs.models import ecs_backends
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    from orchestration.cli.world import backdate_deployment
+
+    arn: str = clients.secretsmanager.create_secret(
+        Name="replicated/db", SecretString="x", AddReplicaRegions=[{"Region": region}]
+    )["ARN"]
+    if failed:
+        (replica,) = secretsmanager_backends[ACCOUNT][clients.region].secrets[arn].replicas
+        replica.config.update(Status="Failed", StatusMessage="Replication failed: KMS key disabled")
+    ecs = boto3.client("ecs", region_name=region)
+    ecs.create_cluster(clusterName="prod")
+    container = {
+        "name": "app",
+        "image": "registry.example.com/app:1",
+        "memory": 256,
+        "secrets": [{"name": "DB", "valueFrom": arn.replace(f":{clients.region}:", f":{region}:")}],
+    }
+    task_definition = ecs.register_task_definition(
+        family="replica-api", containerDefinitions=[container]
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster="prod", serviceName="replica-api", taskDefinition=task_definition, desiredCount=1
+    )
+    backdate_deployment(ecs_backends[ACCOUNT][region], "prod", "replica-api", STALE)
+    return arn
