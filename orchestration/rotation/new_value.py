@@ -40,6 +40,7 @@ from orchestration.outcome import (
     Skipped,
 )
 from orchestration.ports import Adapters
+from orchestration.rotation.indexed import indexed_inventory
 from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import SecretIdentity
@@ -82,7 +83,9 @@ def handle_new_secret_value(event: Classification, runtime: RotationAdapters) ->
         Rotation.unresolved(secret.arn, event),
     )
     if runtime.queue is None:
-        inventory = runtime.discovery().scan()
+        inventory = indexed_inventory(secret, runtime, outcome)
+        if inventory is None:  # no index rotor may trust: scan
+            inventory = runtime.discovery().scan()
         planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
         run_inline(planned, runtime, outcome)
     else:
@@ -321,6 +324,16 @@ def plan_to_queue(
     propagates, so the job's own message comes back and, failing again and again, reaches the
     queue's maxReceiveCount and the dead-letter queue. (Handed on as a new message, each
     attempt would start again at receive count 1: an endless loop of ECS calls.)"""
+    indexed = indexed_inventory(secret, runtime, outcome, clusters)
+    if indexed is not None:  # only the index's candidates: no plan to split
+        enqueue(
+            plan_inventory(indexed, secret, rotation, runtime, outcome),
+            rotation,
+            runtime,
+            queue,
+            outcome,
+        )
+        return
     left: list[str] | None = list(clusters) if clusters is not None else None
     try:
         if left is None:

@@ -53,6 +53,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
 from orchestration.aws.retry import RetryPolicy
@@ -140,11 +141,13 @@ def region_of(service_arn: str) -> str:
     return parts[3] if len(parts) > 3 else ""
 
 
-class _Unchanged:
+class _Unchanged(Enum):
     """``decide``'s answer when the service's item is to stay as it is."""
 
+    UNCHANGED = auto()
 
-UNCHANGED = _Unchanged()
+
+UNCHANGED = _Unchanged.UNCHANGED
 #: The service's item now (``None``: none) -> the item to write, ``None`` to delete it, or
 #: ``UNCHANGED``.
 Decide = Callable[[dict[str, Any] | None], dict[str, Any] | _Unchanged | None]
