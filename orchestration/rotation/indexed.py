@@ -5,11 +5,13 @@ within ``ROTOR_INDEX_MAX_AGE``), a rotation describes only the index's candidate
 (``orchestration.ecs.indexed``): its ECS reads are ceil(candidates / 10) per cluster, whatever
 the number of services in the account. Without one it scans, as before: silently when no index
 exists (no table, or never built), saying so (outcome note, warning log) when the index is too
-old or cannot be read.
+old or cannot be read (the index is read and kept with one attempt per call: a table that
+cannot answer right away makes the rotation scan, never wait).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -32,9 +34,11 @@ def indexed_inventory(
 ) -> Inventory | None:
     """The index's candidates for ``secret`` (in ``clusters``, when given), described; ``None``
     when there is no index rotor may trust (the caller scans)."""
-    index = runtime.consumer_index
-    if index is None:
+    if runtime.consumer_index is None:
         return None
+    # One attempt each: the index is an optimisation, and a table that cannot answer right
+    # away must not cost the rotation a retry budget before the scan it falls back to.
+    index = runtime.consumer_index.with_retry(dataclasses.replace(runtime.retry, max_attempts=1))
     try:
         candidates = index.candidates(secret)
         built = candidates.built_at if candidates is not None else index.built_at(secret.region)
