@@ -424,3 +424,27 @@ def test_an_index_never_built_or_no_table_means_a_full_scan(
         assert not any("consumer index" in n for n in answer["notes"])
         clients.ecs.meta.events.unregister("before-parameter-build.ecs", calls._record)
     assert ecs_world.updates_reached_moto == Counter({"api": 1})  # the ledger: once
+
+
+def test_an_index_the_table_cannot_return_right_away_means_a_full_scan_said_so(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str
+) -> None:
+    from tests.aws_fakes import ErrorInjector
+
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "api", td)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    throttled = ErrorInjector(
+        1.0, code="ProvisionedThroughputExceededException", operations={"BatchGetItem"}
+    ).attach(clients.dynamodb)
+    calls = ApiCalls().attach(clients.ecs)
+
+    answer = rotation_handler(runtime)(rotation_event(db), FakeLambdaContext())
+
+    assert throttled.injected["BatchGetItem"] == 1  # one attempt, no retry budget spent
+    assert calls.counts["ListServices"] >= 1
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["api"]
+    assert any("could not be read" in n and "full scan instead" in n for n in answer["notes"])
