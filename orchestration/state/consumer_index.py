@@ -51,6 +51,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum, auto
@@ -76,6 +77,10 @@ SHARDS = 16
 TRANSACTION_ACTIONS = 100
 #: ``BatchGetItem`` reads at most 100 keys a call.
 BATCH_GET = 100
+#: Services a rebuild writes at once (each change is one transaction). One by default: a
+#: steady-state rebuild writes only what changed; a first build of a large account may pass
+#: more (DynamoDB serves them; moto's transactions are not thread-safe, so tests keep one).
+REBUILD_WORKERS = 1
 DEFAULT_MAX_AGE = timedelta(hours=2)  # the reconciler rebuilds every 30 minutes
 SERVICE_KIND = "index-service"
 SECRET_KIND = "index-secret"
@@ -238,14 +243,19 @@ class ConsumerIndex(ABC):
         region: str,
         services: Iterable[tuple[str, str, Sequence[TaskDefinitionSummary]]],
         built_at: datetime,
+        *,
+        workers: int = REBUILD_WORKERS,
     ) -> None:
         """Replace what the index holds for ``region`` with what a full scan found
         (``(service ARN, cluster ARN, task definitions)``), then record ``built_at``: when the
         scan began. A service recorded after ``built_at`` (by an event the scan may predate)
-        keeps its record; one the scan did not find is forgotten."""
+        keeps its record; one the scan did not find is forgotten. Only what changed is written,
+        ``workers`` services at a time; an error stops the rebuild before ``built_at`` is
+        recorded (a half-done rebuild is not trusted)."""
         built_at = utc(built_at)
         started = _micros(built_at)
         held = {str(item["service"]): item for item in self._region_items(region)}
+        changes: list[tuple[str, Decide, dict[str, Any] | None]] = []
         found: set[str] = set()
         for service_arn, cluster_arn, task_definitions in services:
             found.add(service_arn)
@@ -258,7 +268,8 @@ class ConsumerIndex(ABC):
                     return UNCHANGED
                 return UNCHANGED if _same(old, wanted) else wanted
 
-            self._apply(service_arn, decide, held.get(service_arn))
+            if decide(held.get(service_arn)) is not UNCHANGED:
+                changes.append((service_arn, decide, held.get(service_arn)))
         for service_arn, item in held.items():
             if service_arn in found or item.get("forgotten"):
                 continue
@@ -273,7 +284,12 @@ class ConsumerIndex(ABC):
                     return UNCHANGED  # created after the scan began
                 return tombstone
 
-            self._apply(service_arn, gone, item)
+            changes.append((service_arn, gone, item))
+        if changes:
+            with ThreadPoolExecutor(
+                max(1, min(workers, len(changes))), thread_name_prefix="rotor-index"
+            ) as pool:
+                list(pool.map(lambda change: self._apply(*change), changes))
         self._set_built(region, built_at)
 
     def built_at(self, region: str) -> datetime | None:

@@ -297,3 +297,27 @@ def _sets(backend: Backend, index: ConsumerIndex) -> list[set[str]]:
 def test_shards_spread_a_secrets_consumers() -> None:
     shards = {index_module.shard_of(service(f"s{i}")) for i in range(200)}
     assert shards == set(range(SHARDS))
+
+
+def test_a_second_rebuild_of_an_unchanged_account_writes_nothing(backend: Backend) -> None:
+    records = [(service(f"s{i}"), CLUSTER, [td(f"s{i}:1", DB.arn)]) for i in range(5)]
+    index = built(backend, *records)
+    commits: list[Any] = []
+    real = index._commit
+    index._commit = lambda change: commits.append(change) or real(change)  # type: ignore[method-assign]
+
+    index.rebuild(REGION, records, NOW)
+
+    assert commits == []
+    assert index.built_at(REGION) == NOW
+
+
+def test_a_rebuild_on_several_workers_indexes_the_same(backend: Backend) -> None:
+    if backend.name != "memory":
+        pytest.skip("moto's TransactWriteItems is not thread-safe (DynamoDB's is)")
+    index = backend.consumer_index()
+    records = [(service(f"s{i}"), CLUSTER, [td(f"s{i}:1", DB.arn)]) for i in range(200)]
+
+    index.rebuild(REGION, records, NOW, workers=8)
+
+    assert len(found(index.candidates(DB, now=NOW))) == 200
