@@ -21,12 +21,14 @@ from orchestration.alarms.use_cases import (
 from orchestration.errors import InvalidEventError, InvalidReferenceError
 from orchestration.events.classification import (
     ALARM_KINDS,
+    INDEX_KINDS,
     REDEPLOY_KINDS,
     TRACKER_KINDS,
     Classification,
     EventKind,
     classify,
 )
+from orchestration.indexing.service_changes import handle_service_change
 from orchestration.outcome import INVALID_EVENTS, UNTRUSTED_EVENTS, EventOutcome
 from orchestration.rotation.new_value import handle_new_secret_value
 from orchestration.runtime import Runtime
@@ -41,13 +43,17 @@ USE_CASES: dict[EventKind, UseCase] = {
     EventKind.DELETION_SCHEDULED: handle_deletion_scheduled,
     EventKind.ROTATION_FAILED: handle_rotation_failed,
     EventKind.DEPLOYMENT_STATE: handle_deployment_state,
+    EventKind.SERVICE_CHANGED: handle_service_change,
+    EventKind.SERVICE_DELETED: handle_service_change,
 }
 
 #: The kinds each function of ``infra/template.yaml`` acts on, by its ``Handler``: the handler
 #: modules build themselves from this table, and ``rotor replay`` looks up the routed function
 #: in it.
 HANDLER_KINDS: Mapping[str, frozenset[EventKind]] = {
-    "handlers.rotation.lambda_handler": frozenset(REDEPLOY_KINDS),
+    # The rotation function also keeps the consumer index (ECS service changes): it already
+    # has the ECS reads and a metered share of ECS's limits.
+    "handlers.rotation.lambda_handler": frozenset(REDEPLOY_KINDS | INDEX_KINDS),
     "handlers.alarms.lambda_handler": frozenset(ALARM_KINDS),
     "handlers.tracker.lambda_handler": frozenset(TRACKER_KINDS),
 }

@@ -17,6 +17,7 @@ from orchestration.ecs.redeploy import Redeployer
 from orchestration.notifications import Notifier
 from orchestration.secrets.lookup import SecretLookup
 from orchestration.settings import Settings
+from orchestration.state.consumer_index import ConsumerIndex
 from orchestration.state.notify_window import NotifyWindow
 from orchestration.state.rollouts import RolloutStore
 from orchestration.state.service_lease import ServiceLeases
@@ -45,6 +46,11 @@ class Adapters(Protocol):
 
     @property
     def leases(self) -> ServiceLeases: ...
+
+    @property
+    def consumer_index(self) -> ConsumerIndex | None:
+        """The consumer index; None without a state table (rotor then scans)."""
+        ...
 
     def in_region(self, region: str) -> Self:
         """The same adapters acting in ``region`` (AWS clients there; state shared)."""

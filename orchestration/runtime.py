@@ -23,6 +23,7 @@ from orchestration.fanout.queue import JobQueue, SqsJobQueue
 from orchestration.notifications import LogOnlyNotifier, Notifier, SnsNotifier
 from orchestration.secrets.lookup import SecretLookup
 from orchestration.settings import Settings
+from orchestration.state.consumer_index import ConsumerIndex
 from orchestration.state.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
 from orchestration.state.redeploy_ledger import (
     DynamoDbRedeployLedger,
@@ -48,6 +49,8 @@ class Runtime:
     queue: JobQueue | None = None  # the redeploy queue; None: jobs run inline
     #: one rotor job at a time redeploys a service (``orchestration.state.service_lease``)
     leases: ServiceLeases = field(default_factory=lambda: ServiceLeases(MemoryStateStore()))
+    #: secret -> services (``orchestration.state.consumer_index``); None: no table, rotor scans
+    consumer_index: ConsumerIndex | None = None
 
     @classmethod
     def build(
@@ -63,6 +66,7 @@ class Runtime:
         rollouts: RolloutStore | None = None,
         queue: JobQueue | None = None,
         leases: ServiceLeases | None = None,
+        consumer_index: ConsumerIndex | None = None,
     ) -> Runtime:
         retry = retry or RetryPolicy()
         if settings.ecs_containers > 1:
@@ -99,6 +103,10 @@ class Runtime:
                 if settings.state_table
                 else MemoryStateStore()
             )
+        if consumer_index is None and settings.state_table:
+            consumer_index = ConsumerIndex.for_table(
+                clients.dynamodb, settings.state_table, retry, settings.index_max_age
+            )
         if queue is None and settings.redeploy_queue_url:
             queue = SqsJobQueue(clients.sqs, settings.redeploy_queue_url, retry)
         return cls(
@@ -106,6 +114,7 @@ class Runtime:
             rollouts=rollouts,
             queue=queue,
             leases=leases,
+            consumer_index=consumer_index,
             clients=clients,
             settings=settings,
             retry=retry,
@@ -135,6 +144,9 @@ class Runtime:
             rollouts=self.rollouts.with_retry(retry),
             leases=self.leases.with_retry(retry),
             task_definitions=self.task_definitions.with_retry(retry),
+            consumer_index=(
+                self.consumer_index.with_retry(retry) if self.consumer_index is not None else None
+            ),
         )
 
     def in_region(self, region: str) -> Runtime:

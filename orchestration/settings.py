@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # ROTOR_ECS_CONTAINERS: containers sharing ECS's account limits (the function's reserved
     # concurrency); each meters 1/N of every rate and burst
     ecs_containers: int = 1
+    # ROTOR_INDEX_MAX_AGE: a consumer index not rebuilt by a full scan for this long is not
+    # trusted (rotor scans instead); same format as ROTOR_NOTIFY_WINDOW
+    index_max_age: timedelta = timedelta(hours=2)
     # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
     # besides their own account's (the accounts that forward their secrets' events)
     trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
@@ -89,7 +92,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
 
-    @field_validator("notify_window", "replica_max_wait", mode="before")
+    @field_validator("notify_window", "replica_max_wait", "index_max_age", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str):

@@ -217,6 +217,19 @@ class ConsumerDiscovery:
             self._all_pages("ListClusters", self._ecs.list_clusters, "clusterArns")
         )
 
+    def describe(self, cluster: str, arns: list[str]) -> Described:
+        """One ``DescribeServices`` (at most ``DESCRIBE_BATCH`` services, with tags): the
+        services found, those missing, and those of a shape rotor does not expect."""
+        return self._describe_services(cluster, arns)
+
+    def task_definition(self, arn: str) -> TaskDefinitionSummary:
+        """The summary of one revision: from the cache, else one ``DescribeTaskDefinition``."""
+        return self._task_definition(arn)
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
     def _service_arns(self, cluster: str) -> list[str]:
         return self._all_pages(
             "ListServices", self._ecs.list_services, "serviceArns", cluster=cluster

@@ -45,6 +45,8 @@ class EventKind(StrEnum):
     DELETION_SCHEDULED = "deletion_scheduled"
     PENDING_DELETION_ACCESS = "pending_deletion_access"
     DEPLOYMENT_STATE = "deployment_state"
+    SERVICE_CHANGED = "service_changed"  # an ECS service may run other task definitions
+    SERVICE_DELETED = "service_deleted"
     IGNORE = "ignore"
 
 
@@ -56,6 +58,19 @@ ALARM_KINDS = frozenset(
 )
 #: Kinds the tracker follows: the end of a deployment rotor started.
 TRACKER_KINDS = frozenset({EventKind.DEPLOYMENT_STATE})
+#: Kinds that maintain the consumer index: an ECS service created, changed or deleted.
+INDEX_KINDS = frozenset({EventKind.SERVICE_CHANGED, EventKind.SERVICE_DELETED})
+#: ECS calls (CloudTrail) after which a service may run other task definitions.
+SERVICE_CHANGES = frozenset(
+    {
+        "CreateService",
+        "UpdateService",
+        "DeleteService",
+        "CreateTaskSet",
+        "UpdateServicePrimaryTaskSet",
+        "DeleteTaskSet",
+    }
+)
 
 
 class _Envelope(EventBridgeModel):
@@ -181,8 +196,11 @@ class Classification:
     recovery_window_days: int | None = None
     force_delete: bool | None = None
     deletion_date: str | None = None
+    #: The ECS service: an ARN AWS wrote, or (an ECS call without a response) the caller's
+    #: words, a name or an ARN.
     service_arn: str | None = None
     deployment_id: str | None = None
+    cluster: str | None = None  # an ECS call's cluster (ARN or name; ``default`` if none)
 
     @property
     def secret_id(self) -> str:
@@ -248,6 +266,8 @@ def classify(event: Any) -> Classification:
             return _classify_cloudtrail(_validate(CloudTrailEvent, event, "detail"), base)
     if envelope.source == ECS and envelope.detail_type == ECS_DEPLOYMENT_STATE_CHANGE:
         return _classify_deployment(_validate(EcsDeploymentEvent, event, "detail"), base)
+    if envelope.source == ECS and envelope.detail_type == CLOUDTRAIL_API_CALL:
+        return _classify_ecs_call(_validate(CloudTrailEvent, event, "detail"), base)
     return Classification(
         kind=EventKind.IGNORE,
         reason=f"rotor does not act on {envelope.source} {envelope.detail_type!r} events",
@@ -393,6 +413,60 @@ def _classify_deployment(envelope: EcsDeploymentEvent, base: dict[str, Any]) -> 
         service_arn=services[0] if services else None,
         deployment_id=detail.deploymentId,
         **base,
+    )
+
+
+def _classify_ecs_call(envelope: CloudTrailEvent, base: dict[str, Any]) -> Classification:
+    """An ECS API call: the ones that change which task definitions a service runs maintain
+    the consumer index. UpdateService without a task definition (a scale, or rotor's own
+    forceNewDeployment) changes none."""
+    detail = envelope.detail
+    name = detail.eventName
+    request = detail.requestParameters or {}
+    response = detail.responseElements or {}
+    written = response.get("service") or response.get("taskSet") or {}
+    if not isinstance(written, Mapping):
+        raise InvalidEventError(f"responseElements of {name} is not an object")
+    service = _text(written, "serviceArn") or _text(request, "service")
+    service = service or _text(request, "serviceName")
+    cluster = _text(written, "clusterArn") or _text(request, "cluster") or "default"
+    common: dict[str, Any] = {
+        **base,
+        "event_name": name,
+        "event_time": _utc(detail.eventTime) if detail.eventTime else base["event_time"],
+        "caller": _caller(detail),
+        "error_code": detail.errorCode,
+        "error_message": detail.errorMessage,
+        "service_arn": service,
+        "cluster": cluster,
+        **({"region": detail.awsRegion} if detail.awsRegion else {}),
+    }
+    if name not in SERVICE_CHANGES:
+        return Classification(
+            kind=EventKind.IGNORE, reason=f"{name} changes no service's task definitions", **common
+        )
+    if detail.errorCode or detail.errorMessage:
+        return Classification(
+            kind=EventKind.IGNORE,
+            reason=f"{name} failed ({detail.errorCode or 'error'}); nothing changed",
+            **common,
+        )
+    if name == "UpdateService" and not _text(request, "taskDefinition"):
+        return Classification(
+            kind=EventKind.IGNORE,
+            reason="UpdateService without a task definition: the service runs the same ones",
+            **common,
+        )
+    if not service:
+        raise InvalidEventError(f"{name} event names no service")
+    if name == "DeleteService":
+        return Classification(
+            kind=EventKind.SERVICE_DELETED, reason="the service was deleted", **common
+        )
+    return Classification(
+        kind=EventKind.SERVICE_CHANGED,
+        reason=f"{name}: the service may run other task definitions",
+        **common,
     )
 
 

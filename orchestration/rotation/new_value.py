@@ -44,6 +44,7 @@ from orchestration.outcome import (
     Skipped,
 )
 from orchestration.ports import Adapters
+from orchestration.rotation.indexed import indexed_inventory
 from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.secrets.lookup import ReplicaFacts, SecretFacts, SecretLookup, replica_identity
 from orchestration.secrets.references import SecretIdentity
@@ -87,7 +88,9 @@ def handle_new_secret_value(event: Classification, runtime: RotationAdapters) ->
         Rotation.unresolved(secret.arn, event),
     )
     if runtime.queue is None:
-        inventory = runtime.discovery().scan()
+        inventory = indexed_inventory(secret, runtime, outcome)
+        if inventory is None:  # no index rotor may trust: scan
+            inventory = runtime.discovery().scan()
         planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
         run_inline(planned, runtime, outcome)
     else:
@@ -328,6 +331,16 @@ def plan_to_queue(
     propagates, so the job's own message comes back and, failing again and again, reaches the
     queue's maxReceiveCount and the dead-letter queue. (Handed on as a new message, each
     attempt would start again at receive count 1: an endless loop of ECS calls.)"""
+    indexed = indexed_inventory(secret, runtime, outcome, clusters)
+    if indexed is not None:  # only the index's candidates: no plan to split
+        enqueue(
+            plan_inventory(indexed, secret, rotation, runtime, outcome),
+            rotation,
+            runtime,
+            queue,
+            outcome,
+        )
+        return
     left: list[str] | None = list(clusters) if clusters is not None else None
     try:
         if left is None:
@@ -458,7 +471,9 @@ def plan_replicas(
         if replica.failed:
             _replication_failed(event, identity, replica, recorder, regional, outcome, clusters)
         elif runtime.queue is None:
-            inventory = regional.discovery(clusters or None).scan()
+            inventory = indexed_inventory(identity, regional, outcome, clusters or None)
+            if inventory is None:  # no index of that region rotor may trust: scan
+                inventory = regional.discovery(clusters or None).scan()
             planned = plan_inventory(inventory, identity, recorder, regional, outcome)
             run_inline(planned, regional, outcome)
         else:

@@ -8,6 +8,7 @@ from orchestration.fanout.consume import JobReport
 from orchestration.fanout.jobs import PlanJob, RedeployJob
 from orchestration.models import ServiceSnapshot, Verdict
 from orchestration.outcome import EventOutcome
+from orchestration.rotation.indexed import indexed_inventory
 from orchestration.rotation.new_value import (
     RotationAdapters,
     RotationRecorder,
@@ -59,7 +60,9 @@ def _plan(job: PlanJob, runtime: RotationAdapters) -> JobReport:
             hand_on_errors=False,  # this message comes back: maxReceiveCount applies
         )
     else:
-        inventory = runtime.discovery().scan()
+        inventory = indexed_inventory(job.secret, runtime, outcome, job.clusters)
+        if inventory is None:  # no index rotor may trust: scan
+            inventory = runtime.discovery().scan()
         planned = plan_inventory(inventory, job.secret, rotation, runtime, outcome)
         run_inline(planned, runtime, outcome)
     # The handler told its own part's manual redeploys under the value's key: this part's

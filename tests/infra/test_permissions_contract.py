@@ -61,9 +61,13 @@ def test_every_call_the_functions_make_is_granted_to_them(
     calls: dict[str, set[str]] = defaultdict(set)
     current = {"function": ""}
 
-    def record(model: Any, **_: Any) -> None:
+    def record(model: Any, params: Any = None, **_: Any) -> None:
         prefix = model.service_model.endpoint_prefix
         action = f"{prefix}:{model.name}"
+        if action == "dynamodb:TransactWriteItems":  # IAM authorises each action inside
+            for item in (params or {}).get("TransactItems", []):
+                calls[current["function"]].update(TRANSACT_ACTIONS[op] for op in item)
+            return
         calls[current["function"]].add(BATCH_ACTIONS.get(action, action))
 
     for client in (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb, clients.sqs):
@@ -108,6 +112,14 @@ def _run_queued_jobs(clients: AwsClients, jobs: str, containers: Containers) -> 
         for m in messages:
             clients.sqs.delete_message(QueueUrl=jobs, ReceiptHandle=m["ReceiptHandle"])
 
+
+#: The actions of a TransactWriteItems, as IAM authorises them.
+TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
 
 #: Batch operations IAM authorises under the single action.
 BATCH_ACTIONS = {

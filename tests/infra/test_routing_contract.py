@@ -26,6 +26,7 @@ FAILURES = "RotationFailuresRule"
 DELETION = "DeletionRule"
 READS = "PendingDeletionReadsRule"
 DEPLOYMENTS = "DeploymentStatesRule"
+SERVICES = "ServiceChangesRule"
 
 EXPECTED: dict[str, set[str]] = {
     "batch-get-secret-value-marked-for-deletion.json": {READS},
@@ -33,6 +34,11 @@ EXPECTED: dict[str, set[str]] = {
     "delete-secret-recovery-window.json": {DELETION},
     "ecs-deployment-completed.json": {DEPLOYMENTS},
     "ecs-deployment-failed.json": {DEPLOYMENTS},
+    "ecs-create-service.json": {SERVICES},
+    "ecs-create-task-set.json": {SERVICES},
+    "ecs-delete-service.json": {SERVICES},
+    "ecs-update-service.json": {SERVICES},
+    "ecs-update-service-force-new-deployment.json": set(),  # rotor's own: costs no read
     "get-secret-value-access-denied.json": set(),
     "get-secret-value-marked-for-deletion-by-name.json": {READS},
     "get-secret-value-marked-for-deletion-cross-account.json": {READS},
@@ -59,6 +65,7 @@ FUNCTION_OF_RULE = {
     DELETION: "AlarmsFunction",
     READS: "AlarmsFunction",
     DEPLOYMENTS: "TrackerFunction",
+    SERVICES: "RotationFunction",
 }
 
 
@@ -82,12 +89,26 @@ def _variants() -> list[tuple[str, dict[str, Any]]]:
     failed_delete["detail"]["errorMessage"] = "not authorized"
     other_source = _load(EVENTS / "rotation-succeeded.json")
     other_source["source"] = "custom.secretsmanager"
+    failed_create = _load(EVENTS / "ecs-create-service.json")
+    failed_create["detail"]["errorCode"] = "InvalidParameterException"
+    failed_create["detail"]["responseElements"] = None
+    primary_task_set = _load(EVENTS / "ecs-create-task-set.json")
+    primary_task_set["detail"]["eventName"] = "UpdateServicePrimaryTaskSet"
+    deleted_task_set = _load(EVENTS / "ecs-create-task-set.json")
+    deleted_task_set["detail"]["eventName"] = "DeleteTaskSet"
+    scaled = _load(EVENTS / "ecs-update-service.json")
+    del scaled["detail"]["requestParameters"]["taskDefinition"]
+    scaled["detail"]["requestParameters"]["desiredCount"] = 4
     return [
         ("failed PutSecretValue", failed_put),
         ("AWSCURRENT among stages", several_stages),
         ("PutSecretValue without response", no_response),
         ("failed DeleteSecret", failed_delete),
         ("not from Secrets Manager", other_source),
+        ("failed CreateService", failed_create),
+        ("UpdateServicePrimaryTaskSet", primary_task_set),
+        ("DeleteTaskSet", deleted_task_set),
+        ("UpdateService scaling only", scaled),
     ]
 
 
@@ -97,6 +118,10 @@ VARIANT_EXPECTED = {
     "PutSecretValue without response": {VALUE},
     "failed DeleteSecret": set(),
     "not from Secrets Manager": set(),
+    "failed CreateService": set(),
+    "UpdateServicePrimaryTaskSet": {SERVICES},
+    "DeleteTaskSet": {SERVICES},
+    "UpdateService scaling only": set(),
 }
 
 

@@ -31,6 +31,11 @@ EXPECTED_KINDS: dict[str, EventKind] = {
     "delete-secret-recovery-window.json": EventKind.DELETION_SCHEDULED,
     "ecs-deployment-completed.json": EventKind.DEPLOYMENT_STATE,
     "ecs-deployment-failed.json": EventKind.DEPLOYMENT_STATE,
+    "ecs-create-service.json": EventKind.SERVICE_CHANGED,
+    "ecs-create-task-set.json": EventKind.SERVICE_CHANGED,
+    "ecs-delete-service.json": EventKind.SERVICE_DELETED,
+    "ecs-update-service.json": EventKind.SERVICE_CHANGED,
+    "ecs-update-service-force-new-deployment.json": EventKind.IGNORE,
     "get-secret-value-access-denied.json": EventKind.IGNORE,
     "get-secret-value-marked-for-deletion-by-name.json": EventKind.PENDING_DELETION_ACCESS,
     "get-secret-value-marked-for-deletion-cross-account.json": EventKind.PENDING_DELETION_ACCESS,
@@ -58,6 +63,11 @@ EXPECTED_SECRETS: dict[str, str | None] = {
     "delete-secret-recovery-window.json": LEGACY,  # caller said "prod/legacy-token"
     "ecs-deployment-completed.json": None,
     "ecs-deployment-failed.json": None,
+    "ecs-create-service.json": None,
+    "ecs-create-task-set.json": None,
+    "ecs-delete-service.json": None,
+    "ecs-update-service.json": None,
+    "ecs-update-service-force-new-deployment.json": None,
     "get-secret-value-access-denied.json": DB_ADMIN,
     "get-secret-value-marked-for-deletion-by-name.json": "prod/legacy-token",
     "get-secret-value-marked-for-deletion-cross-account.json": LEGACY,
@@ -921,3 +931,77 @@ def test_a_caller_is_described_by_what_is_known() -> None:
     assert Caller(role_arn=role).describe() == role
     assert Caller(role_arn=role, session_name="s1").describe() == f"{role} (session s1)"
     assert Caller(arn="a", session_name="s1").describe() == "a"
+
+
+# --- ECS calls that change a service (the consumer index) ----------------------------------
+
+BILLING = f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/prod/billing"
+PROD = f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/prod"
+
+
+@pytest.mark.parametrize(
+    ("sample", "kind"),
+    [
+        ("ecs-create-service.json", EventKind.SERVICE_CHANGED),
+        ("ecs-update-service.json", EventKind.SERVICE_CHANGED),
+        ("ecs-delete-service.json", EventKind.SERVICE_DELETED),
+    ],
+)
+def test_an_ecs_service_change_names_the_service_and_cluster_aws_wrote(
+    sample: str, kind: EventKind
+) -> None:
+    found = classify(load_event(sample))
+
+    assert (found.kind, found.service_arn, found.cluster) == (kind, BILLING, PROD)
+    assert found.caller is not None and found.caller.role_arn.endswith("role/deploy-pipeline")
+
+
+def test_a_task_set_names_its_service_from_the_task_set() -> None:
+    found = classify(load_event("ecs-create-task-set.json"))
+
+    assert found.kind is EventKind.SERVICE_CHANGED
+    assert found.service_arn == f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/prod/checkout"
+
+
+def test_an_ecs_call_without_a_response_names_the_service_in_the_callers_words() -> None:
+    event = load_event("ecs-create-service.json")
+    event["detail"]["responseElements"] = None
+    event["detail"]["requestParameters"].pop("cluster")
+
+    found = classify(event)
+
+    assert (found.kind, found.service_arn, found.cluster) == (
+        EventKind.SERVICE_CHANGED,
+        "billing",
+        "default",  # ECS's default cluster when the call names none
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda d: d.update(errorCode="InvalidParameterException"), "failed"),
+        (lambda d: d["requestParameters"].pop("taskDefinition"), "without a task definition"),
+        (lambda d: d.update(eventName="TagResource"), "changes no service"),
+    ],
+    ids=["failed", "scaling-or-force", "other-call"],
+)
+def test_ecs_calls_that_change_no_task_definition_are_ignored(
+    change: Callable[[dict[str, Any]], Any], why: str
+) -> None:
+    event = load_event("ecs-update-service.json")
+    change(event["detail"])
+
+    found = classify(event)
+
+    assert found.kind is EventKind.IGNORE
+    assert why in found.reason
+
+
+def test_an_ecs_change_that_names_no_service_is_invalid() -> None:
+    event = load_event("ecs-create-service.json")
+    event["detail"]["responseElements"] = None
+    event["detail"]["requestParameters"].pop("serviceName")
+
+    with pytest.raises(InvalidEventError, match="names no service"):
+        classify(event)

@@ -203,3 +203,10 @@ def test_the_constructor_reads_the_environment_too(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.clusters == ("prod", "batch")
     assert settings.notify_window == timedelta(hours=1)
+
+
+def test_index_max_age_defaults_to_two_hours_and_reads_durations() -> None:
+    assert Settings.from_env({}).index_max_age == timedelta(hours=2)
+    assert Settings.from_env({"ROTOR_INDEX_MAX_AGE": "90m"}).index_max_age == timedelta(minutes=90)
+    with pytest.raises(ConfigurationError, match="ROTOR_INDEX_MAX_AGE"):
+        Settings.from_env({"ROTOR_INDEX_MAX_AGE": "2 hours"})

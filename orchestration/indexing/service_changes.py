@@ -1,0 +1,64 @@
+"""An ECS service was created, deleted, or may run other task definitions: update the index.
+
+The CloudTrail events of ``CreateService``, ``UpdateService`` (with a task definition),
+``DeleteService``, ``CreateTaskSet``, ``UpdateServicePrimaryTaskSet`` and ``DeleteTaskSet``
+(``EventKind.SERVICE_CHANGED`` / ``SERVICE_DELETED``). The service is described (one
+``DescribeServices``): what it runs now, every task set included, is what ECS says, not what the
+event's request asked for. Its task definitions are read through the task-definition cache (a
+known revision costs no ECS call), and the service is recorded under the secrets they reference
+(``ConsumerIndex.record_service``). A deleted service (the event names its ARN) is forgotten
+without any ECS call. Without a state table there is no index, and nothing is called.
+
+AWS errors propagate: the event is retried (then dead-lettered), since until the next rebuild
+it is the index's only word about the change.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from orchestration.ecs.indexed import INACTIVE, describe_one, summaries_of
+from orchestration.events.classification import Classification, EventKind
+from orchestration.outcome import EventOutcome
+from orchestration.ports import Adapters
+
+log = logging.getLogger(__name__)
+
+
+def handle_service_change(event: Classification, runtime: Adapters) -> EventOutcome:
+    outcome = EventOutcome(event)
+    index = runtime.consumer_index
+    service = event.service_arn or ""
+    if index is None:
+        outcome.notes.append("no consumer index (ROTOR_STATE_TABLE is not set): nothing to record")
+        return outcome
+    if event.kind is EventKind.SERVICE_DELETED and service.startswith("arn:"):
+        index.forget_service(service)
+        outcome.notes.append(f"service {service} deleted: forgotten by the consumer index")
+        return outcome
+    discovery = runtime.discovery()
+    found, missing, skipped = describe_one(discovery, event.cluster or "default", service)
+    for arn in missing:
+        index.forget_service(arn)
+        outcome.notes.append(f"service {arn} does not exist (any more): forgotten")
+    for bad in skipped:
+        outcome.notes.append(f"service {bad.arn} not indexed: {bad.reason}")
+    for snapshot in found:
+        if event.kind is EventKind.SERVICE_DELETED or snapshot.status == INACTIVE:
+            index.forget_service(snapshot.arn)
+            outcome.notes.append(f"service {snapshot.arn} deleted: forgotten by the consumer index")
+            continue
+        summaries = summaries_of(discovery, snapshot)
+        index.record_service(snapshot.arn, snapshot.cluster_arn, summaries)
+        references = {ref.raw for td in summaries for _, ref in td.references}
+        running = ", ".join(snapshot.task_definitions) or "no task definition"
+        outcome.notes.append(
+            f"service {snapshot.arn} indexed on {running} ({len(references)} reference(s))"
+        )
+        log.info(
+            "indexed %s: %d task definition(s), %d reference(s)",
+            snapshot.arn,
+            len(summaries),
+            len(references),
+        )
+    return outcome
