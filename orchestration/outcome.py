@@ -37,6 +37,8 @@ REDEPLOY_FLAPPING = "RedeployFlapping"  # skipped: too many forced deployments i
 STALE_SERVICES_NOTIFIED = "StaleServicesNotified"  # tag rotor:redeploy=notify: reported only
 REDEPLOY_ROLLED_BACK = "RedeployRolledBack"  # rotor's deployment failed (circuit breaker)
 TIME_TO_FRESH = "TimeToFresh"  # seconds from the new value to rotor's deployment completing
+#: stale consumers the reconciler queued or redeployed: the events rotor lost
+HEALED_BY_RECONCILER = "HealedByReconciler"
 #: Units other than Count.
 METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}
 

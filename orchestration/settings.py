@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # ROTOR_TRUSTED_ACCOUNTS: comma-separated account ids whose events the handlers accept
     # besides their own account's (the accounts that forward their secrets' events)
     trusted_accounts: Annotated[tuple[str, ...], NoDecode] = ()
+    # ROTOR_RECONCILE_READ_SHARE: the share (0 < x <= 1) of the account's ECS read limits the
+    # reconciler's paced scan may use, so other deployers in the account keep the rest
+    reconcile_read_share: float = 0.25
 
     @field_validator("clusters", "trusted_accounts", mode="before")
     @classmethod
@@ -132,6 +135,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: int) -> int:
         if not 1 <= value <= 64:
             raise ValueError("must be between 1 and 64")
+        return value
+
+    @field_validator("reconcile_read_share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("must be more than 0 and at most 1 (0.25: a quarter)")
         return value
 
     @field_validator("debounce_seconds")

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from orchestration.aws.ratelimit import CALLER_TIME_LEFT, ApiRateLimiter
+from orchestration.aws.ratelimit import (
+    CALLER_TIME_LEFT,
+    CLOUDTRAIL_LIMITS,
+    CLOUDTRAIL_OPERATION_BUCKETS,
+    ApiRateLimiter,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -80,6 +85,11 @@ class AwsClients:
         self.ecs_rate_limiter = (
             ecs_rate_limiter if ecs_rate_limiter is not None else (ApiRateLimiter())
         )
+        #: LookupEvents (the reconciler) is paced to CloudTrail's 2 per second; the other
+        #: CloudTrail calls (``rotor doctor``'s) pass unmetered.
+        self.cloudtrail_rate_limiter = ApiRateLimiter(
+            CLOUDTRAIL_LIMITS, CLOUDTRAIL_OPERATION_BUCKETS
+        )
 
     @classmethod
     def from_options(
@@ -129,11 +139,12 @@ class AwsClients:
         client: SQSClient = self._client("sqs")
         return client
 
-    # The account's prerequisites (``rotor doctor``): read only.
+    # The account's prerequisites (``rotor doctor``) and the reconciler's LookupEvents: read only.
 
     @cached_property
     def cloudtrail(self) -> CloudTrailClient:
         client: CloudTrailClient = self._client("cloudtrail")
+        self.cloudtrail_rate_limiter.attach(client)
         return client
 
     @cached_property

@@ -47,6 +47,16 @@ ECS_OPERATION_BUCKETS: Mapping[str, str] = {
     "DescribeClusters": "cluster-reads",
 }
 
+#: The read categories: what a scan spends (``hold_read_share`` meters only these).
+ECS_READ_BUCKETS = frozenset({"service-reads", "task-definition-reads", "cluster-reads"})
+
+# CloudTrail's LookupEvents: 2 requests per second per account and region (CloudTrail's
+# quotas); no burst beyond it.
+CLOUDTRAIL_LIMITS: Mapping[str, BucketLimit] = {
+    "lookup-events": BucketLimit(per_second=2, burst=1),
+}
+CLOUDTRAIL_OPERATION_BUCKETS: Mapping[str, str] = {"LookupEvents": "lookup-events"}
+
 
 #: Seconds the current thread's caller may still wait (set by ``RetryPolicy.call``).
 CALLER_TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar(
@@ -109,19 +119,36 @@ class ApiRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._operations = operations
+        self._containers = 1
+        self._read_share = 1.0
 
     def share_among(self, containers: int) -> None:
         """This process is one of ``containers`` that share the account's limits (a function's
         reserved concurrency): meter 1/N of each rate and burst. Call before the first call."""
-        n = max(1, containers)
-        self.buckets = {
-            name: TokenBucket(
-                BucketLimit(limit.per_second / n, max(1.0, limit.burst / n)),
+        self._containers = max(1, containers)
+        self._rebuild()
+
+    def hold_read_share(self, share: float) -> None:
+        """Meter only ``share`` (0 < share <= 1) of each read category's rate and burst (of
+        this process's part, see ``share_among``): the reconciler's paced scan leaves the rest
+        of the account's read budget to everyone else. Writes are left as they are. Setting
+        the share it already holds changes nothing (the buckets keep their state)."""
+        if not 0 < share <= 1:
+            raise ValueError(f"a share is more than 0 and at most 1, not {share}")
+        if share != self._read_share:
+            self._read_share = share
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        n = self._containers
+        self.buckets = {}
+        for name, limit in self._limits.items():
+            share = self._read_share if name in ECS_READ_BUCKETS else 1.0
+            self.buckets[name] = TokenBucket(
+                BucketLimit(limit.per_second * share / n, max(1.0, limit.burst * share / n)),
                 clock=self._clock,
                 sleep=self._sleep,
             )
-            for name, limit in self._limits.items()
-        }
 
     def acquire(self, operation: str) -> float:
         bucket = self.buckets.get(self._operations.get(operation, ""))
