@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 #: that job (a second pass right after the first queues nothing, and counts nothing); after
 #: it, a job still not done is taken for lost and queued again (the ledger dedupes).
 QUEUED_RECENTLY = timedelta(hours=1)
+#: How far this process's clock may be from ECS's (deployment times are ECS's).
+CLOCK_SKEW = timedelta(seconds=60)
 EVENT_ID = "reconcile"
 
 
@@ -395,7 +397,9 @@ class _Pass:
             result.action = Action.MANUAL
             self._report.count(MANUAL_REDEPLOYS)
             return result
-        waiting = self._queued_recently(rotation.rotation_id, service.arn)
+        waiting = self._handled_already(
+            rotation.rotation_id, service.arn, service.primary_created_at
+        )
         if waiting is not None:
             result.action = Action.SKIPPED
             result.reason = waiting
@@ -413,17 +417,33 @@ class _Pass:
         self._planned.append((Planned(job, service, verdict), result))
         return result
 
-    def _queued_recently(self, rotation_id: str, service_arn: str) -> str | None:
+    def _handled_already(
+        self, rotation_id: str, service_arn: str, deployed_at: datetime | None
+    ) -> str | None:
+        """Why a stale-looking consumer is rotor's already for this value, from its status:
+        a job queued less than ``QUEUED_RECENTLY`` ago, or a deployment rotor made for this
+        value that is still the service's (a clock a little ahead of ECS's must not make a
+        pass take rotor's own deployment for an older one and count it twice)."""
         try:
             status = self._runtime.rollouts.status(rotation_id, service_arn)
         except AwsCallError as exc:
             log.warning("could not read the status of %s: %s", service_arn, exc)
             return None
-        if status is None or status.status is not Status.QUEUED:
+        if status is None:
             return None
-        if datetime.now(UTC) - utc(status.at) >= QUEUED_RECENTLY:
-            return None
-        return f"a job for this value is already on the queue (since {iso(status.at)})"
+        now = datetime.now(UTC)
+        if status.status is Status.QUEUED and now - utc(status.at) < QUEUED_RECENTLY:
+            return f"a job for this value is already on the queue (since {iso(status.at)})"
+        if (
+            status.status in (Status.DEPLOYING, Status.FRESH)
+            and deployed_at is not None
+            and utc(deployed_at) >= utc(status.at) - CLOCK_SKEW
+        ):
+            return (
+                f"rotor already redeployed it for this value (deployment "
+                f"{status.deployment_id or '?'}, {iso(status.at)})"
+            )
+        return None
 
     # the jobs
 
