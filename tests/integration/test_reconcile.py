@@ -401,6 +401,6 @@ def test_the_scheduled_function_runs_the_same_pass(
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("{") and '"_aws"' in line
     ]
-    assert sum(record.get("HealedByReconciler", 0) for record in emitted) == len(HEALED)
+    assert sum(sum(record.get("HealedByReconciler", [])) for record in emitted) == len(HEALED)
     # The next scheduled pass finds nothing to heal.
     assert handler(scheduled, FakeLambdaContext())["healed"] == []
