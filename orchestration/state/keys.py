@@ -16,6 +16,9 @@ is kept for as long as something may still read it:
 | ``flap#<service ARN>`` | ``rollouts`` | the flap window |
 | ``rollouts#<cluster ARN>`` | ``rollouts`` | until its last hold may be dropped |
 | ``taskdef#<task definition ARN>`` | ``task_definitions`` | 30 days (``TASK_DEFINITION_KEEP``) |
+| ``index-service#<service ARN>`` | ``consumer_index`` | until forgotten, then 1 day |
+| ``index-secret#<secret>#<shard>`` | ``consumer_index`` | as long as the table (its set empties) |
+| ``index-built#<region>`` | ``consumer_index`` | as long as the table |
 
 Keys are built here, never taken apart elsewhere (``rotation_id`` is the one reading back).
 """
@@ -34,6 +37,9 @@ LATEST_DEPLOYMENT = "latest-deployment#"
 FLAP = "flap#"
 ROLLOUTS = "rollouts#"
 TASK_DEFINITION = "taskdef#"
+INDEX_SERVICE = "index-service#"
+INDEX_SECRET = "index-secret#"
+INDEX_BUILT = "index-built#"
 
 #: Every prefix, for the check that the table's kinds do not overlap.
 PREFIXES = (
@@ -47,6 +53,9 @@ PREFIXES = (
     FLAP,
     ROLLOUTS,
     TASK_DEFINITION,
+    INDEX_SERVICE,
+    INDEX_SECRET,
+    INDEX_BUILT,
 )
 
 REDEPLOY_KEEP = timedelta(days=2)  # long after any duplicate delivery of one rotation
@@ -54,6 +63,9 @@ SERVICE_LEASE_KEEP = timedelta(hours=1)
 ROTATION_KEEP = timedelta(days=14)
 DEPLOYMENT_KEEP = timedelta(days=2)
 TASK_DEFINITION_KEEP = timedelta(days=30)
+#: A forgotten service's tombstone: a rebuild whose scan began before the deletion must not
+#: bring it back.
+INDEX_FORGOTTEN_KEEP = timedelta(days=1)
 
 
 def notify(key: str) -> str:
@@ -99,3 +111,16 @@ def rollouts(cluster_arn: str) -> str:
 
 def task_definition(arn: str) -> str:
     return TASK_DEFINITION + arn
+
+
+def index_service(service_arn: str) -> str:
+    return INDEX_SERVICE + service_arn
+
+
+def index_secret(secret: str, shard: int) -> str:
+    """One shard of the services referencing ``secret`` (``partition:region:account:name``)."""
+    return f"{INDEX_SECRET}{secret}#{shard}"
+
+
+def index_built(region: str) -> str:
+    return INDEX_BUILT + region

@@ -23,6 +23,7 @@ import time_machine
 
 from orchestration.aws.clients import AwsClients
 from orchestration.cli.world import Inbox, backdate_deployment
+from orchestration.state.consumer_index import ConsumerIndex, MemoryConsumerIndex
 from orchestration.state.notify_window import DynamoDbNotifyWindow, MemoryNotifyWindow, NotifyWindow
 from orchestration.state.redeploy_ledger import (
     DynamoDbRedeployLedger,
@@ -387,6 +388,7 @@ class Backend:
     def __post_init__(self) -> None:
         self._memory = MemoryStateStore()
         self._summaries = TaskDefinitionCache()
+        self._index = MemoryConsumerIndex()
 
     def _dynamodb(self) -> tuple[Any, str, Any] | None:
         if self.name == "memory":
@@ -420,6 +422,13 @@ class Backend:
         aws = self._dynamodb()
         return StoredTaskDefinitionCache(*aws) if aws else self._summaries
 
+    def consumer_index(self, max_age: timedelta | None = None) -> ConsumerIndex:
+        aws = self._dynamodb()
+        index: ConsumerIndex = ConsumerIndex.for_table(*aws) if aws else self._index
+        if max_age is not None:
+            index.max_age = max_age
+        return index
+
 
 #: What ``Backend`` builds, by name: ``test_state_contracts`` checks every store with two
 #: backends is among them.
@@ -430,6 +439,7 @@ BACKEND_BUILDERS = (
     "leases",
     "rollouts",
     "task_definitions",
+    "consumer_index",
 )
 
 
