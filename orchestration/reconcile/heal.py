@@ -27,10 +27,9 @@ number of events rotor lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, RetryableAwsError
@@ -64,6 +63,7 @@ from orchestration.reconcile.report import (
 from orchestration.rotation.new_value import Planned, RotationAdapters
 from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import ReferenceKind, SecretIdentity, SecretReference
+from orchestration.state.consumer_index import ConsumerIndex
 from orchestration.state.rollouts import ServiceStatus, Status
 from orchestration.times import iso, utc
 
@@ -76,18 +76,6 @@ QUEUED_RECENTLY = timedelta(hours=1)
 #: How far this process's clock may be from ECS's (deployment times are ECS's).
 CLOCK_SKEW = timedelta(seconds=60)
 EVENT_ID = "reconcile"
-
-
-class ConsumerIndex(Protocol):
-    """What the reconciler needs of the consumer index (``orchestration.state``): rebuilt
-    from a full scan."""
-
-    def rebuild(
-        self,
-        region: str,
-        services: Iterable[tuple[str, str, Sequence[TaskDefinitionSummary]]],
-        built_at: datetime,
-    ) -> None: ...
 
 
 def reconcile(
@@ -132,9 +120,11 @@ def reconcile(
 
 
 def _index_of(runtime: RotationAdapters) -> ConsumerIndex | None:
-    """The runtime's consumer index, once the composition root has one."""
+    """The runtime's consumer index (``Runtime.consumer_index``, None without a state table).
+    Read by name until the ports declare it: the composition root that builds it is wired on
+    another branch."""
     found: Any = getattr(runtime, "consumer_index", None)
-    return found if found is not None and hasattr(found, "rebuild") else None
+    return found if isinstance(found, ConsumerIndex) else None
 
 
 def _report_scan(inventory: Inventory, report: ReconcileReport) -> None:

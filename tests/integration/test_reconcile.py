@@ -404,3 +404,43 @@ def test_the_scheduled_function_runs_the_same_pass(
     assert sum(sum(record.get("HealedByReconciler", [])) for record in emitted) == len(HEALED)
     # The next scheduled pass finds nothing to heal.
     assert handler(scheduled, FakeLambdaContext())["healed"] == []
+
+
+def test_the_pass_rebuilds_the_consumer_index_from_its_scan(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    from orchestration.secrets.references import SecretIdentity
+    from orchestration.state.consumer_index import ConsumerIndex
+
+    index = ConsumerIndex.for_table(clients.dynamodb, state_table, table_runtime.retry)
+    dry = reconcile(table_runtime, dry_run=True, index=index)
+    assert dry.index == "not rebuilt: dry run"
+    assert index.built_at(REGION) is None
+
+    report = reconcile(table_runtime, index=index)
+
+    assert report.index == f"rebuilt from the scan ({len(SERVICES)} service(s))"
+    assert index.built_at(REGION) == report.started_at
+    unknown = SecretIdentity.from_full_arn(world.arns["prod/unknown"])
+    candidates = index.candidates(unknown)
+    assert candidates is not None
+    assert {s.service_arn.rsplit("/", 1)[-1] for s in candidates.services} == {
+        "unknown-old",
+        "unknown-between",
+        "unknown-after",
+    }
+
+
+def test_a_scan_that_could_not_read_everything_leaves_the_index_alone(
+    world: World, table_runtime: Runtime, clients: AwsClients
+) -> None:
+    from orchestration.state.consumer_index import ConsumerIndex
+    from tests.aws_fakes import FailFor
+
+    index = ConsumerIndex.in_memory()
+    FailFor("DescribeTaskDefinition", "AccessDeniedException").attach(clients.ecs)
+    report = reconcile(table_runtime, index=index)
+    assert report.index == "not rebuilt: the scan could not read everything"
+    assert index.built_at(REGION) is None
+    assert not report.ok
+    assert report.metrics["DiscoveryFailures"] >= 1
