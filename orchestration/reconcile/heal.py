@@ -139,8 +139,7 @@ def _report_scan(inventory: Inventory, report: ReconcileReport) -> None:
         report.notes.append(f"service {skipped.arn} not scanned: {skipped.reason}")
     for bad in inventory.unreadable:
         report.notes.append(
-            f"unreadable reference in {bad.task_definition} container {bad.container}: "
-            f"{bad.error}"
+            f"unreadable reference in {bad.task_definition} container {bad.container}: {bad.error}"
         )
 
 
@@ -344,7 +343,9 @@ class _Pass:
                 stored.rotated_at, evidence, f"rotation record written by {who} (state table)"
             )
         if created is None:
-            return Moment(datetime.now(UTC), Evidence.UNKNOWN, "the version's CreatedDate is unknown")
+            return Moment(
+                datetime.now(UTC), Evidence.UNKNOWN, "the version's CreatedDate is unknown"
+            )
         if only_version:
             return Moment(created, Evidence.ONLY_VERSION, "the secret's only version ever")
         if not later:
@@ -363,9 +364,7 @@ class _Pass:
 
     # one consumer
 
-    def _consumer(
-        self, rotation: Rotation, consumer: Consumer, decided_by: str
-    ) -> ConsumerResult:
+    def _consumer(self, rotation: Rotation, consumer: Consumer, decided_by: str) -> ConsumerResult:
         service = consumer.service
         verdict = decide_with_policies(
             consumer, rotation.rotated_at, opt_in=self._runtime.settings.opt_in
@@ -449,9 +448,7 @@ class _Pass:
                 for planned, result in self._planned:
                     result.action = Action.FAILED
                     result.reason = f"could not queue the job: {exc}"
-                    self._report.failed.append(
-                        Failure(planned.job.service_arn, str(exc), True)
-                    )
+                    self._report.failed.append(Failure(planned.job.service_arn, str(exc), True))
                 return
             now = datetime.now(UTC)
             for planned, result in self._planned:

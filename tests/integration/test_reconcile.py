@@ -141,7 +141,9 @@ def world(clients: AwsClients, ecs_world: EcsWorld, trail: CloudTrailHistory) ->
             if when == "old":  # a partial ARN: the same secret, described once
                 reference = reference[: -len("-XXXXXX")]
             task_definition = ecs_world.task_definition(secrets=[reference])
-            ecs_world.service("prod", f"{short}-{when}", task_definition, deployed_at=DEPLOYED[when])
+            ecs_world.service(
+                "prod", f"{short}-{when}", task_definition, deployed_at=DEPLOYED[when]
+            )
     # A secret with one version ever: current since its creation an hour ago.
     single = sm.create_secret(Name="prod/single", SecretString="only")
     arns["prod/single"], versions["prod/single"] = single["ARN"], single["VersionId"]
@@ -152,7 +154,10 @@ def world(clients: AwsClients, ecs_world: EcsWorld, trail: CloudTrailHistory) ->
     # A secret scheduled for deletion that a service still reads: reported, left alone.
     retired = sm.create_secret(Name="prod/retired", SecretString="gone")["ARN"]
     ecs_world.service(
-        "prod", "retired-old", ecs_world.task_definition(secrets=[retired]), deployed_at=DEPLOYED["old"]
+        "prod",
+        "retired-old",
+        ecs_world.task_definition(secrets=[retired]),
+        deployed_at=DEPLOYED["old"],
     )
     sm.delete_secret(SecretId=retired, RecoveryWindowInDays=7)
     arns["prod/retired"] = retired
@@ -172,7 +177,9 @@ def world(clients: AwsClients, ecs_world: EcsWorld, trail: CloudTrailHistory) ->
             "versionStage": "AWSCURRENT",
             "moveToVersionId": "another-version",
         },
-        responseElements={"arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/other-AbCdEf"},
+        responseElements={
+            "arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/other-AbCdEf"
+        },
     )
     trail.add(
         "UpdateSecretVersionStage",
@@ -318,7 +325,10 @@ def test_a_dry_run_changes_nothing(
     would = {n for n, c in consumers.items() if c["action"] == "would redeploy"}
     assert would == HEALED | {"recorded-after"}
     assert "HealedByReconciler" not in report.metrics
-    assert report.index in ("no consumer index (it lives in ROTOR_STATE_TABLE)", "not rebuilt: dry run")
+    assert report.index in (
+        "no consumer index (it lives in ROTOR_STATE_TABLE)",
+        "not rebuilt: dry run",
+    )
     items = clients.dynamodb.scan(TableName=state_table)["Items"]
     assert not [i for i in items if not i["pk"]["S"].startswith("taskdef#")]  # a cache only
     assert report.to_dict()["would_metrics"]
@@ -354,14 +364,16 @@ def test_only_the_named_secrets_consumers_are_reconciled(
 ) -> None:
     before = world.primaries()
     report = reconcile(table_runtime, secret="prod/unknown")
-    assert _changed(before, world.primaries()) == {"unknown-old", "unknown-between", "unknown-after"}
+    assert _changed(before, world.primaries()) == {
+        "unknown-old",
+        "unknown-between",
+        "unknown-after",
+    }
     assert [s.secret_arn for s in report.secrets] == [world.arns["prod/unknown"]]
     assert report.services_scanned == len(SERVICES)  # still one whole scan
 
 
-def test_the_scan_is_paced_at_the_read_share(
-    world: World, clients: AwsClients, retry: Any
-) -> None:
+def test_the_scan_is_paced_at_the_read_share(world: World, clients: AwsClients, retry: Any) -> None:
     runtime = make_runtime(clients, retry, Settings(reconcile_read_share=0.5))
     reconcile(runtime, dry_run=True)
     buckets = clients.ecs_rate_limiter.buckets
@@ -444,3 +456,97 @@ def test_a_scan_that_could_not_read_everything_leaves_the_index_alone(
     assert index.built_at(REGION) is None
     assert not report.ok
     assert report.metrics["DiscoveryFailures"] >= 1
+
+
+# --- rotor reconcile -------------------------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from orchestration.cli.main import main
+
+    capsys.readouterr()
+    code = main(["reconcile", "--region", REGION, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_rotor_reconcile_heals_then_finds_nothing(
+    world: World,
+    state_table: str,
+    clients: AwsClients,
+    retry: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from orchestration.state.rollouts import DynamoDbRolloutStore
+
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
+    arn, version = world.arns["prod/recorded"], world.versions["prod/recorded"]
+    DynamoDbRolloutStore(clients.dynamodb, state_table, retry).record_rotation(
+        f"{arn}@{version}", arn, version, MOVED
+    )
+    before = world.primaries()
+
+    code, out, err = _cli(capsys, "--json")
+
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["healed"] == len(HEALED)
+    assert report["metrics"]["HealedByReconciler"] == len(HEALED)
+    assert [s["secret"] for s in report["secrets"]] == sorted(
+        s["secret"] for s in report["secrets"]
+    )
+    assert _changed(before, world.primaries()) == HEALED
+    healed = world.primaries()
+    code, out, _ = _cli(capsys)
+    assert code == 0
+    assert "0 healed" in out.splitlines()[0]
+    assert world.primaries() == healed
+
+
+def test_rotor_reconcile_dry_run_says_would_and_writes_nothing(
+    world: World,
+    state_table: str,
+    clients: AwsClients,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ROTOR_STATE_TABLE", state_table)
+    before = world.primaries()
+
+    code, out, err = _cli(capsys, "--dry-run")
+
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("reconcile (dry run): 12 service(s) scanned")
+    assert "would redeploy" in out
+    assert "would count: " in out
+    assert world.primaries() == before
+    assert clients.dynamodb.scan(TableName=state_table)["Items"] == []  # not even a cache
+    code, out, _ = _cli(capsys, "--dry-run", "--json")
+    assert json.loads(out)["dry_run"] is True
+    assert "would_metrics" in json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--secret", "prod/none"], {}, "no secret 'prod/none'"),
+        (["--secret", " "], {}, "empty secret id"),
+        ([], {"ROTOR_RECONCILE_READ_SHARE": "2"}, "ROTOR_RECONCILE_READ_SHARE"),
+    ],
+)
+def test_rotor_reconcile_bad_input_is_exit_2(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = _cli(capsys, *args)
+    assert code == 2
+    assert out == ""
+    assert says in err
+    assert len(err.strip().splitlines()) == 1
