@@ -3,8 +3,9 @@
 One seam, at the clients: every AWS call that is not a read (``Describe*``, ``List*``, ``Get*``,
 ``BatchGet*``, ``Query``, ``Scan``, CloudTrail's ``LookupEvents``) is answered here instead of
 being sent, and recorded: ``UpdateService``, ``Publish``, ``RestoreSecret``, the state table's
-``PutItem``/``UpdateItem``/``DeleteItem``, and whatever write a later version adds. The use cases run unchanged, so the
-plan is the real one (reads are real); what they would have written is listed instead.
+``PutItem``/``UpdateItem``/``DeleteItem``, and whatever write a later version adds. The use
+cases run unchanged, so the plan is the real one (reads are real); what they would have written
+is listed instead.
 A write answered here always "succeeds": the ledger grants every claim and the window lets
 every notification through, so the dry run shows what a first delivery would do.
 """
