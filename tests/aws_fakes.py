@@ -436,3 +436,33 @@ class _Body:
 def _json_response(url: str, status: int, data: dict[str, Any]) -> AWSResponse:
     headers = {"Content-Type": "application/x-amz-json-1.1"}
     return AWSResponse(url, status, headers, _Body(json.dumps(data).encode()))  # type: ignore[arg-type]
+
+
+def versions_listed_as_aws_lists_them(monkeypatch: Any) -> None:
+    """moto's ListSecretVersionIds stamps every version with the time of the call and names
+    the secret's ARN by its name; AWS gives each version's CreatedDate and the ARN."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    def list_secret_version_ids(self: Any, secret_id: str) -> str:
+        secret = self.secrets[secret_id]
+        versions = [
+            {
+                "VersionId": version_id,
+                "VersionStages": version["version_stages"],
+                "CreatedDate": version["createdate"],
+            }
+            for version_id, version in secret.versions.items()
+        ]
+        return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
+
+    monkeypatch.setattr(SecretsManagerBackend, "list_secret_version_ids", list_secret_version_ids)
+
+
+def backdate_secret_version(secret: str, version: str, when: Any) -> None:
+    """Pretend ``version`` of ``secret`` was created at ``when`` (moto stamps 'now')."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    from tests.conftest import ACCOUNT, REGION
+
+    backend = secretsmanager_backends[ACCOUNT][REGION]
+    backend.secrets[secret].versions[version]["createdate"] = int(when.timestamp())

@@ -11,6 +11,7 @@ limits.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -37,11 +38,14 @@ class Clock:
         return self.now
 
 
-def measured(containers: int) -> dict[str, tuple[float, float]]:
-    """(burst, per second) that one container with ROTOR_ECS_CONTAINERS=containers takes."""
+def measured(containers: int, read_share: float = 1.0) -> dict[str, tuple[float, float]]:
+    """(burst, per second) that one container with ROTOR_ECS_CONTAINERS=containers takes
+    (and, for the reconciler, ROTOR_RECONCILE_READ_SHARE=read_share)."""
     clock = Clock()
     limiter = ApiRateLimiter(clock=clock, sleep=lambda _: None)
     limiter.share_among(containers)
+    if read_share != 1.0:
+        limiter.hold_read_share(read_share)
     found = {}
     for name, bucket in limiter.buckets.items():
         burst = _drain(bucket)
@@ -95,11 +99,19 @@ def containers_for(stack: dict[str, Any], expression: Any, concurrency: int) -> 
     return int(stack["Mappings"][map_name][str(concurrency)][key])
 
 
+#: The scheduled reconciler: one container (reserved concurrency 1), paced to a share of the
+#: read limits (ROTOR_RECONCILE_READ_SHARE), on top of the event-driven functions' shares.
+RECONCILER = "ReconcileFunction"
+
+
 def ecs_callers(stack: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-    """Each function that may call ECS: (its concurrency parameter, its ROTOR_ECS_CONTAINERS)."""
+    """Each event-driven function that may call ECS: (its concurrency parameter, its
+    ROTOR_ECS_CONTAINERS)."""
     callers = {}
     for name, resource in stack["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function" or not calls_ecs(resource):
+            continue
+        if name == RECONCILER:
             continue
         props = resource["Properties"]
         env = props.get("Environment", {}).get("Variables", {})
@@ -117,10 +129,33 @@ def test_the_limiter_knows_the_published_limits() -> None:
 
 def test_the_rotation_alarms_and_worker_functions_call_ecs(stack: dict[str, Any]) -> None:
     assert set(ecs_callers(stack)) == {"RotationFunction", "AlarmsFunction", "WorkerFunction"}
+    assert calls_ecs(stack["Resources"][RECONCILER])
     assert not calls_ecs(stack["Resources"]["TrackerFunction"])
 
 
+def test_the_reconciler_reads_at_its_share_and_never_writes(stack: dict[str, Any]) -> None:
+    """One container (reserved concurrency 1) metering ROTOR_RECONCILE_READ_SHARE of each read
+    limit: the account's other deployers keep the rest. It has no ecs:UpdateService (its jobs
+    go to the worker), so its write bucket is never drawn on."""
+    from orchestration.aws.ratelimit import ECS_READ_BUCKETS
+
+    props = stack["Resources"][RECONCILER]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == 1
+    env = props["Environment"]["Variables"]
+    assert env["ROTOR_ECS_CONTAINERS"] == "1"
+    share = float(env["ROTOR_RECONCILE_READ_SHARE"])
+    assert share == 0.25  # the default of the setting
+    found = measured(1, share)
+    for bucket in ECS_READ_BUCKETS:
+        burst, rate = found[bucket]
+        assert burst <= PUBLISHED[bucket].burst * share, bucket
+        assert rate <= PUBLISHED[bucket].per_second * share * 1.01, bucket
+    assert "ecs:UpdateService" not in json.dumps(props["Policies"])
+
+
 def test_all_containers_of_all_functions_stay_under_ecs_limits(stack: dict[str, Any]) -> None:
+    """The event-driven functions' shares add up to the limits; the reconciler's read share
+    comes on top (see docs/operations.md#limits), for the minutes a pass scans."""
     cache: dict[int, dict[str, tuple[float, float]]] = {}
     worst: dict[str, dict[str, tuple[float, float]]] = {}  # function -> bucket -> worst use
     for function, (parameter, expression) in ecs_callers(stack).items():

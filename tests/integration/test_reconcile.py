@@ -32,7 +32,12 @@ from orchestration.reconcile.heal import reconcile
 from orchestration.reconcile.report import Action, ReconcileReport
 from orchestration.runtime import Runtime
 from orchestration.settings import Settings
-from tests.aws_fakes import ApiCalls, CloudTrailHistory
+from tests.aws_fakes import (
+    ApiCalls,
+    CloudTrailHistory,
+    backdate_secret_version,
+    versions_listed_as_aws_lists_them,
+)
 from tests.conftest import ACCOUNT, REGION, make_runtime
 from tests.integration.conftest import NOW, EcsWorld, RedeployQueue, iso, rotation_event
 from tests.integration.workers import FakeLambdaContext, drain
@@ -68,23 +73,7 @@ SERVICES = HEALED | LEFT_ALONE
 
 @pytest.fixture(autouse=True)
 def _versions_listed_as_aws_lists_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's ListSecretVersionIds stamps every version with the time of the call and names
-    the secret's ARN by its name; AWS gives each version's CreatedDate and the ARN."""
-    from moto.secretsmanager.models import SecretsManagerBackend
-
-    def list_secret_version_ids(self: Any, secret_id: str) -> str:
-        secret = self.secrets[secret_id]
-        versions = [
-            {
-                "VersionId": version_id,
-                "VersionStages": version["version_stages"],
-                "CreatedDate": version["createdate"],
-            }
-            for version_id, version in secret.versions.items()
-        ]
-        return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
-
-    monkeypatch.setattr(SecretsManagerBackend, "list_secret_version_ids", list_secret_version_ids)
+    versions_listed_as_aws_lists_them(monkeypatch)
 
 
 @pytest.fixture
@@ -107,10 +96,7 @@ class World:
 
 
 def _backdate_version(secret: str, version: str, when: datetime) -> None:
-    from moto.secretsmanager.models import secretsmanager_backends
-
-    backend = secretsmanager_backends[ACCOUNT][REGION]
-    backend.secrets[secret].versions[version]["createdate"] = int(when.timestamp())
+    backdate_secret_version(secret, version, when)
 
 
 @pytest.fixture
