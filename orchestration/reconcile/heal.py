@@ -33,6 +33,7 @@ from typing import Any
 
 from orchestration.ecs.discovery import Inventory
 from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.events.classification import Classification, EventKind
 from orchestration.fanout import consume
 from orchestration.fanout.jobs import JobReference, RedeployJob, Rotation
 from orchestration.fanout.worker import JobStatus, decide_with_policies
@@ -43,8 +44,11 @@ from orchestration.outcome import (
     DISCOVERY_FAILURES,
     HEALED_BY_RECONCILER,
     MANUAL_REDEPLOYS,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_SUPPRESSED,
     REDEPLOYS_QUEUED,
     Failure,
+    ManualRedeploy,
 )
 from orchestration.reconcile.moments import (
     RECORD_SOURCES,
@@ -60,10 +64,12 @@ from orchestration.reconcile.report import (
     ReconcileReport,
     SecretResult,
 )
+from orchestration.rotation.manual import manual_notification, manual_redeploy
 from orchestration.rotation.new_value import Planned, RotationAdapters
 from orchestration.secrets.lookup import SecretFacts, SecretLookup
 from orchestration.secrets.references import ReferenceKind, SecretIdentity, SecretReference
 from orchestration.state.consumer_index import ConsumerIndex
+from orchestration.state.redeploy_ledger import value_key
 from orchestration.state.rollouts import ServiceStatus, Status
 from orchestration.times import iso, utc
 
@@ -312,13 +318,45 @@ class _Pass:
             event_id=EVENT_ID,
         )
         only_later = {c.service.arn for c in later}
+        manual: list[ManualRedeploy] = []
         for consumer in consumers:
             decided_by = (
                 moment.evidence.value
                 if consumer.service.arn in only_later
                 else Evidence.CREATED_DATE.value
             )
-            result.consumers.append(self._consumer(rotation, consumer, decided_by))
+            result.consumers.append(self._consumer(rotation, consumer, decided_by, manual))
+        if manual and not self._dry_run:
+            self._notify_manual(secret, rotation, manual)
+
+    def _notify_manual(
+        self, secret: SecretIdentity, rotation: Rotation, manual: list[ManualRedeploy]
+    ) -> None:
+        """The event path's one notification per value about the services people must
+        redeploy (CODE_DEPLOY, EXTERNAL), in its notify window: sent once, whichever of the
+        event path and the reconciler finds them first."""
+        runtime = self._runtime
+        key = f"manual-redeploy|{value_key(rotation.new_value())}"
+        if not runtime.notify_window.claim(key, rotation.rotated_at):
+            self._report.count(NOTIFICATIONS_SUPPRESSED)
+            return
+        seen = Classification(
+            kind=EventKind.ROTATION,
+            reason="the reconciler found the value's consumers stale",
+            event_id=EVENT_ID,
+            event_time=rotation.rotated_at,
+            account=secret.account,
+            region=secret.region,
+            source="rotor.reconcile",
+            detail_type="Reconcile",
+        )
+        try:
+            with runtime.notify_window.released_on_failure(key):
+                runtime.notifier.publish(manual_notification(seen, secret.arn, manual))
+        except AwsCallError as exc:
+            self._report.notes.append(f"could not send the by-hand notification: {exc}")
+            return
+        self._report.count(NOTIFICATIONS_SENT)
 
     def _moment(
         self,
@@ -364,7 +402,13 @@ class _Pass:
 
     # one consumer
 
-    def _consumer(self, rotation: Rotation, consumer: Consumer, decided_by: str) -> ConsumerResult:
+    def _consumer(
+        self,
+        rotation: Rotation,
+        consumer: Consumer,
+        decided_by: str,
+        manual: list[ManualRedeploy],
+    ) -> ConsumerResult:
         service = consumer.service
         verdict = decide_with_policies(
             consumer, rotation.rotated_at, opt_in=self._runtime.settings.opt_in
@@ -385,6 +429,7 @@ class _Pass:
         if verdict.action is VerdictAction.MANUAL:
             result.action = Action.MANUAL
             self._report.count(MANUAL_REDEPLOYS)
+            manual.append(manual_redeploy(verdict))
             return result
         waiting = self._handled_already(
             rotation.rotation_id, service.arn, service.primary_created_at

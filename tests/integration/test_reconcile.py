@@ -536,3 +536,30 @@ def test_rotor_reconcile_bad_input_is_exit_2(
     assert out == ""
     assert says in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_stale_code_deploy_service_is_told_once_not_redeployed(
+    world: World, clients: AwsClients, retry: Any, inbox: Any, state_table: str
+) -> None:
+    """AWS refuses a forced deployment on the CODE_DEPLOY controller: the one notification per
+    value says what to run, in the event path's notify window (a second pass says nothing)."""
+    from tests.integration.conftest import STALE
+
+    runtime = make_runtime(
+        clients, retry, Settings(topic_arn=inbox.topic_arn, state_table=state_table)
+    )
+    definition = world.ecs.task_definition(secrets=[world.arns["prod/unknown"]])
+    world.ecs.service("prod", "bluegreen", definition, controller="CODE_DEPLOY", deployed_at=STALE)
+
+    first = reconcile(runtime, secret="prod/unknown")
+    second = reconcile(runtime, secret="prod/unknown")
+
+    consumers = _by_service(first)
+    assert consumers["bluegreen"]["action"] == "manual"
+    assert "CODE_DEPLOY" in consumers["bluegreen"]["reason"]
+    assert world.ecs.updates_reached_moto["bluegreen"] == 0
+    [told] = inbox.drain()
+    assert "bluegreen" in json.dumps(told) and "aws deploy create-deployment" in json.dumps(told)
+    assert first.metrics["ManualRedeploysNeeded"] == 1
+    assert second.metrics["NotificationsSuppressed"] == 1
+    assert "HealedByReconciler" not in second.metrics
