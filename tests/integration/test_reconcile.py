@@ -563,3 +563,118 @@ def test_a_stale_code_deploy_service_is_told_once_not_redeployed(
     assert first.metrics["ManualRedeploysNeeded"] == 1
     assert second.metrics["NotificationsSuppressed"] == 1
     assert "HealedByReconciler" not in second.metrics
+
+
+def test_a_secret_rotor_cannot_describe_is_reported_and_left_alone(
+    world: World, table_runtime: Runtime
+) -> None:
+    """Another account's secret that did not share DescribeSecret: reported, not acted on."""
+    foreign = "arn:aws:secretsmanager:us-east-1:210987654321:secret:their/db-AbCdEf"
+    definition = world.ecs.task_definition(secrets=[foreign])
+    world.ecs.service("prod", "theirs", definition, deployed_at=DEPLOYED["old"])
+
+    report = reconcile(table_runtime, dry_run=True)
+
+    [theirs] = [s for s in report.to_dict()["secrets"] if "210987654321" in s["secret"]]
+    assert "rotor cannot describe it" in theirs["problem"]
+    assert theirs["consumers"] == []
+    assert "theirs" not in _by_service(report)
+    assert report.ok  # not a failure: rotor may not read it
+
+
+@pytest.mark.parametrize(
+    ("event_name", "fields", "found"),
+    [
+        # PutSecretValue with no stage (the default) or AWSCURRENT made it current at once.
+        ("PutSecretValue", {"requestParameters": {}}, True),
+        ("PutSecretValue", {"requestParameters": {"versionStages": ["AWSCURRENT"]}}, True),
+        ("PutSecretValue", {"requestParameters": {"versionStages": ["AWSPENDING"]}}, False),
+        ("UpdateSecret", {"requestParameters": {}}, True),
+        # A rotation's label move, named by ARN; a failed call is no evidence.
+        ("UpdateSecretVersionStage", {}, True),
+        ("UpdateSecretVersionStage", {"errorCode": "AccessDeniedException"}, False),
+    ],
+)
+def test_cloudtrail_names_the_call_that_made_the_version_current(
+    world: World,
+    clients: AwsClients,
+    retry: Any,
+    event_name: str,
+    fields: dict[str, Any],
+    found: bool,
+) -> None:
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    arn, version = world.arns["prod/unknown"], world.versions["prod/unknown"]
+    at = CREATED + timedelta(seconds=20)
+    record: dict[str, Any] = {"responseElements": {"arn": arn, "versionId": version}, **fields}
+    if event_name == "UpdateSecretVersionStage":
+        record["requestParameters"] = {
+            "secretId": arn,
+            "versionStage": "AWSCURRENT",
+            "moveToVersionId": version,
+        }
+    world.trail.add(event_name, at, **record)
+    history = History(clients.cloudtrail, retry)
+
+    answer = history.became_current(SecretIdentity.from_full_arn(arn), version, CREATED)
+
+    assert (answer.at if answer else None) == (at if found else None)
+
+
+def test_rotation_succeeded_gives_the_first_rotation_after_the_versions_creation(
+    world: World, clients: AwsClients, retry: Any
+) -> None:
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    arn, version = world.arns["prod/unknown"], world.versions["prod/unknown"]
+    for minutes in (50, 20):  # newest first in LookupEvents' answer
+        world.trail.add(
+            "RotationSucceeded",
+            CREATED + timedelta(minutes=minutes),
+            additionalEventData={"SecretId": arn},
+        )
+    world.trail.add(
+        "RotationSucceeded", CREATED - timedelta(minutes=5), additionalEventData={"SecretId": arn}
+    )
+    answer = History(clients.cloudtrail, retry).became_current(
+        SecretIdentity.from_full_arn(arn), version, CREATED
+    )
+    assert answer is not None and answer.at == CREATED + timedelta(minutes=20)
+
+
+def test_lookup_events_pages_are_all_read(world: World, clients: AwsClients, retry: Any) -> None:
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    arn, version = world.arns["prod/unknown"], world.versions["prod/unknown"]
+    move = {"versionStage": "AWSCURRENT", "moveToVersionId": version, "secretId": arn}
+    world.trail.add(
+        "UpdateSecretVersionStage", CREATED + timedelta(minutes=1), requestParameters=move
+    )
+    for i in range(60):  # later moves of other secrets: the match is on the second page
+        world.trail.add(
+            "UpdateSecretVersionStage",
+            CREATED + timedelta(minutes=2, seconds=i),
+            requestParameters={**move, "secretId": "prod/other", "moveToVersionId": f"v{i}"},
+        )
+    before = len(world.trail.requests)
+    answer = History(clients.cloudtrail, retry).became_current(
+        SecretIdentity.from_full_arn(arn), version, CREATED
+    )
+    assert answer is not None and answer.at == CREATED + timedelta(minutes=1)
+    assert len(world.trail.requests) - before == 2
+    assert world.trail.requests[-1]["NextToken"] == "50"
+
+
+def test_rotor_reconcile_exits_1_when_part_of_the_account_could_not_be_read(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ROTOR_CLUSTERS", "prod,ghost")
+    code, out, err = _cli(capsys, "--dry-run", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert [f["cluster"] for f in report["failed"]] == ["ghost"]
+    assert "ghost" in err  # the scan's warning
