@@ -203,3 +203,15 @@ def test_the_constructor_reads_the_environment_too(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.clusters == ("prod", "batch")
     assert settings.notify_window == timedelta(hours=1)
+
+
+@pytest.mark.parametrize(("value", "share"), [("0.25", 0.25), ("1", 1.0), ("0.05", 0.05)])
+def test_reconcile_read_share(value: str, share: float) -> None:
+    assert Settings.from_env({}).reconcile_read_share == 0.25
+    assert Settings.from_env({"ROTOR_RECONCILE_READ_SHARE": value}).reconcile_read_share == share
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.01", "quarter", "nan"])
+def test_reconcile_read_share_is_more_than_0_and_at_most_1(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="ROTOR_RECONCILE_READ_SHARE"):
+        Settings.from_env({"ROTOR_RECONCILE_READ_SHARE": value})
