@@ -112,6 +112,8 @@ def reconcile(
         pass_.reconcile_secret(identity, inventory.consumers_of(identity))
     pass_.run_jobs()
     healed = len(report.healed)
+    if dry_run:  # what it would count (``would_metrics``): nothing was queued or redeployed
+        healed = len(report.consumers(Action.WOULD_QUEUE) + report.consumers(Action.WOULD_REDEPLOY))
     if healed:
         report.count(HEALED_BY_RECONCILER, healed)
     log.info(
