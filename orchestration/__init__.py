@@ -53,6 +53,8 @@ from orchestration.prerequisites import (
     DoctorScope,
     check_prerequisites,
 )
+from orchestration.reconcile.heal import reconcile
+from orchestration.reconcile.report import ReconcileReport
 from orchestration.rotation.new_value import describe_verdict
 from orchestration.rotation.queued import run_job
 from orchestration.runtime import Runtime, fixed_deadline, lambda_deadline
@@ -96,6 +98,7 @@ __all__ = [
     "PermanentAwsError",
     "PlanJob",
     "RateLimited",
+    "ReconcileReport",
     "RedeployJob",
     "ReferenceField",
     "RetryPolicy",
@@ -129,6 +132,7 @@ __all__ = [
     "printable",
     "process",
     "queue_url",
+    "reconcile",
     "render_status",
     "route",
     "run_job",

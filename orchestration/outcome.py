@@ -41,6 +41,8 @@ REPLICATION_FAILURES = "ReplicationFailures"
 #: a replica in a region outside ROTOR_REGIONS: reported, its consumers not looked at
 REPLICA_REGIONS_SKIPPED = "ReplicaRegionsSkipped"
 TIME_TO_FRESH = "TimeToFresh"  # seconds from the new value to rotor's deployment completing
+#: stale consumers the reconciler queued or redeployed: the events rotor lost
+HEALED_BY_RECONCILER = "HealedByReconciler"
 #: Units other than Count.
 METRIC_UNITS = {TIME_TO_FRESH: "Seconds"}
 

@@ -565,7 +565,8 @@ class _Doctor:
     def _concurrency(self, template: Mapping[str, Any], stack: _Stack | None) -> Check:
         name = "concurrency"
         reservations = reserved_concurrency_parameters(template)
-        if not reservations:
+        fixed = fixed_reserved_concurrency(template)  # the reconciler's 1: no parameter
+        if not reservations and not fixed:
             return Check(name, CheckStatus.SKIPPED, "the template reserves no concurrency")
         parameters: Mapping[str, Any] = template.get("Parameters") or {}
         values = {
@@ -580,7 +581,7 @@ class _Doctor:
         unreserved = int(limit_block.get("UnreservedConcurrentExecutions", 0))
         already = 0
         if stack is not None:
-            for function in reservations:
+            for function in [*reservations, *fixed]:
                 physical = stack.resources.get(function)
                 if physical:
                     got = self.call(
@@ -589,10 +590,12 @@ class _Doctor:
                         FunctionName=physical,
                     )
                     already += int(got.get("ReservedConcurrentExecutions") or 0)
-        needed = sum(values[p] * uses[p] for p in values)
+        needed = sum(values[p] * uses[p] for p in values) + sum(fixed.values())
         room = unreserved + already - MIN_UNRESERVED_CONCURRENCY
         source = f"stack {stack.name}" if stack else "the template's defaults"
-        chosen = ", ".join(f"{p}={v}" for p, v in values.items())
+        chosen = ", ".join(
+            [f"{p}={v}" for p, v in values.items()] + [f"{f} {n}" for f, n in fixed.items()]
+        )
         account = f"account limit {limit} concurrent executions, {unreserved} unreserved"
         if needed <= room:
             return Check(
@@ -611,7 +614,7 @@ class _Doctor:
             "aws service-quotas request-service-quota-increase --service-code lambda "
             f"--quota-code {LAMBDA_CONCURRENCY_QUOTA} --desired-value {limit + needed - room}"
         )
-        least = sum(minimums[p] * uses[p] for p in values)
+        least = sum(minimums[p] * uses[p] for p in values) + sum(fixed.values())
         if least > room:
             return Check(
                 name,
@@ -752,6 +755,21 @@ def reserved_concurrency_parameters(template: Mapping[str, Any]) -> dict[str, st
         reserved = (resource.get("Properties") or {}).get("ReservedConcurrentExecutions")
         if isinstance(reserved, dict) and isinstance(reserved.get("Ref"), str):
             found[str(logical)] = reserved["Ref"]
+    return found
+
+
+def fixed_reserved_concurrency(template: Mapping[str, Any]) -> dict[str, int]:
+    """Function logical id -> the reserved concurrency the template fixes (no parameter)."""
+    found = {}
+    for logical, resource in (template.get("Resources") or {}).items():
+        if not isinstance(resource, dict) or resource.get("Type") not in (
+            "AWS::Serverless::Function",
+            "AWS::Lambda::Function",
+        ):
+            continue
+        reserved = (resource.get("Properties") or {}).get("ReservedConcurrentExecutions")
+        if isinstance(reserved, int) and not isinstance(reserved, bool):
+            found[str(logical)] = reserved
     return found
 
 

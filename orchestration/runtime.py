@@ -71,6 +71,8 @@ class Runtime:
         retry = retry or RetryPolicy()
         if settings.ecs_containers > 1:
             clients.ecs_rate_limiter.share_among(settings.ecs_containers)
+        if settings.ecs_read_share < 1:
+            clients.ecs_rate_limiter.hold_read_share(settings.ecs_read_share)
         if notifier is None:
             notifier = (
                 SnsNotifier(clients.sns, settings.topic_arn, retry)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # ROTOR_ECS_CONTAINERS: containers sharing ECS's account limits (the function's reserved
     # concurrency); each meters 1/N of every rate and burst
     ecs_containers: int = 1
+    # ROTOR_ECS_READ_SHARE: the share (0 < x <= 1) of its part of ECS's read limits a
+    # container meters; the stack's event-driven functions leave the reconciler its share
+    ecs_read_share: float = 1.0
     # ROTOR_INDEX_MAX_AGE: a consumer index not rebuilt by a full scan for this long is not
     # trusted (rotor scans instead); same format as ROTOR_NOTIFY_WINDOW
     index_max_age: timedelta = timedelta(hours=2)
@@ -72,6 +75,9 @@ class Settings(BaseSettings):
     # ROTOR_REPLICA_MAX_WAIT: how long after the new value a replica consumer's job waits for
     # its replica to hold it; past it, the job fails as a replication failure (1h, 30m, ...)
     replica_max_wait: timedelta = timedelta(hours=1)
+    # ROTOR_RECONCILE_READ_SHARE: the share (0 < x <= 1) of the account's ECS read limits the
+    # reconciler's paced scan may use, so other deployers in the account keep the rest
+    reconcile_read_share: float = 0.25
 
     @field_validator("clusters", "trusted_accounts", "regions", mode="before")
     @classmethod
@@ -150,6 +156,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: int) -> int:
         if not 1 <= value <= 64:
             raise ValueError("must be between 1 and 64")
+        return value
+
+    @field_validator("reconcile_read_share", "ecs_read_share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("must be more than 0 and at most 1 (0.25: a quarter)")
         return value
 
     @field_validator("debounce_seconds")

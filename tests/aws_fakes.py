@@ -172,6 +172,13 @@ class FailFor:
         client.meta.events.register(f"before-call.{prefix}.{self.operation}", self._fail)
         return self
 
+    def detach(self, client: Any) -> None:
+        prefix = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.unregister(
+            f"before-parameter-build.{prefix}.{self.operation}", self._match
+        )
+        client.meta.events.unregister(f"before-call.{prefix}.{self.operation}", self._fail)
+
     def _match(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if all(params.get(k) == v for k, v in self.when.items()):
             context["fail_for"] = True
@@ -302,3 +309,167 @@ class SnsPublishLimits:
             self.refused.append(problem)
             return _error_response(400, "InvalidParameter", problem)
         return None
+
+
+class CloudTrailHistory:
+    """CloudTrail's ``LookupEvents``, which moto does not implement, answered at
+    ``before-send`` (so botocore parses the answer as AWS's) from the records given, with the
+    API reference's rules: at most one lookup attribute, ``MaxResults`` 1 to 50, events newest
+    first, ``StartTime`` inclusive, ``Events[].CloudTrailEvent`` the record as a JSON string,
+    ``NextToken`` while more match. Each request's parameters are kept, as sent (``requests``).
+
+    ``patched()`` attaches it to every CloudTrail client made while it is active, those the
+    command line makes too."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, event_name: str, at: Any, **fields: Any) -> dict[str, Any]:
+        """A Secrets Manager management event ``event_name`` at ``at`` (a UTC datetime)."""
+        record = {
+            "eventVersion": "1.09",
+            "eventTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": "us-east-1",
+            "eventID": f"event-{len(self.records)}",
+            "readOnly": False,
+            "eventType": "AwsApiCall",
+            "managementEvent": True,
+            "eventCategory": "Management",
+            **fields,
+        }
+        self.records.append(record)
+        return record
+
+    def attach(self, client: Any) -> CloudTrailHistory:
+        client.meta.events.register_first("before-send.cloudtrail.LookupEvents", self._answer)
+        return self
+
+    def patched(self) -> Any:
+        import botocore.session
+        import pytest
+
+        real = botocore.session.Session.create_client
+        history = self
+
+        def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+            client = real(self, *args, **kwargs)
+            if client.meta.service_model.endpoint_prefix == "cloudtrail":
+                history.attach(client)
+            return client
+
+        patch = pytest.MonkeyPatch()
+        patch.setattr(botocore.session.Session, "create_client", create_client)
+        return _Undo(patch)
+
+    def _answer(self, request: Any, **_: Any) -> AWSResponse:
+        url = request.url
+        # botocore asks every before-send handler, and uses the first answer; moto's, asked
+        # after this one, raises for an action it lacks unless the URL is none of AWS's.
+        request.url = "https://lookup-events.answered.invalid/"
+        body = json.loads(request.body or b"{}")
+        with self._lock:
+            self.requests.append(body)
+        attributes = body.get("LookupAttributes") or []
+        if len(attributes) > 1:
+            return _json_response(
+                url,
+                400,
+                {"__type": "InvalidLookupAttributesException", "message": "one attribute"},
+            )
+        size = int(body.get("MaxResults", 50))
+        if not 1 <= size <= 50:
+            return _json_response(
+                url, 400, {"__type": "InvalidMaxResultsException", "message": "1-50"}
+            )
+        from datetime import UTC, datetime
+
+        start = body.get("StartTime")
+        found = []
+        for record in self.records:
+            when = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00"))
+            if start is not None and when.timestamp() < float(start):
+                continue
+            if attributes:
+                key, value = attributes[0]["AttributeKey"], attributes[0]["AttributeValue"]
+                assert key == "EventName", f"the fake answers EventName lookups only, not {key}"
+                if record["eventName"] != value:
+                    continue
+            found.append((when, record))
+        found.sort(key=lambda pair: pair[0], reverse=True)  # newest first
+        offset = int(body.get("NextToken") or 0)
+        page = found[offset : offset + size]
+        answer: dict[str, Any] = {
+            "Events": [
+                {
+                    "EventId": record["eventID"],
+                    "EventName": record["eventName"],
+                    "ReadOnly": "false",
+                    "EventTime": when.astimezone(UTC).timestamp(),
+                    "EventSource": record["eventSource"],
+                    "Resources": [],
+                    "CloudTrailEvent": json.dumps(record),
+                }
+                for when, record in page
+            ]
+        }
+        if offset + size < len(found):
+            answer["NextToken"] = str(offset + size)
+        return _json_response(url, 200, answer)
+
+
+class _Undo:
+    def __init__(self, patch: Any) -> None:
+        self._patch = patch
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: Any) -> None:
+        self._patch.undo()
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def _json_response(url: str, status: int, data: dict[str, Any]) -> AWSResponse:
+    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    return AWSResponse(url, status, headers, _Body(json.dumps(data).encode()))  # type: ignore[arg-type]
+
+
+def versions_listed_as_aws_lists_them(monkeypatch: Any) -> None:
+    """moto's ListSecretVersionIds stamps every version with the time of the call and names
+    the secret's ARN by its name; AWS gives each version's CreatedDate and the ARN."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    def list_secret_version_ids(self: Any, secret_id: str) -> str:
+        secret = self.secrets[secret_id]
+        versions = [
+            {
+                "VersionId": version_id,
+                "VersionStages": version["version_stages"],
+                "CreatedDate": version["createdate"],
+            }
+            for version_id, version in secret.versions.items()
+        ]
+        return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
+
+    monkeypatch.setattr(SecretsManagerBackend, "list_secret_version_ids", list_secret_version_ids)
+
+
+def backdate_secret_version(secret: str, version: str, when: Any) -> None:
+    """Pretend ``version`` of ``secret`` was created at ``when`` (moto stamps 'now')."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    from tests.conftest import ACCOUNT, REGION
+
+    backend = secretsmanager_backends[ACCOUNT][REGION]
+    backend.secrets[secret].versions[version]["createdate"] = int(when.timestamp())

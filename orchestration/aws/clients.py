@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from orchestration.aws.ratelimit import CALLER_TIME_LEFT, ApiRateLimiter
+from orchestration.aws.ratelimit import (
+    CALLER_TIME_LEFT,
+    CLOUDTRAIL_LIMITS,
+    CLOUDTRAIL_OPERATION_BUCKETS,
+    ApiRateLimiter,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -86,6 +91,11 @@ class AwsClients:
         self.config = config
         self.ecs_rate_limiter = (
             ecs_rate_limiter if ecs_rate_limiter is not None else (ApiRateLimiter())
+        )
+        #: LookupEvents (the reconciler) is paced to CloudTrail's 2 per second; the other
+        #: CloudTrail calls (``rotor doctor``'s) pass unmetered.
+        self.cloudtrail_rate_limiter = ApiRateLimiter(
+            CLOUDTRAIL_LIMITS, CLOUDTRAIL_OPERATION_BUCKETS
         )
         #: every region's clients made from this one (``in_region``), shared by all of them
         self._regions: dict[str, AwsClients] = {}
@@ -162,11 +172,12 @@ class AwsClients:
         client: SQSClient = self._client("sqs")
         return client
 
-    # The account's prerequisites (``rotor doctor``): read only.
+    # The account's prerequisites (``rotor doctor``) and the reconciler's LookupEvents: read only.
 
     @cached_property
     def cloudtrail(self) -> CloudTrailClient:
         client: CloudTrailClient = self._client("cloudtrail")
+        self.cloudtrail_rate_limiter.attach(client)
         return client
 
     @cached_property

@@ -47,6 +47,16 @@ ECS_OPERATION_BUCKETS: Mapping[str, str] = {
     "DescribeClusters": "cluster-reads",
 }
 
+#: The read categories: what a scan spends (``hold_read_share`` meters only these).
+ECS_READ_BUCKETS = frozenset({"service-reads", "task-definition-reads", "cluster-reads"})
+
+# CloudTrail's LookupEvents: 2 requests per second per account and region (CloudTrail's
+# quotas); no burst beyond it.
+CLOUDTRAIL_LIMITS: Mapping[str, BucketLimit] = {
+    "lookup-events": BucketLimit(per_second=2, burst=1),
+}
+CLOUDTRAIL_OPERATION_BUCKETS: Mapping[str, str] = {"LookupEvents": "lookup-events"}
+
 
 #: Seconds the current thread's caller may still wait (set by ``RetryPolicy.call``).
 CALLER_TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar(
@@ -109,30 +119,54 @@ class ApiRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._operations = operations
-        self._share = 1
+        self._containers = 1
+        self._read_share = 1.0
+        self._read_burst = True
 
     def fresh(self) -> ApiRateLimiter:
-        """A limiter of its own with the same limits and share, for another region: ECS
+        """A limiter of its own with the same limits and shares, for another region: ECS
         meters each account AND region apart, so each region's calls take their own tokens."""
         limiter = ApiRateLimiter(
             self._limits, self._operations, clock=self._clock, sleep=self._sleep
         )
-        limiter.share_among(self._share)
+        limiter.share_among(self._containers)
+        if self._read_share != 1.0 or not self._read_burst:
+            limiter.hold_read_share(self._read_share, burst=self._read_burst)
         return limiter
 
     def share_among(self, containers: int) -> None:
         """This process is one of ``containers`` that share the account's limits (a function's
         reserved concurrency): meter 1/N of each rate and burst. Call before the first call."""
-        n = max(1, containers)
-        self._share = n
-        self.buckets = {
-            name: TokenBucket(
-                BucketLimit(limit.per_second / n, max(1.0, limit.burst / n)),
+        self._containers = max(1, containers)
+        self._rebuild()
+
+    def hold_read_share(self, share: float, *, burst: bool = True) -> None:
+        """Meter only ``share`` (0 < share <= 1) of each read category's rate and burst (of
+        this process's part, see ``share_among``): the reconciler's paced scan leaves the rest
+        of the account's read budget to everyone else. ``burst=False``: one token at a time,
+        at that rate (a paced scan needs no burst, and so takes none of the account's, which
+        the event-driven functions' containers need: each holds at least one token). Writes
+        are left as they are. Holding what it already holds changes nothing (the buckets keep
+        their state)."""
+        if not 0 < share <= 1:
+            raise ValueError(f"a share is more than 0 and at most 1, not {share}")
+        if (share, burst) != (self._read_share, self._read_burst):
+            self._read_share = share
+            self._read_burst = burst
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        n = self._containers
+        self.buckets = {}
+        for name, limit in self._limits.items():
+            read = name in ECS_READ_BUCKETS
+            share = self._read_share if read else 1.0
+            size = max(1.0, limit.burst * share / n) if self._read_burst or not read else 1.0
+            self.buckets[name] = TokenBucket(
+                BucketLimit(limit.per_second * share / n, size),
                 clock=self._clock,
                 sleep=self._sleep,
             )
-            for name, limit in self._limits.items()
-        }
 
     def acquire(self, operation: str) -> float:
         bucket = self.buckets.get(self._operations.get(operation, ""))

@@ -1,10 +1,11 @@
 """``rotor replay --dry-run``: plan and print, write nothing.
 
 One seam, at the clients: every AWS call that is not a read (``Describe*``, ``List*``, ``Get*``,
-``BatchGet*``, ``Query``, ``Scan``) is answered here instead of being sent, and recorded:
-``UpdateService``, ``Publish``, ``RestoreSecret``, the state table's ``PutItem``/``UpdateItem``/
-``DeleteItem``, and whatever write a later version adds. The use cases run unchanged, so the
-plan is the real one (reads are real); what they would have written is listed instead.
+``BatchGet*``, ``Query``, ``Scan``, CloudTrail's ``LookupEvents``) is answered here instead of
+being sent, and recorded: ``UpdateService``, ``Publish``, ``RestoreSecret``, the state table's
+``PutItem``/``UpdateItem``/``DeleteItem``, and whatever write a later version adds. The use
+cases run unchanged, so the plan is the real one (reads are real); what they would have written
+is listed instead.
 A write answered here always "succeeds": the ledger grants every claim and the window lets
 every notification through, so the dry run shows what a first delivery would do.
 """
@@ -19,7 +20,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from orchestration import AwsClients
 
-READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
+READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Query", "Scan", "LookupEvents")
 
 
 @dataclass(frozen=True, slots=True)

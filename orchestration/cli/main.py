@@ -1,4 +1,4 @@
-"""The ``rotor`` command line: explain, discover, replay, status, demo.
+"""The ``rotor`` command line: explain, discover, replay, status, reconcile, demo, doctor.
 
 ``--output json`` (or ``--json``) prints exactly one JSON object on stdout. Every error is one
 line on stderr, with exit status 2 for bad input (a file that is not an event, a secret that
@@ -46,6 +46,7 @@ from orchestration import (
     InvalidEventError,
     InvalidReferenceError,
     PermanentAwsError,
+    ReconcileReport,
     RotorError,
     Route,
     Runtime,
@@ -61,6 +62,7 @@ from orchestration import (
     partition_of,
     plan,
     printable,
+    reconcile,
 )
 from orchestration.cli.doctor import add_doctor_options
 from orchestration.cli.dry_run import DryRun
@@ -245,6 +247,21 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--secret", metavar="SECRET", help="only this secret (ARN or name)")
     status.add_argument("--since", default="24h", metavar="AGE", help="24h (default), 90m, 7d")
     output(status)
+
+    heal = command(
+        "reconcile",
+        _reconcile,
+        "scan the account and redeploy the consumers still holding an old value "
+        "(writes, unless --dry-run)",
+        world=False,
+    )
+    heal.add_argument("--secret", metavar="SECRET", help="only this secret (ARN or name)")
+    heal.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and print, but queue, redeploy and write nothing",
+    )
+    output(heal)
 
     demo = command("demo", _demo, "replay the sample events against the embedded world", aws=False)
     demo.add_argument("--events", type=Path, default=None, help="folder of sample events")
@@ -468,6 +485,76 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print("\n".join(render_status(report)))
     return EXIT_OK
+
+
+# --- reconcile ------------------------------------------------------------------------
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    if args.secret is not None and not args.secret.strip():
+        raise UsageError("empty secret id: give a secret name or ARN")
+    # The use case writes nothing in a dry run; the client guard makes sure of it.
+    dry_run = DryRun() if args.dry_run else None
+    with _aws(args, dry_run) as runtime:
+        report = reconcile(runtime, secret=args.secret, dry_run=args.dry_run)
+    if args.output == "json":
+        _print_json(report.to_dict())
+    else:
+        _print_reconcile(report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _print_reconcile(report: ReconcileReport) -> None:
+    data = report.to_dict()
+    consumers = [c for s in data["secrets"] for c in s["consumers"]]
+    if report.dry_run:
+        said = f"{sum(1 for c in consumers if c['action'].startswith('would'))} would be healed"
+    else:
+        said = f"{data['healed']} healed"
+    print(
+        f"reconcile{' (dry run)' if report.dry_run else ''}: {data['services_scanned']} "
+        f"service(s) scanned, {len(data['secrets'])} secret(s) referenced, "
+        f"{len(consumers)} consumer(s), {said}"
+    )
+    print(f"  index: {data['index']}")
+    for secret in data["secrets"]:
+        print(secret["secret"])
+        if secret.get("problem"):
+            print(f"  left alone: {secret['problem']}")
+            continue
+        if not secret["consumers"]:
+            print("  (no service references this secret)")
+            continue
+        print(
+            f"  version {secret['version']}, created {secret['created_at'] or '?'}, "
+            f"current since {secret['became_current_at']} ({secret['evidence']}: "
+            f"{secret['evidence_detail']})"
+        )
+        print_table(
+            ["CLUSTER", "SERVICE", "DEPLOYED", "DECIDED BY", "ACTION", "REASON"],
+            [
+                [
+                    c["cluster"].rsplit("/", 1)[-1],
+                    c["service"].rsplit("/", 1)[-1],
+                    c["deployed_at"] or "?",
+                    c["decided_by"] or "-",
+                    c["action"],
+                    c["reason"],
+                ]
+                for c in secret["consumers"]
+            ],
+            sys.stdout,
+        )
+    for failure in data["failed"]:
+        print("failed: " + ", ".join(f"{k}={v}" for k, v in failure.items()))
+    for note in data["notes"]:
+        print(f"note: {note}")
+    counts = data["would_metrics" if report.dry_run else "metrics"]
+    if counts:
+        print(
+            ("would count: " if report.dry_run else "counted: ")
+            + ", ".join(f"{name} {value:g}" for name, value in counts.items())
+        )
 
 
 # --- demo --------------------------------------------------------------------------------

@@ -78,6 +78,15 @@ class SecretFacts:
         return self.deleted_date is not None
 
 
+@dataclass(frozen=True, slots=True)
+class SecretVersion:
+    """One version of a secret as ``ListSecretVersionIds`` lists it (never its value)."""
+
+    version_id: str
+    stages: tuple[str, ...]
+    created: datetime | None  # when the version was created (as AWSPENDING, or current)
+
+
 class SecretLookup:
     def __init__(self, client: SecretsManagerClient, retry: RetryPolicy) -> None:
         self._client = client
@@ -163,6 +172,34 @@ class SecretLookup:
                 return identity
             raise
         return SecretIdentity.from_full_arn(answer["ARN"])
+
+    def versions(self, secret: SecretIdentity) -> list[SecretVersion]:
+        """Every version of the secret, deprecated ones (without labels) too
+        (``ListSecretVersionIds``, every page): when each was created, and its labels. Never
+        a value."""
+        found: list[SecretVersion] = []
+        token: str | None = None
+        while True:
+            page = self._retry.call(
+                "ListSecretVersionIds",
+                self._client.list_secret_version_ids,
+                SecretId=secret.arn,
+                IncludeDeprecated=True,  # every version: the only one ever was current at once
+                MaxResults=100,
+                **({"NextToken": token} if token else {}),
+            )
+            for version in page.get("Versions") or []:
+                if "VersionId" in version:
+                    found.append(
+                        SecretVersion(
+                            version["VersionId"],
+                            tuple(version.get("VersionStages") or ()),
+                            version.get("CreatedDate"),
+                        )
+                    )
+            token = page.get("NextToken") or None  # moto answers "" on the last page
+            if not token:
+                return found
 
     def restore(self, secret: SecretIdentity) -> None:
         """``RestoreSecret``: cancel a scheduled deletion. Raises ``AwsCallError``."""

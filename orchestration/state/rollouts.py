@@ -148,6 +148,9 @@ class StoredRotation:
     rotated_at: datetime
     recorded_at: datetime
     services: dict[str, ServiceStatus] = field(default_factory=dict)
+    #: Who wrote the record: "" (an event rotor handled: ``rotated_at`` is the event's time),
+    #: or the reconciler, which says how it knew the moment (``orchestration.reconcile``).
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +293,57 @@ class RolloutStore:
             }, None
 
         self._best_effort(f"record rotation {rotation_id}", keys.rotation(rotation_id), change)
+
+    def rotation(self, rotation_id: str) -> StoredRotation | None:
+        """The rotation recorded under ``rotation_id`` (``<secret ARN>@<version>``), without
+        its statuses; ``None`` when there is none (or it expired). One read, retried."""
+        item = self._store.get(keys.rotation(rotation_id))
+        if not item:
+            return None
+        return StoredRotation(
+            rotation_id,
+            str(item["secret"]),
+            str(item.get("version")) or None,
+            _parse_iso(str(item["rotated_at"])),
+            _parse_iso(str(item["recorded_at"])),
+            source=str(item.get("source", "")),
+        )
+
+    def remember_current(
+        self,
+        rotation_id: str,
+        secret_arn: str,
+        version: str,
+        became_current_at: datetime,
+        source: str,
+    ) -> None:
+        """The reconciler's record of a value that is current: like ``record_rotation`` (the
+        first record's facts stand, whoever wrote it), and kept another ``ROTATION_KEEP`` from
+        now, so that while the value stays current its record never expires and a pass never
+        has to guess its moment again. Best effort."""
+        now = datetime.now(UTC)
+
+        def change(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            if item is not None:
+                return {**item, "expires_at": _epoch(now + ROTATION_KEEP)}, None
+            return {
+                "kind": "rotation",
+                "secret": secret_arn,
+                "version": version,
+                # To the microsecond: a moment rotor saw itself (not an event's whole second),
+                # so a deployment it made a moment later is not taken for an older one.
+                "rotated_at": utc(became_current_at).isoformat(),
+                "recorded_at": iso(now),
+                "source": source,
+                "expires_at": _epoch(now + ROTATION_KEEP),
+            }, None
+
+        self._best_effort(f"record rotation {rotation_id}", keys.rotation(rotation_id), change)
+
+    def status(self, rotation_id: str, service_arn: str) -> ServiceStatus | None:
+        """One consumer's status in the rotation (``None``: none recorded). One read, retried."""
+        item = self._store.get(status_key(rotation_id, service_arn))
+        return ServiceStatus.from_item(item) if item else None
 
     def set_status(
         self,

@@ -37,6 +37,7 @@ def builder() -> ModuleType:
 
 HANDLERS = [
     "handlers/alarms.py",
+    "handlers/reconcile.py",
     "handlers/rotation.py",
     "handlers/tracker.py",
     "handlers/worker.py",

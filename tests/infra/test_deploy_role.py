@@ -878,7 +878,7 @@ def test_the_boundary_allows_everything_the_function_policies_grant(
 ) -> None:
     resources, _ = deployed_resources(transformed, parameters)
     roles = [r for r in resources if r.type == "AWS::IAM::Role"]
-    assert len(roles) == 4
+    assert len(roles) == 5
     denied = []
     for role in roles:
         assert role.properties["PermissionsBoundary"] == BOUNDARY, role.logical
@@ -1268,7 +1268,7 @@ def test_deployed_with_the_bootstrap_outputs_the_roles_carry_the_boundary_and_no
     ]
     assert "Encrypts rotor's notification topic." not in descriptions  # the stack's own key
     roles = [n for n in stack["resources"] if n.endswith("FunctionRole")]
-    assert len(roles) == 4
+    assert len(roles) == 5
     for logical in roles:
         role = iam.get_role(RoleName=stack["resources"][logical])["Role"]
         assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == policy, logical

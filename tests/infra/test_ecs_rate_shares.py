@@ -11,6 +11,7 @@ limits.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -37,11 +38,17 @@ class Clock:
         return self.now
 
 
-def measured(containers: int) -> dict[str, tuple[float, float]]:
-    """(burst, per second) that one container with ROTOR_ECS_CONTAINERS=containers takes."""
+def measured(
+    containers: int, read_share: float = 1.0, *, paced: bool = False
+) -> dict[str, tuple[float, float]]:
+    """(burst, per second) that one container with ROTOR_ECS_CONTAINERS=containers takes
+    (and ROTOR_ECS_READ_SHARE=read_share; ``paced``: the reconciler, holding
+    ROTOR_RECONCILE_READ_SHARE=read_share without a burst, as its pass does)."""
     clock = Clock()
     limiter = ApiRateLimiter(clock=clock, sleep=lambda _: None)
     limiter.share_among(containers)
+    if read_share != 1.0 or paced:
+        limiter.hold_read_share(read_share, burst=not paced)
     found = {}
     for name, bucket in limiter.buckets.items():
         burst = _drain(bucket)
@@ -95,11 +102,26 @@ def containers_for(stack: dict[str, Any], expression: Any, concurrency: int) -> 
     return int(stack["Mappings"][map_name][str(concurrency)][key])
 
 
+#: The scheduled reconciler: one container (reserved concurrency 1), paced to a share of the
+#: read limits (ROTOR_RECONCILE_READ_SHARE); the event-driven functions read at the rest
+#: (ROTOR_ECS_READ_SHARE).
+RECONCILER = "ReconcileFunction"
+
+
+def read_share(resource: dict[str, Any]) -> float:
+    """ROTOR_ECS_READ_SHARE of an event-driven function (the setting's default: 1)."""
+    env = resource["Properties"].get("Environment", {}).get("Variables", {})
+    return float(env.get("ROTOR_ECS_READ_SHARE", 1.0))
+
+
 def ecs_callers(stack: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-    """Each function that may call ECS: (its concurrency parameter, its ROTOR_ECS_CONTAINERS)."""
+    """Each event-driven function that may call ECS: (its concurrency parameter, its
+    ROTOR_ECS_CONTAINERS)."""
     callers = {}
     for name, resource in stack["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function" or not calls_ecs(resource):
+            continue
+        if name == RECONCILER:
             continue
         props = resource["Properties"]
         env = props.get("Environment", {}).get("Variables", {})
@@ -117,25 +139,65 @@ def test_the_limiter_knows_the_published_limits() -> None:
 
 def test_the_rotation_alarms_and_worker_functions_call_ecs(stack: dict[str, Any]) -> None:
     assert set(ecs_callers(stack)) == {"RotationFunction", "AlarmsFunction", "WorkerFunction"}
+    assert calls_ecs(stack["Resources"][RECONCILER])
     assert not calls_ecs(stack["Resources"]["TrackerFunction"])
 
 
+def test_the_reconciler_reads_at_its_share_and_never_writes(stack: dict[str, Any]) -> None:
+    """One container (reserved concurrency 1) metering ROTOR_RECONCILE_READ_SHARE of each read
+    limit: the account's other deployers keep the rest. It has no ecs:UpdateService (its jobs
+    go to the worker), so its write bucket is never drawn on."""
+    from orchestration.aws.ratelimit import ECS_READ_BUCKETS
+
+    props = stack["Resources"][RECONCILER]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == 1
+    env = props["Environment"]["Variables"]
+    assert env["ROTOR_ECS_CONTAINERS"] == "1"
+    share = float(env["ROTOR_RECONCILE_READ_SHARE"])
+    assert share == 0.25  # the default of the setting
+    found = measured(1, share, paced=True)
+    for bucket in ECS_READ_BUCKETS:
+        burst, rate = found[bucket]
+        assert burst <= PUBLISHED[bucket].burst * share, bucket
+        assert rate <= PUBLISHED[bucket].per_second * share * 1.01, bucket
+    assert "ecs:UpdateService" not in json.dumps(props["Policies"])
+
+
 def test_all_containers_of_all_functions_stay_under_ecs_limits(stack: dict[str, Any]) -> None:
-    cache: dict[int, dict[str, tuple[float, float]]] = {}
+    """Every event-driven function at every allowed concurrency, and the reconciler's pass
+    beside them: together under ECS's limits (writes: the event-driven functions alone; the
+    reconciler has none)."""
+    cache: dict[tuple[int, float], dict[str, tuple[float, float]]] = {}
     worst: dict[str, dict[str, tuple[float, float]]] = {}  # function -> bucket -> worst use
+    reconciler = stack["Resources"][RECONCILER]["Properties"]["Environment"]["Variables"]
+    worst[RECONCILER] = measured(1, float(reconciler["ROTOR_RECONCILE_READ_SHARE"]), paced=True)
     for function, (parameter, expression) in ecs_callers(stack).items():
+        share = read_share(stack["Resources"][function])
         for concurrency in allowed_values(stack, parameter):
             n = containers_for(stack, expression, concurrency)
-            per_container = cache.setdefault(n, measured(n))
+            per_container = cache.setdefault((n, share), measured(n, share))
             for bucket, (burst, rate) in per_container.items():
                 used = (concurrency * burst, concurrency * rate)
                 old = worst.setdefault(function, {}).get(bucket, (0.0, 0.0))
                 worst[function][bucket] = (max(old[0], used[0]), max(old[1], used[1]))
+    from orchestration.aws.ratelimit import ECS_READ_BUCKETS
+
     for bucket, limit in PUBLISHED.items():
-        burst = sum(w[bucket][0] for w in worst.values())
-        rate = sum(w[bucket][1] for w in worst.values())
+        if bucket not in ECS_READ_BUCKETS:
+            worst[RECONCILER].pop(bucket, None)  # no ecs:UpdateService (checked above)
+        burst = sum(w[bucket][0] for w in worst.values() if bucket in w)
+        rate = sum(w[bucket][1] for w in worst.values() if bucket in w)
         assert burst <= limit.burst, (bucket, worst)
         assert rate <= limit.per_second * 1.01, (bucket, worst)  # see SECONDS
+
+
+def test_the_event_driven_functions_leave_the_reconciler_its_read_share(
+    stack: dict[str, Any],
+) -> None:
+    reconciler = stack["Resources"][RECONCILER]["Properties"]["Environment"]["Variables"]
+    share = float(reconciler["ROTOR_RECONCILE_READ_SHARE"])
+    for function in ecs_callers(stack):
+        assert read_share(stack["Resources"][function]) + share <= 1, function
 
 
 def test_the_check_catches_a_function_that_meters_only_its_own_containers(

@@ -67,6 +67,38 @@ def _emitted(stdout: str) -> set[Metric]:
 
 
 WORKER = "handlers.worker.lambda_handler"
+RECONCILE = "handlers.reconcile.lambda_handler"
+
+
+def scheduled_event() -> dict[str, Any]:
+    """What the reconciler's schedule (an EventBridge rule) invokes it with."""
+    return {
+        "version": "0",
+        "id": "0b1f2d3c-4a5b-6c7d-8e9f-0a1b2c3d4e5f",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": "2026-11-21T09:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/rotor-ReconcileFunctionSchedule"],
+        "detail": {},
+    }
+
+
+def lose_an_event(clients: AwsClients, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prod/db gets a new current value whose events never reach rotor, made a month ago (so
+    the services deployed since may hold it, and the reconciler asks CloudTrail when it became
+    current); CloudTrail's history (LookupEvents, which moto lacks) has nothing on it."""
+    from tests.aws_fakes import (
+        CloudTrailHistory,
+        backdate_secret_version,
+        versions_listed_as_aws_lists_them,
+    )
+
+    versions_listed_as_aws_lists_them(monkeypatch)
+    CloudTrailHistory().attach(clients.cloudtrail)
+    made = clients.secretsmanager.put_secret_value(SecretId="prod/db", SecretString="lost")
+    backdate_secret_version("prod/db", made["VersionId"], datetime.now(UTC) - timedelta(days=30))
 
 
 class Containers:
@@ -217,17 +249,27 @@ def emissions(
             containers.invoke(r.handler, copy.deepcopy(event))
             routed += 1
     assert routed >= 10
-    # ... a cluster rotor cannot read (a new container: no cached inventory) ...
+    # ... a cluster rotor cannot read (a new container: no cached inventory; no consumer
+    # index yet, so the rotation scans) ...
     containers.fresh()
     batch = clients.ecs.describe_clusters(clusters=["batch"])["clusters"][0]["clusterArn"]
-    FailFor("ListServices", "AccessDeniedException", cluster=batch).attach(clients.ecs)
+    unreadable = FailFor("ListServices", "AccessDeniedException", cluster=batch)
+    unreadable.attach(clients.ecs)
     partial = load_event("rotation-succeeded.json")
     containers.invoke(route(partial)[0].handler, partial)
-    # ... and last an AWS error that stops an event.
+    # ... an AWS error that stops an event ...
     containers.fresh()
-    FailFor("ListClusters", "AccessDeniedException").attach(clients.ecs)
+    denied = FailFor("ListClusters", "AccessDeniedException")
+    denied.attach(clients.ecs)
     stopped = load_event("rotation-succeeded.json")
     containers.invoke(route(stopped)[0].handler, stopped)
+    unreadable.detach(clients.ecs)
+    denied.detach(clients.ecs)
+    # ... and last a rotation whose events were lost, which the scheduled reconciler heals
+    # (its pass builds the consumer index, which later rotations would read instead).
+    containers.fresh()
+    lose_an_event(clients, monkeypatch)
+    containers.invoke(RECONCILE, scheduled_event())
     assert not capsys.readouterr().out  # everything printed was kept per handler
     by_handler = {h: _emitted("\n".join(out)) for h, out in containers.printed.items()}
     yield Emissions(
@@ -240,6 +282,7 @@ def emissions(
         "handlers.alarms",
         "handlers.tracker",
         "handlers.worker",
+        "handlers.reconcile",
     }:
         importlib.reload(importlib.import_module(module))
 

@@ -20,7 +20,12 @@ from orchestration.aws.clients import AwsClients
 from orchestration.events.routing import route
 from tests.aws_fakes import sqs_lambda_event
 from tests.conftest import SAMPLE_EVENTS
-from tests.infra.test_metrics_contract import Containers
+from tests.infra.test_metrics_contract import (
+    RECONCILE,
+    Containers,
+    lose_an_event,
+    scheduled_event,
+)
 from tests.integration.conftest import inbox, state_table  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -70,7 +75,8 @@ def test_every_call_the_functions_make_is_granted_to_them(
             return
         calls[current["function"]].add(BATCH_ACTIONS.get(action, action))
 
-    for client in (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb, clients.sqs):
+    recorded = (clients.ecs, clients.secretsmanager, clients.sns, clients.dynamodb, clients.sqs)
+    for client in (*recorded, clients.cloudtrail):
         client.meta.events.register("before-call", record)
     containers = Containers(monkeypatch, clients)
     for path in SAMPLE_EVENTS:
@@ -78,12 +84,26 @@ def test_every_call_the_functions_make_is_granted_to_them(
         for r in route(event):
             current["function"] = r.function
             containers.invoke(r.handler, copy.deepcopy(event))
-    # The redeploy jobs the rotation function queued, as the SQS event source hands them over
-    # (its own receive and delete are the worker role's too).
+    # A rotation whose events were lost: the scheduled reconciler heals it.
+    current["function"] = "(the test)"
+    lose_an_event(clients, monkeypatch)
+    calls.pop("(the test)", None)
+    current["function"] = "ReconcileFunction"
+    healed = containers.invoke(RECONCILE, scheduled_event())
+    assert healed["healed"]
+    # The redeploy jobs the rotation function and the reconciler queued, as the SQS event
+    # source hands them over (its own receive and delete are the worker role's too).
     current["function"] = "WorkerFunction"
     _run_queued_jobs(clients, jobs, containers)
 
-    assert set(calls) == {"RotationFunction", "AlarmsFunction", "TrackerFunction", "WorkerFunction"}
+    assert set(calls) == {
+        "RotationFunction",
+        "AlarmsFunction",
+        "TrackerFunction",
+        "WorkerFunction",
+        "ReconcileFunction",
+    }
+    assert {"cloudtrail:LookupEvents", "sqs:SendMessage"} <= calls["ReconcileFunction"]
     assert "secretsmanager:RestoreSecret" in calls["AlarmsFunction"]  # the path was taken
     assert "sqs:SendMessage" in calls["RotationFunction"]
     assert "ecs:UpdateService" in calls["WorkerFunction"]
@@ -94,7 +114,7 @@ def test_every_call_the_functions_make_is_granted_to_them(
     # not the one planned): granted explicitly, whether or not this run's code made the call.
     assert "secretsmanager:DescribeSecret" in _granted(stack, "WorkerFunction")
     # No function may call what it does not need: only the worker redeploys.
-    for function in ("AlarmsFunction", "RotationFunction", "TrackerFunction"):
+    for function in ("AlarmsFunction", "RotationFunction", "TrackerFunction", "ReconcileFunction"):
         assert "ecs:UpdateService" not in _granted(stack, function), function
 
 

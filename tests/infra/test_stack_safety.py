@@ -28,7 +28,13 @@ from tests.infra.test_templates import (  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
-FUNCTIONS = ["RotationFunction", "AlarmsFunction", "WorkerFunction", "TrackerFunction"]
+FUNCTIONS = [
+    "RotationFunction",
+    "AlarmsFunction",
+    "WorkerFunction",
+    "TrackerFunction",
+    "ReconcileFunction",
+]
 #: PutRetentionPolicy's valid retentionInDays (CloudWatch Logs API reference).
 RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827]
 RETENTION_DAYS += [2192, 2557, 2922, 3288, 3653]
@@ -351,6 +357,17 @@ def test_each_silenced_lint_finding_still_holds_its_reason(path: Path) -> None:
             if check == "WS1004":  # its log group is named in LoggingConfig, with a retention
                 group = props["LoggingConfig"]["LogGroup"]["Ref"]
                 assert "RetentionInDays" in resources[group]["Properties"], name
+            elif check in ("ES1007", "ES4000") and "Events" in props:  # a scheduled pass
+                # nothing to keep: no retry (the next pass is it), and its failures alarm
+                events = props["Events"].values()
+                assert [e["Type"] for e in events] == ["Schedule"], name
+                assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 0, name
+                assert any(
+                    r["Type"] == "AWS::CloudWatch::Alarm"
+                    and r["Properties"]["MetricName"] == "Errors"
+                    and r["Properties"]["Dimensions"][0]["Value"] == {"Ref": name}
+                    for r in resources.values()
+                ), name
             elif check == "ES1007":  # the function's EventInvokeConfig has OnFailure
                 function = resources[props["FunctionName"]["Ref"]]["Properties"]
                 assert function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"], name
@@ -373,12 +390,15 @@ def test_what_is_silenced_is_what_was_reviewed() -> None:
         for path in TEMPLATES
     }
     stack = silenced["template.yaml"]
-    assert {n for n, c in stack.items() if c == ["WS1004"]} == set(FUNCTIONS)
+    assert {n for n, c in stack.items() if c == ["WS1004"]} == set(FUNCTIONS) - {
+        "ReconcileFunction"
+    }
+    assert stack["ReconcileFunction"] == ["ES1007", "ES4000", "WS1004"]  # scheduled
     assert len([n for n, c in stack.items() if c == ["ES1007"]]) == 6
     assert len([n for n, c in stack.items() if c == ["ES6000"]]) == 4
     assert stack["WorkerRedeployJobs"] == ["ES1001"]
     assert stack["NotificationEmailSubscription"] == ["ES7000"]
-    assert len(stack) == 4 + 6 + 4 + 2
+    assert len(stack) == 5 + 6 + 4 + 2
     assert silenced["forwarder.yaml"] == {
         "ForwarderDeadLetterQueue": ["ES6000"],
         "AlarmEmailSubscription": ["ES7000"],

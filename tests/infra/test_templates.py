@@ -102,6 +102,7 @@ def test_the_sam_transform_makes_plain_cloudformation(transformed: dict[str, Any
         "AlarmsFunction",
         "WorkerFunction",
         "TrackerFunction",
+        "ReconcileFunction",
     }
     for props in functions.values():
         assert props["Runtime"] == "python3.12"
@@ -125,10 +126,18 @@ def test_the_sam_transform_makes_plain_cloudformation(transformed: dict[str, Any
         for r in transformed["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventInvokeConfig"
     ]
-    # Every function EventBridge invokes (asynchronously) hands failed events to a queue; the
-    # worker is fed by the redeploy queue, whose redrive policy does that.
-    assert len(invoke_configs) == 3
-    assert all("OnFailure" in c["DestinationConfig"] for c in invoke_configs)
+    # Every function EventBridge invokes (asynchronously) for an event hands failed events to a
+    # queue; the worker is fed by the redeploy queue, whose redrive policy does that. The
+    # reconciler's scheduled events carry nothing to keep: no retry, the next pass is it.
+    scheduled = {"Ref": "ReconcileFunction"}
+    assert len(invoke_configs) == 4
+    assert all(
+        "OnFailure" in c["DestinationConfig"]
+        for c in invoke_configs
+        if c["FunctionName"] != scheduled
+    )
+    (reconciler,) = [c for c in invoke_configs if c["FunctionName"] == scheduled]
+    assert reconciler["MaximumRetryAttempts"] == 0
     queue = transformed["Resources"]["RedeployQueue"]["Properties"]
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
         "Fn::GetAtt": ["RedeployDeadLetterQueue", "Arn"]
@@ -455,7 +464,7 @@ def test_every_function_has_an_errors_and_a_throttles_alarm(stack: dict[str, Any
         for r in resources.values()
         if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/Lambda"
     }
-    assert len(functions) == 4
+    assert len(functions) == 5
     assert {(m, f) for m in ("Errors", "Throttles") for f in functions} <= watched
 
 

@@ -564,12 +564,13 @@ def test_a_sandbox_quota_cannot_hold_any_reservation(moto, capsys, monkeypatch):
     concurrency = checks(data)["concurrency"]
     assert concurrency["status"] == "missing"
     assert "account limit 100" in concurrency["detail"]
-    assert "the template's defaults reserves 8" in concurrency["detail"]
-    assert "--quota-code L-B99A9384 --desired-value 108" in concurrency["fix"]
+    assert "the template's defaults reserves 9" in concurrency["detail"]  # 4 x 2, and the 1
+    assert "--quota-code L-B99A9384 --desired-value 109" in concurrency["fix"]
 
 
 def test_too_little_concurrency_names_the_parameters_to_lower(moto, capsys, monkeypatch):
-    """Room for 6 reserved executions: the defaults (8) do not fit, the minimums (5) do."""
+    """Room for 6 reserved executions: the defaults (9, the reconciler's fixed 1 with them) do
+    not fit, the minimums (6) do."""
     monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "106")
     trail()
 
@@ -586,8 +587,9 @@ def test_too_little_concurrency_names_the_parameters_to_lower(moto, capsys, monk
 
 
 def test_what_the_stack_reserves_already_counts_as_its_own(moto, capsys, monkeypatch):
-    """Deployed with the defaults under a limit of 110: 102 unreserved, and the stack's own 8
-    are part of what it may hold (without them, only 2 would seem free)."""
+    """Deployed with the defaults under a limit of 110: 101 unreserved, and the stack's own 9
+    (the four parameters' 2 each, the reconciler's fixed 1) are part of what it may hold
+    (without them, only 1 would seem free)."""
     monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "110")
     trail()
     deploy(STACK, standin_template())
@@ -596,7 +598,9 @@ def test_what_the_stack_reserves_already_counts_as_its_own(moto, capsys, monkeyp
 
     concurrency = checks(data)["concurrency"]
     assert concurrency["status"] == "ok", concurrency
-    assert "102 unreserved" in concurrency["detail"]
+    assert "101 unreserved" in concurrency["detail"]
+    assert "reserves 9 (" in concurrency["detail"]
+    assert "ReconcileFunction 1" in concurrency["detail"]
     assert code == 0
 
 
@@ -608,7 +612,7 @@ def test_the_stack_parameters_are_what_it_reserves(moto, capsys, monkeypatch):
     _, data, _ = doctor(capsys)
 
     concurrency = checks(data)["concurrency"]
-    assert "stack rotor reserves 11" in concurrency["detail"]
+    assert "stack rotor reserves 12" in concurrency["detail"]
     assert "WorkerConcurrency=5" in concurrency["detail"]
 
 

@@ -147,3 +147,32 @@ def test_the_cluster_cap_holds_frees_and_reports_overdue_slots(store):
     assert overdue == [API]
     assert renewed == []
     assert freed is RolloutSlot.TAKEN
+
+
+def test_a_rotation_and_a_status_are_read_back_alone(store):
+    assert store.rotation(ROTATION) is None
+    assert store.status(ROTATION, API) is None
+    became = datetime(2026, 11, 21, 8, 30, 0, 123456, tzinfo=UTC)
+    store.record_rotation(ROTATION, SECRET, "v1", became)
+    store.set_status(ROTATION, API, at(Status.QUEUED))
+    found = store.rotation(ROTATION)
+    assert found is not None
+    assert (found.secret_arn, found.version, found.source) == (SECRET, "v1", "")
+    assert found.rotated_at == became.replace(microsecond=0)  # an event's time: whole seconds
+    status = store.status(ROTATION, API)
+    assert status is not None and status.status is Status.QUEUED
+
+
+def test_the_reconcilers_record_keeps_the_first_facts_and_its_moment_to_the_microsecond(store):
+    seen = datetime(2026, 11, 21, 9, 0, 0, 654321, tzinfo=UTC)
+    store.remember_current(ROTATION, SECRET, "v1", seen, "reconciler:first-seen")
+    store.remember_current(ROTATION, SECRET, "v1", seen + HOUR, "reconciler:cloudtrail")
+    found = store.rotation(ROTATION)
+    assert found is not None
+    assert (found.rotated_at, found.source) == (seen, "reconciler:first-seen")
+    # The event path's record of a value is not replaced by the reconciler's either.
+    other = f"{SECRET}@v2"
+    store.record_rotation(other, SECRET, "v2", seen)
+    store.remember_current(other, SECRET, "v2", seen + HOUR, "reconciler:first-seen")
+    kept = store.rotation(other)
+    assert kept is not None and kept.source == "" and kept.rotated_at == seen.replace(microsecond=0)

@@ -253,7 +253,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"ecs", "freshness", "outcome"}),  # ECS adapters, the freshness rule, outcomes
     frozenset({"ports"}),  # what a use case is given (protocols the composition root meets)
     frozenset({"fanout"}),  # the redeploy of one service
-    frozenset({"rotation", "tracking", "prerequisites", "indexing"}),  # use cases
+    frozenset({"rotation", "reconcile", "tracking", "prerequisites", "indexing"}),  # use cases
     frozenset({"runtime"}),  # the composition root: builds the adapters, imports no use case
     # alarms still takes the composition root itself, so it sits above it (it imports no
     # other use case, and nothing but dispatch imports it).

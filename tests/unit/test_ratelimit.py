@@ -275,3 +275,57 @@ def test_containers_sharing_the_limits_each_meter_their_share(
     assert waits[:25] == [0.0] * 25  # half the burst of 50
     assert waits[25] == pytest.approx(1 / 2.5)  # half the rate of 5 per second
     assert limiter.acquire("DescribeTaskDefinition") == 0.0  # other buckets: their own share
+
+
+def test_a_read_share_meters_only_that_share_of_the_reads(clock: FakeClock, sleeps: Sleeps) -> None:
+    """The reconciler's scan (ROTOR_RECONCILE_READ_SHARE=0.25): a quarter of each read limit,
+    on top of the container split; writes keep theirs."""
+    limiter = ApiRateLimiter(clock=clock, sleep=sleeps)
+    limiter.share_among(2)
+    limiter.hold_read_share(0.25)
+
+    waits = [limiter.acquire("DescribeServices") for _ in range(13)]
+
+    assert waits[:12] == [0.0] * 12  # 100 / 2 / 4 = 12.5: twelve whole tokens
+    assert waits[12] == pytest.approx(0.5 / 2.5)  # half a token short, at 20 / 2 / 4 a second
+    assert [limiter.acquire("UpdateService") for _ in range(25)] == [0.0] * 25  # writes: 50 / 2
+
+
+def test_holding_the_same_share_again_keeps_the_buckets(clock: FakeClock, sleeps: Sleeps) -> None:
+    """Each pass of a warm container holds the share again: that must not refill the buckets."""
+    limiter = ApiRateLimiter(clock=clock, sleep=sleeps)
+    limiter.hold_read_share(0.5)
+    [limiter.acquire("ListClusters") for _ in range(25)]  # the burst of 50 / 2, spent
+    limiter.hold_read_share(0.5)
+    assert limiter.acquire("ListClusters") > 0
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5])
+def test_a_share_is_more_than_0_and_at_most_1(share: float) -> None:
+    with pytest.raises(ValueError, match="share"):
+        ApiRateLimiter().hold_read_share(share)
+
+
+def test_lookup_events_is_paced_at_two_a_second(clock: FakeClock, sleeps: Sleeps) -> None:
+    """CloudTrail's LookupEvents quota: 2 requests a second per account and region."""
+    from orchestration.aws.ratelimit import CLOUDTRAIL_LIMITS, CLOUDTRAIL_OPERATION_BUCKETS
+
+    limiter = ApiRateLimiter(
+        CLOUDTRAIL_LIMITS, CLOUDTRAIL_OPERATION_BUCKETS, clock=clock, sleep=sleeps
+    )
+    waits = [limiter.acquire("LookupEvents") for _ in range(3)]
+    assert waits == [0.0, pytest.approx(0.5), pytest.approx(1.0)]
+    assert limiter.acquire("DescribeTrails") == 0.0  # rotor doctor's reads: unmetered
+
+
+def test_a_paced_read_share_takes_one_token_at_a_time_and_leaves_writes(
+    clock: FakeClock, sleeps: Sleeps
+) -> None:
+    limiter = ApiRateLimiter(clock=clock, sleep=sleeps)
+    limiter.hold_read_share(0.25, burst=False)
+    assert limiter.acquire("DescribeServices") == 0.0
+    # no burst: the second read waits for the refill, at a quarter of 20 per second
+    assert limiter.acquire("DescribeServices") == pytest.approx(1 / 5)
+    # writes keep their whole burst
+    assert [limiter.acquire("UpdateService") for _ in range(50)] == [0.0] * 50
+    assert limiter.fresh().buckets["service-reads"]._burst == 1  # another region: the same

@@ -210,3 +210,15 @@ def test_index_max_age_defaults_to_two_hours_and_reads_durations() -> None:
     assert Settings.from_env({"ROTOR_INDEX_MAX_AGE": "90m"}).index_max_age == timedelta(minutes=90)
     with pytest.raises(ConfigurationError, match="ROTOR_INDEX_MAX_AGE"):
         Settings.from_env({"ROTOR_INDEX_MAX_AGE": "2 hours"})
+
+
+@pytest.mark.parametrize(("value", "share"), [("0.25", 0.25), ("1", 1.0), ("0.05", 0.05)])
+def test_reconcile_read_share(value: str, share: float) -> None:
+    assert Settings.from_env({}).reconcile_read_share == 0.25
+    assert Settings.from_env({"ROTOR_RECONCILE_READ_SHARE": value}).reconcile_read_share == share
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.01", "quarter", "nan"])
+def test_reconcile_read_share_is_more_than_0_and_at_most_1(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="ROTOR_RECONCILE_READ_SHARE"):
+        Settings.from_env({"ROTOR_RECONCILE_READ_SHARE": value})
