@@ -160,6 +160,10 @@ class RedeployJob(Rotation):
     service_arn: str
     cluster_arn: str
     references: tuple[JobReference, ...] = ()
+    #: A replica's consumer: when the worker last found the replica not yet holding the new
+    #: value (the job was sent again to wait). A deployment made until the replica holds it
+    #: started tasks with the old value there, however long after the primary's event.
+    replica_waited_at: datetime | None = None
 
     @property
     def key(self) -> str:

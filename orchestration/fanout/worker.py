@@ -140,6 +140,13 @@ class JobSteps:
         #: The rotation whose statuses this job writes: the value its deployment will hold.
         self.rotation: Rotation = job
         self.now = datetime.now(UTC)
+        #: When the new value was current where the service reads it, for the freshness rule:
+        #: the event's time; for a replica's consumer whose job found the replica lagging, not
+        #: before now (the replica got it some time after that, and a deployment made
+        #: meanwhile, by anyone, holds the old value there).
+        self.value_at = (
+            job.rotated_at if job.replica_waited_at is None else max(utc(job.rotated_at), self.now)
+        )
         self.flap_slot = False
         self.cap_slot = False
         self.lease: ServiceLease | None = None
@@ -219,7 +226,7 @@ class JobSteps:
             TaskDefinitionSummary(arn, refs) for arn in snapshot.task_definitions
         )
         consumer = Consumer(snapshot, task_definitions, refs)
-        return decide_with_policies(consumer, self.job.rotated_at, opt_in=self._settings.opt_in)
+        return decide_with_policies(consumer, self.value_at, opt_in=self._settings.opt_in)
 
     def _current_value(self) -> NewValue:
         """The secret's AWSCURRENT version as DescribeSecret says now; the job's own value for
@@ -304,6 +311,9 @@ class JobSteps:
             retryable=True,
             status=Status.QUEUED,
         )
+        # Sent again saying so: a deployment of the service made from now until the replica
+        # holds the new value is not fresh (``value_at``).
+        result.job = job.model_copy(update={"replica_waited_at": self.now})
         result.count(REDEPLOYS_DEFERRED)
         return result
 
@@ -440,18 +450,18 @@ class JobSteps:
         if (
             since is not None
             and (primary is None or utc(since) > utc(primary))
-            and utc(since) >= value_current_by(job.rotated_at)
+            and utc(since) >= value_current_by(self.value_at)
         ):
             return self._finish(
                 JobStatus.SKIPPED,
                 f"already fresh: another rotor job redeployed it at {iso(since)}, "
-                f"after the new value ({iso(job.rotated_at)})",
+                f"after the new value ({iso(self.value_at)})",
             )
         return None
 
     def _claim_and_redeploy(self, verdict: Verdict, value: NewValue) -> JobResult:
         job = self.job
-        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, value)
+        [done] = self._runtime.redeployer().redeploy([verdict], self.value_at, value)
         if done.outcome is Outcome.REDEPLOYED:
             self.deployed_at = done.created_at or datetime.now(UTC)
             if done.deployment_id:

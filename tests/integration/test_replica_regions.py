@@ -487,3 +487,34 @@ def test_a_replication_that_fails_while_its_consumers_wait_leaves_them_alone(
     assert statuses == dict.fromkeys(
         ("api-eu", "partial-eu", "passthrough-eu", "by-name-eu"), "failed"
     )
+
+
+def test_a_deployment_made_while_the_replica_lagged_holds_the_old_value_and_is_redeployed(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+) -> None:
+    """The replica did not hold the new value when its consumer's job first ran: a deployment
+    of that consumer made by someone else since (after the primary's event, before the replica
+    caught up) started tasks with the OLD value there. It is not fresh: once the replica holds
+    the new value, rotor redeploys it (once)."""
+    stack = queued_runtime(regions=(EU,))
+    rotate(world)
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    drain(redeploy_queue, stack.worker)
+    assert redeploy_queue.counts() == 4  # the replica lags: its consumers' jobs wait
+
+    # Someone (CI) deploys api-eu now, while the replica still holds the old value.
+    eu = world["regions"][EU]
+    eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
+    theirs = eu.primary_deployment("api-eu")
+
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held the value
+    assert eu.primary_deployment("api-eu") != theirs
+    others = ("partial-eu", "passthrough-eu", "by-name-eu")
+    assert {name: eu.updates[name] for name in others} == dict.fromkeys(others, 1)
