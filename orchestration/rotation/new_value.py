@@ -411,10 +411,19 @@ def plan_replicas(
     replica holds that version. A replica in a region outside ``ROTOR_REGIONS`` is reported,
     not touched; one whose replication ``Failed`` is reported, and its consumers are not
     redeployed into the old value. The secret is described for this (once per event) when
-    ``ROTOR_REGIONS`` is set; otherwise only when its new value was described anyway."""
+    ``ROTOR_REGIONS`` is set, or when the rotation is recorded in the state table (which
+    describes it anyway: so replicas outside ``ROTOR_REGIONS`` are reported even when no
+    consumer in the stack's region needed the new value); otherwise only when its new value
+    was described anyway."""
     facts = primary.known
     if facts is None and runtime.settings.regions:
         facts = primary.get()
+    elif facts is None and runtime.rollouts.durable:
+        try:
+            facts = primary.get()
+        except AwsCallError as exc:  # the rotation's record tries again, and copes
+            log.warning("could not describe the secret for its replicas: %s", exc)
+            return
     if facts is None or not facts.described or not facts.replicas:
         return
     value = rotation.need()

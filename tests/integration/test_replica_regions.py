@@ -518,3 +518,33 @@ def test_a_deployment_made_while_the_replica_lagged_holds_the_old_value_and_is_r
     assert eu.primary_deployment("api-eu") != theirs
     others = ("partial-eu", "passthrough-eu", "by-name-eu")
     assert {name: eu.updates[name] for name in others} == dict.fromkeys(others, 1)
+
+
+def test_replicas_outside_rotor_regions_are_reported_when_no_consumer_here_needs_the_value(
+    clients: AwsClients, world: dict[str, Any], retry: Any, state_table: str
+) -> None:
+    """The secret's consumers are all in the replicas' regions (nothing to redeploy in the
+    stack's own): the replicas outside ROTOR_REGIONS are still reported. The stack describes
+    the new value anyway to record the rotation (a state table), so it costs no call."""
+    from orchestration import REDEPLOY_KINDS, handle
+    from tests.conftest import make_runtime
+
+    home = world["regions"][PRIMARY].ecs
+    for name in ("api", "by-name"):
+        home.delete_service(cluster="prod", service=name, force=True)
+    described = Counter[str]()
+    clients.secretsmanager.meta.events.register(
+        "before-call.secrets-manager.DescribeSecret",
+        lambda context, **_: described.update([str(context.get("client_region"))]),
+    )
+    runtime = make_runtime(clients, retry, Settings(state_table=state_table))
+    rotate(world)
+
+    outcome = handle(
+        rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT
+    ).outcome
+    assert outcome is not None
+    assert outcome.metrics.get("ReplicaRegionsSkipped") == 3
+    assert sum("not in ROTOR_REGIONS" in note for note in outcome.notes) == 3
+    assert described == {PRIMARY: 1}  # the one the rotation's record makes anyway
+    assert updates(world) == {}
