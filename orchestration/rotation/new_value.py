@@ -136,6 +136,11 @@ class RotationRecorder:
         """When the new value became current (the event's time): known without describing."""
         return (self.rotation or self._fallback).rotated_at
 
+    @property
+    def fresh_from(self) -> datetime:
+        """For the freshness rule: ``rotated_at``, or later for a replica found lagging."""
+        return (self.rotation or self._fallback).fresh_from
+
     def need(self) -> Rotation:
         """The rotation, its new value described if it was not yet."""
         return self.rotation or self._fix(self._resolve())
@@ -246,7 +251,7 @@ def plan_inventory(
     consumers = inventory.consumers_of(secret)
     outcome.report_scan(inventory)
     verdicts = [
-        decide_with_policies(c, rotation.rotated_at, opt_in=runtime.settings.opt_in)
+        decide_with_policies(c, rotation.fresh_from, opt_in=runtime.settings.opt_in)
         for c in consumers
     ]
     outcome.consumers.extend(describe_verdict(v) for v in verdicts)
@@ -462,6 +467,9 @@ def plan_replicas(
                 event_id=value.event_id,
                 replica_region=replica.region,
                 primary_secret_arn=facts.identity.arn,
+                # Still replicating as the primary says now: a deployment made there until
+                # now holds the old value, however long after the primary's event.
+                replica_waited_at=None if replica.in_sync else datetime.now(UTC),
             ),
         )
         if replica.failed:
@@ -491,8 +499,8 @@ def _replication_failed(
     inventory = regional.discovery(clusters or None).scan()
     outcome.report_scan(inventory)
     detail = f"replication to {replica.region} failed: {replica.message or '(no message)'}"
-    verdicts = [
-        decide_with_policies(c, recorder.rotated_at, opt_in=regional.settings.opt_in)
+    verdicts = [  # the replica holds the old value: so does every deployment made there since
+        decide_with_policies(c, recorder.fresh_from, opt_in=regional.settings.opt_in)
         for c in inventory.consumers_of(identity)
     ]
     stale = [v for v in verdicts if v.action is not Action.SKIP]

@@ -548,3 +548,31 @@ def test_replicas_outside_rotor_regions_are_reported_when_no_consumer_here_needs
     assert sum("not in ROTOR_REGIONS" in note for note in outcome.notes) == 3
     assert described == {PRIMARY: 1}  # the one the rotation's record makes anyway
     assert updates(world) == {}
+
+
+def test_a_deployment_made_before_planning_while_the_replica_lagged_is_not_fresh(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+) -> None:
+    """The event reaches rotor after the new value (CloudTrail's delay) and the primary still
+    says the replica is InProgress: a deployment made in the replica's region since the
+    primary's event started tasks with the OLD value there. It is planned, and redeployed once
+    the replica holds the new value."""
+    stack = queued_runtime(regions=(EU,))
+    rotate(world)
+    eu = world["regions"][EU]
+    eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
+    theirs = eu.primary_deployment("api-eu")
+
+    planned = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    queued = {arn.rsplit("/", 1)[-1] for arn in planned["queued"]}
+    assert {"api-eu", "partial-eu", "passthrough-eu", "by-name-eu"} <= queued
+
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held the value
+    assert eu.primary_deployment("api-eu") != theirs

@@ -188,6 +188,12 @@ def test_a_replica_job_round_trips_and_is_keyed_by_the_replicas_value() -> None:
         {"primary_secret_arn": "prod/db"},  # not an ARN
         {"version": None},  # the version it must wait for
         {"described": False},
+        # a primary's job never waits for a replica
+        {
+            "replica_region": None,
+            "primary_secret_arn": None,
+            "replica_waited_at": "2026-11-21T09:01:00Z",
+        },
     ],
 )
 def test_a_replica_job_that_does_not_hold_together_is_rejected(change: dict[str, Any]) -> None:
