@@ -226,6 +226,11 @@ def _matches(secret: str | None, record: StoredRotation) -> bool:
     if secret is None:
         return True
     arn = record.secret_arn
+    given, recorded = secret.split(":", 4), arn.split(":", 4)
+    if len(given) == len(recorded) == 5 and given[0] == "arn":
+        # A replica's rotation is recorded under the replica's ARN, which differs from its
+        # primary's only in the region: an ARN names the secret in every region, as a name does.
+        arn = ":".join([*recorded[:3], given[3], recorded[4]])
     name = arn.split(":secret:", 1)[-1]
     stem, dash, suffix = name.rpartition("-")
     if dash and stem and len(suffix) == 6 and suffix.isascii() and suffix.isalnum():

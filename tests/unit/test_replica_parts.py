@@ -224,3 +224,21 @@ def test_rotor_status_shows_each_services_region_and_a_replicas_rotation_apart()
     assert any(line.split()[:2] == ["REGION", "SERVICE"] for line in lines)
     assert any(line.split()[:2] == ["eu-west-1", "prod/api"] for line in lines)
     assert any(line.split()[:2] == ["us-east-1", "prod/api"] for line in lines)
+
+
+def test_rotor_status_of_a_secret_by_its_arn_lists_its_replicas_rotations_too() -> None:
+    """``rotor status --secret <the primary's ARN>`` (as the console shows it): its replicas'
+    consumers are the secret's too (their rotations are listed apart, under the replica's
+    ARN, which differs only in the region); a name already lists every region's."""
+    store = MemoryRolloutStore()
+    other = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:prod/db-ZzZzZz"  # not a replica
+    for arn in (PRIMARY, REPLICA, other):
+        store.record_rotation(f"{arn}@v2", arn, "v2", NOW - timedelta(minutes=2))
+
+    def listed(secret: str) -> set[str]:
+        report = status_report(store, NOW, timedelta(hours=1), secret)
+        return {r["secret"] for r in report["rotations"]}
+
+    assert listed(PRIMARY) == {PRIMARY, REPLICA}
+    assert listed(REPLICA) == {PRIMARY, REPLICA}
+    assert listed("prod/db-AbCdEf") == {PRIMARY, REPLICA}
