@@ -467,9 +467,13 @@ def plan_replicas(
                 event_id=value.event_id,
                 replica_region=replica.region,
                 primary_secret_arn=facts.identity.arn,
-                # Still replicating as the primary says now: a deployment made there until
-                # now holds the old value, however long after the primary's event.
-                replica_waited_at=None if replica.in_sync else datetime.now(UTC),
+                # Not holding the new value yet: a deployment made there until now holds the
+                # old value, however long after the primary's event.
+                replica_waited_at=(
+                    None
+                    if replica.in_sync and _replica_holds(regional, identity, value.version)
+                    else datetime.now(UTC)
+                ),
             ),
         )
         if replica.failed:
@@ -480,6 +484,20 @@ def plan_replicas(
             run_inline(planned, regional, outcome)
         else:
             plan_to_queue(identity, recorder, clusters or None, regional, runtime.queue, outcome)
+
+
+def _replica_holds(regional: RotationAdapters, replica: SecretIdentity, version: str) -> bool:
+    """Whether the replica's own ``DescribeSecret``, in its region, shows AWSCURRENT on
+    ``version`` (the primary's ``InSync`` alone may predate the new version reaching it).
+    Unknown (it cannot be described) counts as not: toward redeploying."""
+    try:
+        facts = regional.secret_lookup().describe(
+            replica.arn, account=replica.account, region=replica.region, written_by_aws=True
+        )
+    except AwsCallError as exc:
+        log.warning("could not describe the replica %s: %s", replica.arn, exc)
+        return False
+    return facts.described and facts.current_version == version
 
 
 def _replication_failed(

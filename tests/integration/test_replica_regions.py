@@ -550,18 +550,22 @@ def test_replicas_outside_rotor_regions_are_reported_when_no_consumer_here_needs
     assert updates(world) == {}
 
 
+@pytest.mark.parametrize("phase", ["lagging", "catching-up"])
 def test_a_deployment_made_before_planning_while_the_replica_lagged_is_not_fresh(
     clients: AwsClients,
     world: dict[str, Any],
     queued_runtime: Any,
     redeploy_queue: RedeployQueue,
+    phase: str,
 ) -> None:
-    """The event reaches rotor after the new value (CloudTrail's delay) and the primary still
-    says the replica is InProgress: a deployment made in the replica's region since the
-    primary's event started tasks with the OLD value there. It is planned, and redeployed once
-    the replica holds the new value."""
+    """The event reaches rotor after the new value (CloudTrail's delay) and the replica still
+    lacks it (the primary says InProgress, or already InSync while the replica's own AWSCURRENT
+    is the old version): a deployment made in the replica's region since the primary's event
+    started tasks with the OLD value there. It is planned, and redeployed once the replica
+    holds the new value."""
     stack = queued_runtime(regions=(EU,))
     rotate(world)
+    world["replication"].phase[EU] = phase
     eu = world["regions"][EU]
     eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
     theirs = eu.primary_deployment("api-eu")
