@@ -87,6 +87,8 @@ class AwsClients:
         self.ecs_rate_limiter = (
             ecs_rate_limiter if ecs_rate_limiter is not None else (ApiRateLimiter())
         )
+        #: the region of the clients every ``in_region`` one was made from (the stack's own)
+        self.home_region = self.region
         #: every region's clients made from this one (``in_region``), shared by all of them
         self._regions: dict[str, AwsClients] = {}
         self._regions_lock = threading.Lock()
@@ -109,6 +111,7 @@ class AwsClients:
                     config=self.config,
                     ecs_rate_limiter=self.ecs_rate_limiter.fresh(),
                 )
+                found.home_region = self.home_region
                 found._regions = self._regions
                 found._regions_lock = self._regions_lock
                 self._regions[region] = found

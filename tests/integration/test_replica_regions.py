@@ -580,3 +580,41 @@ def test_a_deployment_made_before_planning_while_the_replica_lagged_is_not_fresh
         assert redeploy_queue.counts() == 0
     assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held the value
     assert eu.primary_deployment("api-eu") != theirs
+
+
+def test_a_cluster_named_in_rotor_clusters_that_a_replica_region_lacks_is_no_failure(
+    clients: AwsClients, world: dict[str, Any], retry: Any
+) -> None:
+    """ROTOR_CLUSTERS names apply in every region; a region without one of them simply has no
+    consumers there. Reading it is no discovery failure (DiscoveryFailures is alarmed), unlike
+    a named cluster missing in the stack's own region (a misconfiguration)."""
+    from orchestration import REDEPLOY_KINDS, handle
+    from tests.conftest import make_runtime
+
+    world["regions"][PRIMARY].ecs.create_cluster(clusterName="batch")  # only at home
+    runtime = make_runtime(clients, retry, Settings(regions=(EU,), clusters=("prod", "batch")))
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+
+    outcome = handle(
+        rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT
+    ).outcome
+    assert outcome is not None
+    assert "DiscoveryFailures" not in outcome.metrics, outcome.notes
+    assert not outcome.failed
+    assert updates(world) == {
+        "api": 1,
+        "by-name": 1,
+        "api-eu": 1,
+        "partial-eu": 1,
+        "passthrough-eu": 1,
+        "by-name-eu": 1,
+    }
+
+    # At home, a named cluster that does not exist is still a failure (once: not in EU).
+    runtime = make_runtime(clients, retry, Settings(regions=(EU,), clusters=("prod", "nosuch")))
+    again = handle(
+        rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT
+    ).outcome
+    assert again is not None and again.metrics.get("DiscoveryFailures") == 1
+    assert [f.subject for f in again.failed] == ["nosuch"]
