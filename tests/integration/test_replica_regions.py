@@ -618,3 +618,34 @@ def test_a_cluster_named_in_rotor_clusters_that_a_replica_region_lacks_is_no_fai
     ).outcome
     assert again is not None and again.metrics.get("DiscoveryFailures") == 1
     assert [f.subject for f in again.failed] == ["nosuch"]
+
+
+def test_a_job_that_finds_its_replica_lagging_says_so_when_it_is_sent_again(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+) -> None:
+    """Planned while the replica held the new value (nothing lagged then), the job runs after
+    a newer value became current in the primary (whose event rotor has not seen) and finds the
+    replica lagging: it waits, and the job sent again remembers since when, so a deployment
+    made meanwhile (holding the old value there) is redeployed once the replica catches up."""
+    stack = queued_runtime(regions=(EU,))
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+    planned = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    assert "api-eu" in {arn.rsplit("/", 1)[-1] for arn in planned["queued"]}
+    world["sm"].put_secret_value(SecretId=world["arn"], SecretString="v3")  # no event yet
+    world["replication"].phase[EU] = "lagging"
+    drain(redeploy_queue, stack.worker)
+    assert redeploy_queue.counts() == 4  # waiting for v3 in eu-west-1
+
+    eu = world["regions"][EU]
+    eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
+    theirs = eu.primary_deployment("api-eu")
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held v3
+    assert eu.primary_deployment("api-eu") != theirs
