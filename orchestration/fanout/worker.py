@@ -295,7 +295,14 @@ class JobSteps:
                     job.secret_arn, account=primary.account, region=region, written_by_aws=True
                 )
             )
-            held = own.current_version if own.described else None
+            if not own.described:  # denied, or gone: waiting cannot tell
+                return self._finish(
+                    JobStatus.FAILED,
+                    f"cannot describe the replica {job.secret_arn} ({own.why_not_described}): "
+                    "cannot tell whether it holds the new value",
+                    status=Status.FAILED,
+                )
+            held = own.current_version
             if held == target:
                 return NewValue(job.secret_arn, target)
         where = f"replication {replica.status or '?'}, AWSCURRENT there {held or 'unknown'}"

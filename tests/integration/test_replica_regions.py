@@ -649,3 +649,33 @@ def test_a_job_that_finds_its_replica_lagging_says_so_when_it_is_sent_again(
         assert redeploy_queue.counts() == 0
     assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held v3
     assert eu.primary_deployment("api-eu") != theirs
+
+
+def test_a_replica_rotor_may_not_describe_fails_its_jobs_at_once_not_after_the_max_wait(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    inbox: Any,
+) -> None:
+    """The primary says InSync but DescribeSecret on the replica is denied (an SCP, a resource
+    policy): waiting cannot help, and after ROTOR_REPLICA_MAX_WAIT it would be reported as a
+    replication that never caught up. The job fails at once, saying why (RedeployFailures)."""
+    from botocore.exceptions import ClientError
+
+    def deny(context: dict[str, Any], **_: Any) -> None:
+        if context.get("client_region") == EU:
+            error = {"Code": "AccessDeniedException", "Message": "denied by an SCP"}
+            raise ClientError({"Error": error}, "DescribeSecret")
+
+    clients.session.events.register("before-call.secrets-manager.DescribeSecret", deny)
+    stack = queued_runtime(regions=(EU,), topic_arn=inbox.topic_arn)
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert redeploy_queue.counts() == 0  # not waiting for an answer that cannot come
+    assert updates(world) == {"api": 1, "by-name": 1}
+    assert not [e for e in inbox.drain() if "eu-west-1" in e.get("Subject", "")]
+    assert not any(a["batchItemFailures"] for a in answers)
