@@ -348,7 +348,10 @@ class RolloutStore:
                 found[record.rotation_id] = record
         for rotation_id, record in found.items():
             record.services.update(statuses.get(rotation_id, {}))
-        return sorted(found.values(), key=lambda r: r.rotated_at, reverse=True)
+        # Newest first; at one time (a primary's rotation and its replicas'), by secret ARN,
+        # whatever order the table's Scan returned them in.
+        by_secret = sorted(found.values(), key=lambda r: (r.secret_arn, r.rotation_id))
+        return sorted(by_secret, key=lambda r: r.rotated_at, reverse=True)
 
     # deployments
 

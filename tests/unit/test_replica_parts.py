@@ -242,3 +242,22 @@ def test_rotor_status_of_a_secret_by_its_arn_lists_its_replicas_rotations_too() 
     assert listed(PRIMARY) == {PRIMARY, REPLICA}
     assert listed(REPLICA) == {PRIMARY, REPLICA}
     assert listed("prod/db-AbCdEf") == {PRIMARY, REPLICA}
+
+
+@pytest.mark.parametrize("first", [PRIMARY, REPLICA])
+def test_rotor_status_lists_one_rotations_regions_in_one_order_whatever_the_tables(
+    first: str,
+) -> None:
+    """A rotation of the primary and of its replica share their time: their order must not
+    depend on the order the state table's Scan happens to return items in."""
+    store = MemoryRolloutStore()
+    for arn in (first, *({PRIMARY, REPLICA} - {first})):
+        store.record_rotation(f"{arn}@v2", arn, "v2", NOW - timedelta(minutes=2))
+    store.record_rotation(f"{PRIMARY}@v3", PRIMARY, "v3", NOW - timedelta(minutes=1))
+
+    report = status_report(store, NOW, timedelta(hours=1))
+    assert [(r["region"], r["version"]) for r in report["rotations"]] == [
+        ("us-east-1", "v3"),  # newest first
+        ("eu-west-1", "v2"),  # then, at one time, by secret ARN
+        ("us-east-1", "v2"),
+    ]
