@@ -11,6 +11,7 @@ is recorded in the rollout store (``orchestration.state.rollouts``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -264,8 +265,18 @@ def plan_inventory(
             outcome.skipped.append(Skipped(verdict.service_arn, verdict.reason))
             status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
         elif verdict.action is Action.MANUAL:
-            rotation.need()
-            outcome.manual.append(manual_redeploy(verdict))
+            manual = manual_redeploy(verdict)
+            lagging = rotation.need()
+            if lagging.replica_waited_at is not None:  # a replica that lacks the value yet
+                manual = dataclasses.replace(
+                    manual,
+                    reason=f"{manual.reason}; but the replica in {lagging.replica_region} does "
+                    f"not hold the new value yet: deploy once `aws secretsmanager "
+                    f"describe-secret --region {lagging.replica_region} --secret-id "
+                    f"{lagging.secret_arn}` shows AWSCURRENT on {lagging.version} (before, "
+                    "new tasks get the old value)",
+                )
+            outcome.manual.append(manual)
             status = ServiceStatus(
                 Status.SKIPPED, f"by hand: {verdict.reason}", now, service.cluster_arn
             )

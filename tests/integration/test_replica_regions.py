@@ -679,3 +679,43 @@ def test_a_replica_rotor_may_not_describe_fails_its_jobs_at_once_not_after_the_m
     assert updates(world) == {"api": 1, "by-name": 1}
     assert not [e for e in inbox.drain() if "eu-west-1" in e.get("Subject", "")]
     assert not any(a["batchItemFailures"] for a in answers)
+
+
+def test_a_by_hand_consumer_of_a_lagging_replica_is_told_to_wait_for_the_replica(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    inbox: Any,
+) -> None:
+    """A CODE_DEPLOY service rotor cannot redeploy is named in the "redeploy by hand"
+    notification at once. Its replica still lacking the new value, a deployment made now would
+    start tasks with the OLD value: the notification says to wait until the replica has it."""
+    eu = world["regions"][EU]
+    task_definition = eu.ecs.register_task_definition(
+        family="bluegreen-eu",
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "registry.example.com/app:1",
+                "memory": 256,
+                "secrets": [{"name": "DB", "valueFrom": world["in_region"][EU]}],
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    eu.ecs.create_service(
+        cluster="prod",
+        serviceName="bluegreen-eu",
+        taskDefinition=task_definition,
+        desiredCount=1,
+        deploymentController={"type": "CODE_DEPLOY"},
+    )
+    backdate_deployment(eu.backend, "prod", "bluegreen-eu", STALE)
+    stack = queued_runtime(regions=(EU,), topic_arn=inbox.topic_arn)
+    version = rotate(world)  # eu-west-1 lags
+
+    planned = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+
+    (manual,) = [m for m in planned["manual"] if "bluegreen-eu" in m["service"]]
+    assert EU in manual["reason"] and version in manual["reason"]
+    (told,) = [e for e in inbox.drain() if "bluegreen-eu" in e["Message"]]
+    assert "does not hold the new value yet" in told["Message"]
