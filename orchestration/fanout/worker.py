@@ -7,7 +7,8 @@ instead of the worker describing the service again.
 In order, for the job's service:
 
 1. the freshness rule on the service as it is now (a debounced job may find it fresh);
-2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service;
+2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service (for
+   a consumer of a replica, only once the gate of step 5 lets it through);
 3. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify;
 4. the per-cluster cap (``ROTOR_MAX_ROLLOUTS_PER_CLUSTER``): at it, the job is deferred;
 5. ``DescribeSecret`` (queued jobs): the version AWSCURRENT now is what the deployment holds;
@@ -169,15 +170,19 @@ class JobSteps:
             return self._finish(JobStatus.SKIPPED, verdict.reason)
         if verdict.action is Action.MANUAL:  # its controller changed since the plan
             return self._finish(JobStatus.SKIPPED, f"by hand: {verdict.reason}")
+        # A replica's consumer waits until its replica holds the new value: before, a
+        # deployment (rotor's, or a person's told by a notify-only report) gets the old one.
+        gated: NewValue | None = None
+        if job.is_replica:
+            waited = self._replica_gate()
+            if isinstance(waited, JobResult):
+                return waited
+            gated = waited
         if notify_only(snapshot):
             return self._notify_only(verdict)
         # Queued, the job may run minutes after it was planned (debounce, retries): the value
         # its deployment will hold is the one AWSCURRENT now, described before anything is taken.
-        # A replica's consumer waits until its replica holds it.
-        if job.is_replica:
-            gated = self._replica_gate()
-            if isinstance(gated, JobResult):
-                return gated
+        if gated is not None:
             value = gated
         else:
             value = job.new_value() if described_now else self._current_value()

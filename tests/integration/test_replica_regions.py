@@ -719,3 +719,33 @@ def test_a_by_hand_consumer_of_a_lagging_replica_is_told_to_wait_for_the_replica
     assert EU in manual["reason"] and version in manual["reason"]
     (told,) = [e for e in inbox.drain() if "bluegreen-eu" in e["Message"]]
     assert "does not hold the new value yet" in told["Message"]
+
+
+def test_a_notify_only_consumer_of_a_lagging_replica_is_reported_once_the_replica_has_it(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    inbox: Any,
+) -> None:
+    """Tag rotor:redeploy=notify: rotor reports the stale service for a person to deploy. For
+    a replica's consumer that report waits, like a redeploy, until the replica holds the new
+    value: a person acting on it earlier would start tasks with the OLD value."""
+    eu = world["regions"][EU]
+    eu.ecs.tag_resource(
+        resourceArn=world["services"][EU]["api-eu"],
+        tags=[{"key": "rotor:redeploy", "value": "notify"}],
+    )
+    stack = queued_runtime(regions=(EU,), topic_arn=inbox.topic_arn)
+    rotate(world)
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    inbox.drain()
+    drain(redeploy_queue, stack.worker)
+    assert not [e for e in inbox.drain() if "api-eu" in e["Message"]]  # not while it lags
+    assert redeploy_queue.counts() == 4
+
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+    assert len([e for e in inbox.drain() if "api-eu" in e["Message"]]) == 1
+    assert eu.updates["api-eu"] == 0  # reported, not redeployed
