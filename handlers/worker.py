@@ -78,7 +78,9 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
         raise TryAgainLater(f"{type(exc).__name__}: {exc}") from exc
     add_counts(report.metrics)
     logger.info("job done", extra={"status": report.status, **report.detail})
-    if report.deferred and _send_again_later(job, record, runtime):
+    # The job as it goes on waiting (a replica's consumer's says since when it waits).
+    again = report.result.job if report.result is not None else job
+    if report.deferred and _send_again_later(again, record, runtime):
         return {"status": report.status, **report.detail}
     if report.retryable:
         _come_back_later(record, runtime, receives)

@@ -166,6 +166,8 @@ class Runtime:
             clusters=self.settings.clusters if clusters is None else clusters,
             cache=self.task_definitions,
             max_workers=self.settings.max_workers,
+            # ROTOR_CLUSTERS names apply in every region: another region may lack one.
+            absent_names_ok=self.clients.region != self.clients.home_region,
         )
 
     def secret_lookup(self) -> SecretLookup:

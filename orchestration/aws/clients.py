@@ -97,6 +97,8 @@ class AwsClients:
         self.cloudtrail_rate_limiter = ApiRateLimiter(
             CLOUDTRAIL_LIMITS, CLOUDTRAIL_OPERATION_BUCKETS
         )
+        #: the region of the clients every ``in_region`` one was made from (the stack's own)
+        self.home_region = self.region
         #: every region's clients made from this one (``in_region``), shared by all of them
         self._regions: dict[str, AwsClients] = {}
         self._regions_lock = threading.Lock()
@@ -119,6 +121,7 @@ class AwsClients:
                     config=self.config,
                     ecs_rate_limiter=self.ecs_rate_limiter.fresh(),
                 )
+                found.home_region = self.home_region
                 found._regions = self._regions
                 found._regions_lock = self._regions_lock
                 self._regions[region] = found

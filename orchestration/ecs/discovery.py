@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.ecs.shapes import snapshot_of, summarize_task_definition
-from orchestration.errors import AwsCallError, RetryableAwsError
+from orchestration.errors import AwsCallError, ClusterNotFound, RetryableAwsError
 from orchestration.models import (
     Consumer,
     ServiceSnapshot,
@@ -114,9 +114,13 @@ class ConsumerDiscovery:
         clusters: Sequence[str] = (),
         cache: TaskDefinitionCache | None = None,
         max_workers: int = 8,
+        absent_names_ok: bool = False,
     ) -> None:
         self._ecs = ecs
         self._retry = retry
+        #: a cluster given by name that does not exist is no failure, only no services (a
+        #: region other than the stack's, where the names of ROTOR_CLUSTERS apply too)
+        self._absent_names_ok = absent_names_ok
         self._clusters = distinct_clusters(clusters)
         self._cache = cache if cache is not None else TaskDefinitionCache()
         self._max_workers = max_workers
@@ -163,6 +167,13 @@ class ConsumerDiscovery:
                         if step == "task_definition":
                             td_failures[subject] = ScanFailure.of("task_definition", subject, exc)
                         elif step == "list":
+                            if (
+                                self._absent_names_ok
+                                and isinstance(exc, ClusterNotFound)
+                                and not subject.startswith("arn:")
+                            ):
+                                log.info("no cluster %s in this region: no services", subject)
+                                continue
                             list_failures[subject] = ScanFailure.of("cluster", subject, exc)
                         elif subject not in describe_failures:  # once a cluster
                             describe_failures[subject] = ScanFailure.of("cluster", subject, exc)

@@ -34,7 +34,7 @@ from orchestration.secrets.references import (
     SecretReference,
 )
 from orchestration.state.redeploy_ledger import NewValue
-from orchestration.times import iso
+from orchestration.times import iso, utc
 
 
 @pydantic_dataclass(frozen=True, kw_only=True)
@@ -74,10 +74,17 @@ class Rotation(BaseModel):
     #: Both absent in a primary's rotation (and in messages older than replicas).
     replica_region: str | None = None
     primary_secret_arn: str | None = None
+    #: A replica's rotation: when rotor last found the replica not yet holding the new value
+    #: (planning: the primary said it was still replicating; the worker: the job was sent
+    #: again to wait). A deployment made until the replica holds it started tasks with the
+    #: old value there, however long after the primary's event: not fresh.
+    replica_waited_at: datetime | None = None
 
     @model_validator(mode="after")
     def _replica_fields(self) -> Rotation:
         if self.replica_region is None and self.primary_secret_arn is None:
+            if self.replica_waited_at is not None:
+                raise ValueError("replica_waited_at is a replica's")
             return self
         if self.replica_region is None or self.primary_secret_arn is None:
             raise ValueError("replica_region and primary_secret_arn go together")
@@ -101,6 +108,15 @@ class Rotation(BaseModel):
     @property
     def is_replica(self) -> bool:
         return self.replica_region is not None
+
+    @property
+    def fresh_from(self) -> datetime:
+        """For the freshness rule, when the new value became current where the consumers read
+        it, as far as rotor knows: the event's time, or, for a replica found lagging, not
+        before that moment."""
+        if self.replica_waited_at is None:
+            return self.rotated_at
+        return max(utc(self.rotated_at), utc(self.replica_waited_at))
 
     @classmethod
     def of(cls, value: NewValue, event: Classification) -> Rotation:
@@ -143,6 +159,7 @@ class Rotation(BaseModel):
                 "event_id",
                 "replica_region",
                 "primary_secret_arn",
+                "replica_waited_at",
             }
         )
 

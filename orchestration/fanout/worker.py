@@ -7,7 +7,8 @@ instead of the worker describing the service again.
 In order, for the job's service:
 
 1. the freshness rule on the service as it is now (a debounced job may find it fresh);
-2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service;
+2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service (for
+   a consumer of a replica, only once the gate of step 5 lets it through);
 3. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify;
 4. the per-cluster cap (``ROTOR_MAX_ROLLOUTS_PER_CLUSTER``): at it, the job is deferred;
 5. ``DescribeSecret`` (queued jobs): the version AWSCURRENT now is what the deployment holds;
@@ -140,6 +141,13 @@ class JobSteps:
         #: The rotation whose statuses this job writes: the value its deployment will hold.
         self.rotation: Rotation = job
         self.now = datetime.now(UTC)
+        #: When the new value was current where the service reads it, for the freshness rule:
+        #: the event's time; for a replica's consumer whose job found the replica lagging, not
+        #: before now (the replica got it some time after that, and a deployment made
+        #: meanwhile, by anyone, holds the old value there).
+        self.value_at = (
+            job.rotated_at if job.replica_waited_at is None else max(utc(job.rotated_at), self.now)
+        )
         self.flap_slot = False
         self.cap_slot = False
         self.lease: ServiceLease | None = None
@@ -162,15 +170,19 @@ class JobSteps:
             return self._finish(JobStatus.SKIPPED, verdict.reason)
         if verdict.action is Action.MANUAL:  # its controller changed since the plan
             return self._finish(JobStatus.SKIPPED, f"by hand: {verdict.reason}")
+        # A replica's consumer waits until its replica holds the new value: before, a
+        # deployment (rotor's, or a person's told by a notify-only report) gets the old one.
+        gated: NewValue | None = None
+        if job.is_replica:
+            waited = self._replica_gate()
+            if isinstance(waited, JobResult):
+                return waited
+            gated = waited
         if notify_only(snapshot):
             return self._notify_only(verdict)
         # Queued, the job may run minutes after it was planned (debounce, retries): the value
         # its deployment will hold is the one AWSCURRENT now, described before anything is taken.
-        # A replica's consumer waits until its replica holds it.
-        if job.is_replica:
-            gated = self._replica_gate()
-            if isinstance(gated, JobResult):
-                return gated
+        if gated is not None:
             value = gated
         else:
             value = job.new_value() if described_now else self._current_value()
@@ -219,7 +231,7 @@ class JobSteps:
             TaskDefinitionSummary(arn, refs) for arn in snapshot.task_definitions
         )
         consumer = Consumer(snapshot, task_definitions, refs)
-        return decide_with_policies(consumer, self.job.rotated_at, opt_in=self._settings.opt_in)
+        return decide_with_policies(consumer, self.value_at, opt_in=self._settings.opt_in)
 
     def _current_value(self) -> NewValue:
         """The secret's AWSCURRENT version as DescribeSecret says now; the job's own value for
@@ -288,7 +300,14 @@ class JobSteps:
                     job.secret_arn, account=primary.account, region=region, written_by_aws=True
                 )
             )
-            held = own.current_version if own.described else None
+            if not own.described:  # denied, or gone: waiting cannot tell
+                return self._finish(
+                    JobStatus.FAILED,
+                    f"cannot describe the replica {job.secret_arn} ({own.why_not_described}): "
+                    "cannot tell whether it holds the new value",
+                    status=Status.FAILED,
+                )
+            held = own.current_version
             if held == target:
                 return NewValue(job.secret_arn, target)
         where = f"replication {replica.status or '?'}, AWSCURRENT there {held or 'unknown'}"
@@ -304,6 +323,9 @@ class JobSteps:
             retryable=True,
             status=Status.QUEUED,
         )
+        # Sent again saying so: a deployment of the service made from now until the replica
+        # holds the new value is not fresh (``value_at``).
+        result.job = job.model_copy(update={"replica_waited_at": self.now})
         result.count(REDEPLOYS_DEFERRED)
         return result
 
@@ -440,18 +462,18 @@ class JobSteps:
         if (
             since is not None
             and (primary is None or utc(since) > utc(primary))
-            and utc(since) >= value_current_by(job.rotated_at)
+            and utc(since) >= value_current_by(self.value_at)
         ):
             return self._finish(
                 JobStatus.SKIPPED,
                 f"already fresh: another rotor job redeployed it at {iso(since)}, "
-                f"after the new value ({iso(job.rotated_at)})",
+                f"after the new value ({iso(self.value_at)})",
             )
         return None
 
     def _claim_and_redeploy(self, verdict: Verdict, value: NewValue) -> JobResult:
         job = self.job
-        [done] = self._runtime.redeployer().redeploy([verdict], job.rotated_at, value)
+        [done] = self._runtime.redeployer().redeploy([verdict], self.value_at, value)
         if done.outcome is Outcome.REDEPLOYED:
             self.deployed_at = done.created_at or datetime.now(UTC)
             if done.deployment_id:

@@ -11,6 +11,7 @@ is recorded in the rollout store (``orchestration.state.rollouts``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -139,6 +140,11 @@ class RotationRecorder:
         """When the new value became current (the event's time): known without describing."""
         return (self.rotation or self._fallback).rotated_at
 
+    @property
+    def fresh_from(self) -> datetime:
+        """For the freshness rule: ``rotated_at``, or later for a replica found lagging."""
+        return (self.rotation or self._fallback).fresh_from
+
     def need(self) -> Rotation:
         """The rotation, its new value described if it was not yet."""
         return self.rotation or self._fix(self._resolve())
@@ -249,7 +255,7 @@ def plan_inventory(
     consumers = inventory.consumers_of(secret)
     outcome.report_scan(inventory)
     verdicts = [
-        decide_with_policies(c, rotation.rotated_at, opt_in=runtime.settings.opt_in)
+        decide_with_policies(c, rotation.fresh_from, opt_in=runtime.settings.opt_in)
         for c in consumers
     ]
     outcome.consumers.extend(describe_verdict(v) for v in verdicts)
@@ -262,8 +268,18 @@ def plan_inventory(
             outcome.skipped.append(Skipped(verdict.service_arn, verdict.reason))
             status = ServiceStatus(Status.SKIPPED, verdict.reason, now, service.cluster_arn)
         elif verdict.action is Action.MANUAL:
-            rotation.need()
-            outcome.manual.append(manual_redeploy(verdict))
+            manual = manual_redeploy(verdict)
+            lagging = rotation.need()
+            if lagging.replica_waited_at is not None:  # a replica that lacks the value yet
+                manual = dataclasses.replace(
+                    manual,
+                    reason=f"{manual.reason}; but the replica in {lagging.replica_region} does "
+                    f"not hold the new value yet: deploy once `aws secretsmanager "
+                    f"describe-secret --region {lagging.replica_region} --secret-id "
+                    f"{lagging.secret_arn}` shows AWSCURRENT on {lagging.version} (before, "
+                    "new tasks get the old value)",
+                )
+            outcome.manual.append(manual)
             status = ServiceStatus(
                 Status.SKIPPED, f"by hand: {verdict.reason}", now, service.cluster_arn
             )
@@ -424,10 +440,19 @@ def plan_replicas(
     replica holds that version. A replica in a region outside ``ROTOR_REGIONS`` is reported,
     not touched; one whose replication ``Failed`` is reported, and its consumers are not
     redeployed into the old value. The secret is described for this (once per event) when
-    ``ROTOR_REGIONS`` is set; otherwise only when its new value was described anyway."""
+    ``ROTOR_REGIONS`` is set, or when the rotation is recorded in the state table (which
+    describes it anyway: so replicas outside ``ROTOR_REGIONS`` are reported even when no
+    consumer in the stack's region needed the new value); otherwise only when its new value
+    was described anyway."""
     facts = primary.known
     if facts is None and runtime.settings.regions:
         facts = primary.get()
+    elif facts is None and runtime.rollouts.durable:
+        try:
+            facts = primary.get()
+        except AwsCallError as exc:  # the rotation's record tries again, and copes
+            log.warning("could not describe the secret for its replicas: %s", exc)
+            return
     if facts is None or not facts.described or not facts.replicas:
         return
     value = rotation.need()
@@ -466,6 +491,13 @@ def plan_replicas(
                 event_id=value.event_id,
                 replica_region=replica.region,
                 primary_secret_arn=facts.identity.arn,
+                # Not holding the new value yet: a deployment made there until now holds the
+                # old value, however long after the primary's event.
+                replica_waited_at=(
+                    None
+                    if replica.in_sync and _replica_holds(regional, identity, value.version)
+                    else datetime.now(UTC)
+                ),
             ),
         )
         if replica.failed:
@@ -478,6 +510,20 @@ def plan_replicas(
             run_inline(planned, regional, outcome)
         else:
             plan_to_queue(identity, recorder, clusters or None, regional, runtime.queue, outcome)
+
+
+def _replica_holds(regional: RotationAdapters, replica: SecretIdentity, version: str) -> bool:
+    """Whether the replica's own ``DescribeSecret``, in its region, shows AWSCURRENT on
+    ``version`` (the primary's ``InSync`` alone may predate the new version reaching it).
+    Unknown (it cannot be described) counts as not: toward redeploying."""
+    try:
+        facts = regional.secret_lookup().describe(
+            replica.arn, account=replica.account, region=replica.region, written_by_aws=True
+        )
+    except AwsCallError as exc:
+        log.warning("could not describe the replica %s: %s", replica.arn, exc)
+        return False
+    return facts.described and facts.current_version == version
 
 
 def _replication_failed(
@@ -497,8 +543,8 @@ def _replication_failed(
     inventory = regional.discovery(clusters or None).scan()
     outcome.report_scan(inventory)
     detail = f"replication to {replica.region} failed: {replica.message or '(no message)'}"
-    verdicts = [
-        decide_with_policies(c, recorder.rotated_at, opt_in=regional.settings.opt_in)
+    verdicts = [  # the replica holds the old value: so does every deployment made there since
+        decide_with_policies(c, recorder.fresh_from, opt_in=regional.settings.opt_in)
         for c in inventory.consumers_of(identity)
     ]
     stale = [v for v in verdicts if v.action is not Action.SKIP]

@@ -229,6 +229,11 @@ def _matches(secret: str | None, record: StoredRotation) -> bool:
     if secret is None:
         return True
     arn = record.secret_arn
+    given, recorded = secret.split(":", 4), arn.split(":", 4)
+    if len(given) == len(recorded) == 5 and given[0] == "arn":
+        # A replica's rotation is recorded under the replica's ARN, which differs from its
+        # primary's only in the region: an ARN names the secret in every region, as a name does.
+        arn = ":".join([*recorded[:3], given[3], recorded[4]])
     name = arn.split(":secret:", 1)[-1]
     stem, dash, suffix = name.rpartition("-")
     if dash and stem and len(suffix) == 6 and suffix.isascii() and suffix.isalnum():
@@ -397,7 +402,10 @@ class RolloutStore:
                 found[record.rotation_id] = record
         for rotation_id, record in found.items():
             record.services.update(statuses.get(rotation_id, {}))
-        return sorted(found.values(), key=lambda r: r.rotated_at, reverse=True)
+        # Newest first; at one time (a primary's rotation and its replicas'), by secret ARN,
+        # whatever order the table's Scan returned them in.
+        by_secret = sorted(found.values(), key=lambda r: (r.secret_arn, r.rotation_id))
+        return sorted(by_secret, key=lambda r: r.rotated_at, reverse=True)
 
     # deployments
 

@@ -220,7 +220,9 @@ def test_the_calls_iam_allows_only_by_tag_are_made_only_on_tagged_resources(
 
 def _held_to_requested_regions(stack: dict[str, Any], function: str, action: str) -> bool:
     """Some statement of the function grants ``action`` on any region's resources ("*", or an
-    ARN with a wildcard region): only such a statement allows a call in another region."""
+    ARN with a wildcard region): only such a statement allows a call in another region. Each
+    one that does holds the request's region (aws:RequestedRegion) to the stack's ActRegions."""
+    found = False
     for statement in _statements(stack["Resources"][function]["Properties"]["Policies"]):
         actions = statement["Action"]
         if action not in ([actions] if isinstance(actions, str) else actions):
@@ -229,8 +231,11 @@ def _held_to_requested_regions(stack: dict[str, Any], function: str, action: str
         text = resource.get("Fn::Sub", "") if isinstance(resource, dict) else resource
         text = re.sub(r"\$\{[^}]*\}", "X", text)  # ${AWS::Partition} has colons of its own
         if text == "*" or text.split(":")[3:4] == ["*"]:
-            return True
-    return False
+            held = statement.get("Condition", {}).get("StringEquals", {})
+            if "aws:RequestedRegion" not in held or "ActRegions" not in json.dumps(held):
+                return False
+            found = True
+    return found
 
 
 def _statements(node: Any) -> list[dict[str, Any]]:

@@ -213,9 +213,30 @@ def test_act_regions_widen_the_ecs_and_describe_secret_statements_to_those_regio
         regions = statement["Condition"]["StringEquals"]["aws:RequestedRegion"]
         assert regions == [REGION, "eu-west-1", "eu-central-1"], statement
         assert ":*:" in statement["Resource"]  # any region's ARN, the request's region held
+    # Every other ECS or Secrets Manager statement too: one on "*" (ListServices, ListClusters,
+    # DescribeTaskDefinition) would otherwise allow its calls in every region.
+    for statement in statements:
+        if any(a.startswith(("ecs:", "secretsmanager:")) for a in _actions([statement])):
+            regions = statement.get("Condition", {}).get("StringEquals", {})
+            assert regions.get("aws:RequestedRegion") == [REGION, "eu-west-1", "eu-central-1"], (
+                statement
+            )
     # The alarms function acts in its own region only.
     alarms = role_policies(stack["resources"]["AlarmsFunctionRole"])
     assert all(f":{REGION}:" in str(s["Resource"]) or s["Resource"] == "*" for s in alarms)
+
+
+@pytest.mark.parametrize("role", ["RotationFunctionRole", "WorkerFunctionRole"])
+def test_without_act_regions_every_ecs_and_secrets_statement_is_held_to_the_stacks_region(
+    aws: None,  # noqa: F811
+    transformed: dict[str, Any],  # noqa: F811
+    role: str,
+) -> None:
+    statements = role_policies(create_stack(transformed)["resources"][role])
+    for statement in statements:
+        if any(a.startswith(("ecs:", "secretsmanager:")) for a in _actions([statement])):
+            regions = statement.get("Condition", {}).get("StringEquals", {})
+            assert regions.get("aws:RequestedRegion") == [REGION], statement
 
 
 def test_the_functions_are_told_the_regions_their_roles_allow() -> None:

@@ -487,3 +487,265 @@ def test_a_replication_that_fails_while_its_consumers_wait_leaves_them_alone(
     assert statuses == dict.fromkeys(
         ("api-eu", "partial-eu", "passthrough-eu", "by-name-eu"), "failed"
     )
+
+
+def test_a_deployment_made_while_the_replica_lagged_holds_the_old_value_and_is_redeployed(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+) -> None:
+    """The replica did not hold the new value when its consumer's job first ran: a deployment
+    of that consumer made by someone else since (after the primary's event, before the replica
+    caught up) started tasks with the OLD value there. It is not fresh: once the replica holds
+    the new value, rotor redeploys it (once)."""
+    stack = queued_runtime(regions=(EU,))
+    rotate(world)
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    drain(redeploy_queue, stack.worker)
+    assert redeploy_queue.counts() == 4  # the replica lags: its consumers' jobs wait
+
+    # Someone (CI) deploys api-eu now, while the replica still holds the old value.
+    eu = world["regions"][EU]
+    eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
+    theirs = eu.primary_deployment("api-eu")
+
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held the value
+    assert eu.primary_deployment("api-eu") != theirs
+    others = ("partial-eu", "passthrough-eu", "by-name-eu")
+    assert {name: eu.updates[name] for name in others} == dict.fromkeys(others, 1)
+
+
+def test_replicas_outside_rotor_regions_are_reported_when_no_consumer_here_needs_the_value(
+    clients: AwsClients, world: dict[str, Any], retry: Any, state_table: str
+) -> None:
+    """The secret's consumers are all in the replicas' regions (nothing to redeploy in the
+    stack's own): the replicas outside ROTOR_REGIONS are still reported. The stack describes
+    the new value anyway to record the rotation (a state table), so it costs no call."""
+    from orchestration import REDEPLOY_KINDS, handle
+    from tests.conftest import make_runtime
+
+    home = world["regions"][PRIMARY].ecs
+    for name in ("api", "by-name"):
+        home.delete_service(cluster="prod", service=name, force=True)
+    described = Counter[str]()
+    clients.secretsmanager.meta.events.register(
+        "before-call.secrets-manager.DescribeSecret",
+        lambda context, **_: described.update([str(context.get("client_region"))]),
+    )
+    runtime = make_runtime(clients, retry, Settings(state_table=state_table))
+    rotate(world)
+
+    outcome = handle(
+        rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT
+    ).outcome
+    assert outcome is not None
+    assert outcome.metrics.get("ReplicaRegionsSkipped") == 3
+    assert sum("not in ROTOR_REGIONS" in note for note in outcome.notes) == 3
+    assert described == {PRIMARY: 1}  # the one the rotation's record makes anyway
+    assert updates(world) == {}
+
+
+@pytest.mark.parametrize("phase", ["lagging", "catching-up"])
+def test_a_deployment_made_before_planning_while_the_replica_lagged_is_not_fresh(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    phase: str,
+) -> None:
+    """The event reaches rotor after the new value (CloudTrail's delay) and the replica still
+    lacks it (the primary says InProgress, or already InSync while the replica's own AWSCURRENT
+    is the old version): a deployment made in the replica's region since the primary's event
+    started tasks with the OLD value there. It is planned, and redeployed once the replica
+    holds the new value."""
+    stack = queued_runtime(regions=(EU,))
+    rotate(world)
+    world["replication"].phase[EU] = phase
+    eu = world["regions"][EU]
+    eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
+    theirs = eu.primary_deployment("api-eu")
+
+    planned = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    queued = {arn.rsplit("/", 1)[-1] for arn in planned["queued"]}
+    assert {"api-eu", "partial-eu", "passthrough-eu", "by-name-eu"} <= queued
+
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held the value
+    assert eu.primary_deployment("api-eu") != theirs
+
+
+def test_a_cluster_named_in_rotor_clusters_that_a_replica_region_lacks_is_no_failure(
+    clients: AwsClients, world: dict[str, Any], retry: Any
+) -> None:
+    """ROTOR_CLUSTERS names apply in every region; a region without one of them simply has no
+    consumers there. Reading it is no discovery failure (DiscoveryFailures is alarmed), unlike
+    a named cluster missing in the stack's own region (a misconfiguration)."""
+    from orchestration import REDEPLOY_KINDS, handle
+    from tests.conftest import make_runtime
+
+    world["regions"][PRIMARY].ecs.create_cluster(clusterName="batch")  # only at home
+    runtime = make_runtime(clients, retry, Settings(regions=(EU,), clusters=("prod", "batch")))
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+
+    outcome = handle(
+        rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT
+    ).outcome
+    assert outcome is not None
+    assert "DiscoveryFailures" not in outcome.metrics, outcome.notes
+    assert not outcome.failed
+    assert updates(world) == {
+        "api": 1,
+        "by-name": 1,
+        "api-eu": 1,
+        "partial-eu": 1,
+        "passthrough-eu": 1,
+        "by-name-eu": 1,
+    }
+
+    # At home, a named cluster that does not exist is still a failure (once: not in EU).
+    runtime = make_runtime(clients, retry, Settings(regions=(EU,), clusters=("prod", "nosuch")))
+    again = handle(
+        rotation_event(world["arn"]), REDEPLOY_KINDS, lambda: runtime, lambda: ACCOUNT
+    ).outcome
+    assert again is not None and again.metrics.get("DiscoveryFailures") == 1
+    assert [f.subject for f in again.failed] == ["nosuch"]
+
+
+def test_a_job_that_finds_its_replica_lagging_says_so_when_it_is_sent_again(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+) -> None:
+    """Planned while the replica held the new value (nothing lagged then), the job runs after
+    a newer value became current in the primary (whose event rotor has not seen) and finds the
+    replica lagging: it waits, and the job sent again remembers since when, so a deployment
+    made meanwhile (holding the old value there) is redeployed once the replica catches up."""
+    stack = queued_runtime(regions=(EU,))
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+    planned = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    assert "api-eu" in {arn.rsplit("/", 1)[-1] for arn in planned["queued"]}
+    world["sm"].put_secret_value(SecretId=world["arn"], SecretString="v3")  # no event yet
+    world["replication"].phase[EU] = "lagging"
+    drain(redeploy_queue, stack.worker)
+    assert redeploy_queue.counts() == 4  # waiting for v3 in eu-west-1
+
+    eu = world["regions"][EU]
+    eu.ecs.update_service(cluster="prod", service="api-eu", forceNewDeployment=True)
+    theirs = eu.primary_deployment("api-eu")
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+        assert redeploy_queue.counts() == 0
+    assert eu.updates["api-eu"] == 2  # theirs, then rotor's once the replica held v3
+    assert eu.primary_deployment("api-eu") != theirs
+
+
+def test_a_replica_rotor_may_not_describe_fails_its_jobs_at_once_not_after_the_max_wait(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    inbox: Any,
+) -> None:
+    """The primary says InSync but DescribeSecret on the replica is denied (an SCP, a resource
+    policy): waiting cannot help, and after ROTOR_REPLICA_MAX_WAIT it would be reported as a
+    replication that never caught up. The job fails at once, saying why (RedeployFailures)."""
+    from botocore.exceptions import ClientError
+
+    def deny(context: dict[str, Any], **_: Any) -> None:
+        if context.get("client_region") == EU:
+            error = {"Code": "AccessDeniedException", "Message": "denied by an SCP"}
+            raise ClientError({"Error": error}, "DescribeSecret")
+
+    clients.session.events.register("before-call.secrets-manager.DescribeSecret", deny)
+    stack = queued_runtime(regions=(EU,), topic_arn=inbox.topic_arn)
+    rotate(world)
+    world["replication"].phase[EU] = "synced"
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert redeploy_queue.counts() == 0  # not waiting for an answer that cannot come
+    assert updates(world) == {"api": 1, "by-name": 1}
+    assert not [e for e in inbox.drain() if "eu-west-1" in e.get("Subject", "")]
+    assert not any(a["batchItemFailures"] for a in answers)
+
+
+def test_a_by_hand_consumer_of_a_lagging_replica_is_told_to_wait_for_the_replica(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    inbox: Any,
+) -> None:
+    """A CODE_DEPLOY service rotor cannot redeploy is named in the "redeploy by hand"
+    notification at once. Its replica still lacking the new value, a deployment made now would
+    start tasks with the OLD value: the notification says to wait until the replica has it."""
+    eu = world["regions"][EU]
+    task_definition = eu.ecs.register_task_definition(
+        family="bluegreen-eu",
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "registry.example.com/app:1",
+                "memory": 256,
+                "secrets": [{"name": "DB", "valueFrom": world["in_region"][EU]}],
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    eu.ecs.create_service(
+        cluster="prod",
+        serviceName="bluegreen-eu",
+        taskDefinition=task_definition,
+        desiredCount=1,
+        deploymentController={"type": "CODE_DEPLOY"},
+    )
+    backdate_deployment(eu.backend, "prod", "bluegreen-eu", STALE)
+    stack = queued_runtime(regions=(EU,), topic_arn=inbox.topic_arn)
+    version = rotate(world)  # eu-west-1 lags
+
+    planned = stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+
+    (manual,) = [m for m in planned["manual"] if "bluegreen-eu" in m["service"]]
+    assert EU in manual["reason"] and version in manual["reason"]
+    (told,) = [e for e in inbox.drain() if "bluegreen-eu" in e["Message"]]
+    assert "does not hold the new value yet" in told["Message"]
+
+
+def test_a_notify_only_consumer_of_a_lagging_replica_is_reported_once_the_replica_has_it(
+    clients: AwsClients,
+    world: dict[str, Any],
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    inbox: Any,
+) -> None:
+    """Tag rotor:redeploy=notify: rotor reports the stale service for a person to deploy. For
+    a replica's consumer that report waits, like a redeploy, until the replica holds the new
+    value: a person acting on it earlier would start tasks with the OLD value."""
+    eu = world["regions"][EU]
+    eu.ecs.tag_resource(
+        resourceArn=world["services"][EU]["api-eu"],
+        tags=[{"key": "rotor:redeploy", "value": "notify"}],
+    )
+    stack = queued_runtime(regions=(EU,), topic_arn=inbox.topic_arn)
+    rotate(world)
+    stack.rotation(rotation_event(world["arn"]), FakeLambdaContext())
+    inbox.drain()
+    drain(redeploy_queue, stack.worker)
+    assert not [e for e in inbox.drain() if "api-eu" in e["Message"]]  # not while it lags
+    assert redeploy_queue.counts() == 4
+
+    world["replication"].phase[EU] = "synced"
+    with later(3):
+        drain(redeploy_queue, stack.worker)
+    assert len([e for e in inbox.drain() if "api-eu" in e["Message"]]) == 1
+    assert eu.updates["api-eu"] == 0  # reported, not redeployed

@@ -188,6 +188,12 @@ def test_a_replica_job_round_trips_and_is_keyed_by_the_replicas_value() -> None:
         {"primary_secret_arn": "prod/db"},  # not an ARN
         {"version": None},  # the version it must wait for
         {"described": False},
+        # a primary's job never waits for a replica
+        {
+            "replica_region": None,
+            "primary_secret_arn": None,
+            "replica_waited_at": "2026-11-21T09:01:00Z",
+        },
     ],
 )
 def test_a_replica_job_that_does_not_hold_together_is_rejected(change: dict[str, Any]) -> None:
@@ -218,3 +224,40 @@ def test_rotor_status_shows_each_services_region_and_a_replicas_rotation_apart()
     assert any(line.split()[:2] == ["REGION", "SERVICE"] for line in lines)
     assert any(line.split()[:2] == ["eu-west-1", "prod/api"] for line in lines)
     assert any(line.split()[:2] == ["us-east-1", "prod/api"] for line in lines)
+
+
+def test_rotor_status_of_a_secret_by_its_arn_lists_its_replicas_rotations_too() -> None:
+    """``rotor status --secret <the primary's ARN>`` (as the console shows it): its replicas'
+    consumers are the secret's too (their rotations are listed apart, under the replica's
+    ARN, which differs only in the region); a name already lists every region's."""
+    store = MemoryRolloutStore()
+    other = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:prod/db-ZzZzZz"  # not a replica
+    for arn in (PRIMARY, REPLICA, other):
+        store.record_rotation(f"{arn}@v2", arn, "v2", NOW - timedelta(minutes=2))
+
+    def listed(secret: str) -> set[str]:
+        report = status_report(store, NOW, timedelta(hours=1), secret)
+        return {r["secret"] for r in report["rotations"]}
+
+    assert listed(PRIMARY) == {PRIMARY, REPLICA}
+    assert listed(REPLICA) == {PRIMARY, REPLICA}
+    assert listed("prod/db-AbCdEf") == {PRIMARY, REPLICA}
+
+
+@pytest.mark.parametrize("first", [PRIMARY, REPLICA])
+def test_rotor_status_lists_one_rotations_regions_in_one_order_whatever_the_tables(
+    first: str,
+) -> None:
+    """A rotation of the primary and of its replica share their time: their order must not
+    depend on the order the state table's Scan happens to return items in."""
+    store = MemoryRolloutStore()
+    for arn in (first, *({PRIMARY, REPLICA} - {first})):
+        store.record_rotation(f"{arn}@v2", arn, "v2", NOW - timedelta(minutes=2))
+    store.record_rotation(f"{PRIMARY}@v3", PRIMARY, "v3", NOW - timedelta(minutes=1))
+
+    report = status_report(store, NOW, timedelta(hours=1))
+    assert [(r["region"], r["version"]) for r in report["rotations"]] == [
+        ("us-east-1", "v3"),  # newest first
+        ("eu-west-1", "v2"),  # then, at one time, by secret ARN
+        ("us-east-1", "v2"),
+    ]
