@@ -207,13 +207,22 @@ class ConsumerIndex(ABC):
         wanted = self._service_item(service_arn, cluster_arn, task_definitions, _now())
         self._apply(service_arn, lambda old: UNCHANGED if _same(old, wanted) else wanted)
 
-    def forget_service(self, service_arn: str) -> None:
-        """The service is gone (deleted): it is indexed under no secret."""
-        tombstone = self._tombstone(service_arn, _now())
-        self._apply(
-            service_arn,
-            lambda old: UNCHANGED if old is None or old.get("forgotten") else tombstone,
-        )
+    def forget_service(self, service_arn: str, deleted_at: datetime | None = None) -> None:
+        """The service was deleted at ``deleted_at`` (default: now): it is indexed under no
+        secret. A record made after ``deleted_at`` is kept: a service created since under the
+        same name has the same ARN, and a late or repeated DeleteService event (EventBridge
+        neither orders events nor delivers them once) must not forget it."""
+        at = utc(deleted_at) if deleted_at is not None else _now()
+        tombstone = self._tombstone(service_arn, at)
+
+        def decide(old: dict[str, Any] | None) -> dict[str, Any] | _Unchanged | None:
+            if old is None or old.get("forgotten"):
+                return UNCHANGED
+            if int(old.get("recorded_at", 0)) > _micros(at):
+                return UNCHANGED  # recorded after the deletion: a service created since
+            return tombstone
+
+        self._apply(service_arn, decide)
 
     def candidates(
         self, secret: SecretIdentity, now: datetime | None = None

@@ -216,6 +216,19 @@ def test_a_forgotten_service_is_no_candidate_and_an_older_scan_does_not_bring_it
     assert found(index.candidates(DB, now=NOW)) == {service("api"): (td("api:1").arn,)}
 
 
+def test_a_deletion_older_than_the_record_forgets_nothing(backend: Backend) -> None:
+    """A service deleted, then created again under the same name (the same ARN) and recorded:
+    the deletion, handled late, does not forget the new one."""
+    index = built(backend)
+    index.record_service(service("api"), CLUSTER, [td("api:1", DB.arn)])
+
+    index.forget_service(service("api"), deleted_at=NOW - timedelta(minutes=1))
+    assert found(index.candidates(DB, now=NOW)) == {service("api"): (td("api:1").arn,)}
+
+    index.forget_service(service("api"), deleted_at=NOW + timedelta(minutes=1))
+    assert found(index.candidates(DB, now=NOW)) == {}
+
+
 def test_a_rebuild_leaves_other_regions_alone(backend: Backend) -> None:
     index = built(backend, (service("api"), CLUSTER, [td("api:1", DB.arn)]))
     index.record_service(service("eu", region=OTHER_REGION), CLUSTER, [td("eu:1", DB.arn)])

@@ -153,7 +153,7 @@ def test_an_update_to_a_task_definition_without_the_reference_moves_the_service_
     assert index.names(api_key) == {"billing"}
 
 
-def test_a_deleted_service_is_forgotten_without_an_ecs_call(
+def test_a_deleted_service_is_forgotten_after_one_describe(
     ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
 ) -> None:
     db = ecs_world.secret("prod/db")
@@ -171,7 +171,57 @@ def test_a_deleted_service_is_forgotten_without_an_ecs_call(
 
     assert answer["kind"] == "service_deleted"
     assert index.names(db) == set()
-    assert calls.counts == Counter()
+    assert calls.counts == Counter({"DescribeServices": 1})  # ECS says it is gone
+
+
+def test_a_service_ecs_shows_draining_is_forgotten(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Right after DeleteService, AWS shows the service DRAINING (moto goes straight to
+    INACTIVE): it never runs again, whichever event asked."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", td)
+    runtime = table_runtime(clients, retry)
+
+    def draining(parsed: dict[str, Any], **_: Any) -> None:
+        for described in parsed.get("services", []):
+            described["status"] = "DRAINING"
+
+    for sample in ("ecs-update-service.json", "ecs-delete-service.json"):
+        rebuild(runtime, datetime.now(UTC))  # indexed again, ACTIVE to the scan
+        assert index.names(db) == {"billing"}
+        clients.ecs.meta.events.register("after-call.ecs.DescribeServices", draining)
+        rotation_handler(runtime)(ecs_event(sample, "prod", "billing", td), FakeLambdaContext())
+        clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", draining)
+        assert index.names(db) == set(), sample
+
+
+def test_a_late_delete_event_does_not_forget_the_service_recreated_under_its_arn(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Deleted, then created again with the same name (so the same ARN): EventBridge neither
+    orders events nor delivers them once, so the DeleteService event may be handled after the
+    CreateService event of the new service. The index must still hold the live service."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", td)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    ecs_world.ecs.delete_service(cluster="prod", service="billing", force=True)
+    deleted = ecs_event("ecs-delete-service.json", "prod", "billing")
+    ecs_world.service("prod", "billing", td)  # the same name: the same ARN
+    handler = rotation_handler(runtime)
+    handler(ecs_event("ecs-create-service.json", "prod", "billing", td), FakeLambdaContext())
+    assert index.names(db) == {"billing"}
+
+    handler(deleted, FakeLambdaContext())  # late, or delivered a second time
+
+    assert index.names(db) == {"billing"}
+    answer = handler(rotation_event(db), FakeLambdaContext())
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["billing"]
 
 
 def test_a_task_set_of_an_external_service_indexes_its_task_definition(
