@@ -10,7 +10,8 @@ known revision costs no ECS call), and the service is recorded under the secrets
 ECS says it is gone (unknown, DRAINING or INACTIVE): a service created again under the same name
 has the same ARN, and EventBridge neither orders events nor delivers them once, so a
 DeleteService event may be handled after the CreateService of the service that replaced it.
-Without a state table there is no index, and nothing is called.
+Without a state table there is no index, and nothing is called; a service of a cluster outside
+``ROTOR_CLUSTERS`` (ClusterNames) is not rotor's, and is neither described nor indexed.
 
 AWS errors propagate: the event is retried (then dead-lettered), since until the next rebuild
 it is the index's only word about the change.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from orchestration.ecs.discovery import cluster_name
 from orchestration.ecs.indexed import INACTIVE, describe_one, summaries_of
 from orchestration.events.classification import Classification
 from orchestration.outcome import EventOutcome
@@ -38,9 +40,15 @@ def handle_service_change(event: Classification, runtime: Adapters) -> EventOutc
     if index is None:
         outcome.notes.append("no consumer index (ROTOR_STATE_TABLE is not set): nothing to record")
         return outcome
+    cluster = event.cluster or "default"
+    scope = {cluster_name(c) for c in runtime.settings.clusters}
+    if scope and cluster_name(cluster) not in scope:
+        # Not rotor's: a scan never reads it, and the IAM policy denies describing it.
+        outcome.notes.append(f"cluster {cluster} is outside ROTOR_CLUSTERS: not indexed")
+        return outcome
     discovery = runtime.discovery()
     seen_at = datetime.now(UTC)  # before the describe: what it shows is at least this recent
-    found, missing, skipped = describe_one(discovery, event.cluster or "default", service)
+    found, missing, skipped = describe_one(discovery, cluster, service)
     for arn in missing:
         index.forget_service(arn, deleted_at=seen_at)
         outcome.notes.append(f"service {arn} does not exist (any more): forgotten")

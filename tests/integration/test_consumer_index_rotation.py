@@ -243,6 +243,54 @@ def test_a_task_set_of_an_external_service_indexes_its_task_definition(
     assert index.names(db) == {"checkout"}
 
 
+def test_a_service_outside_rotor_clusters_is_neither_described_nor_indexed(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """With ClusterNames (``ROTOR_CLUSTERS``) the function may describe only those clusters'
+    services (its IAM policy's ``ecs:cluster`` condition): an event about another cluster's
+    service is no error to retry and dead-letter, and that service is not rotor's to index."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.cluster("staging")
+    runtime = table_runtime(clients, retry, clusters=("prod",))
+    rebuild(runtime)
+    ecs_world.service("staging", "billing", td)
+    calls = ApiCalls().attach(clients.ecs)
+
+    answer = rotation_handler(runtime)(
+        ecs_event("ecs-create-service.json", "staging", "billing", td), FakeLambdaContext()
+    )
+
+    assert answer["status"] == "processed"
+    assert calls.counts == Counter()
+    assert index.names(db) == set()
+    assert any("ROTOR_CLUSTERS" in n for n in answer["notes"])
+
+
+def test_with_rotor_clusters_a_rotation_leaves_indexed_services_of_other_clusters_alone(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Indexed before ClusterNames narrowed: the index path keeps to the clusters a scan
+    would read, as the scan does."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    for cluster in ("prod", "staging"):
+        ecs_world.cluster(cluster)
+        ecs_world.service(cluster, f"{cluster}-api", td)
+    rebuild(table_runtime(clients, retry))
+    assert index.names(db) == {"prod-api", "staging-api"}
+    calls = ApiCalls().attach(clients.ecs)
+
+    answer = rotation_handler(table_runtime(clients, retry, clusters=("prod",)))(
+        rotation_event(db), FakeLambdaContext()
+    )
+
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["prod-api"]
+    assert ecs_world.updates_reached_moto == Counter({"prod-api": 1})
+    assert all(p["cluster"].endswith("prod") for p in calls.of("DescribeServices"))
+
+
 def test_rotors_own_forced_deployment_costs_no_read(
     ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str
 ) -> None:
