@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from orchestration.ecs.discovery import (
     DESCRIBE_BATCH,
@@ -64,6 +65,7 @@ def describe_candidates(
     read = IndexedRead(Inventory())
     if not batches:
         return read
+    seen_at = datetime.now(UTC)  # before the describes: what they show is at least this recent
     workers = max(1, min(discovery.max_workers, len(batches)))
     with ThreadPoolExecutor(workers, thread_name_prefix="rotor-indexed") as pool:
         answers = list(pool.map(lambda b: _describe(discovery, *b), batches))
@@ -80,10 +82,10 @@ def describe_candidates(
         read.inventory.skipped.extend(skipped)
         indexed = {s.service_arn: s for s in batch}
         for arn in missing:
-            _forget(index, arn, read)
+            _forget(index, arn, read, seen_at)
         for snapshot in found:
             if snapshot.status == INACTIVE:
-                _forget(index, snapshot.arn, read)
+                _forget(index, snapshot.arn, read, seen_at)
                 continue
             summaries = _summaries(discovery, snapshot, read.inventory)
             if summaries is None:
@@ -93,7 +95,9 @@ def describe_candidates(
             if known is None or set(known.task_definitions) != set(snapshot.task_definitions):
                 read.rescanned.append(snapshot.arn)
                 try:
-                    index.record_service(snapshot.arn, snapshot.cluster_arn, summaries)
+                    index.record_service(
+                        snapshot.arn, snapshot.cluster_arn, summaries, observed_at=seen_at
+                    )
                 except AwsCallError as exc:  # the rotation goes on: the reconciler heals it
                     log.warning("could not re-index %s: %s", snapshot.arn, exc)
     return read
@@ -137,11 +141,11 @@ def _summaries(
     return found
 
 
-def _forget(index: ConsumerIndex, service_arn: str, read: IndexedRead) -> None:
+def _forget(index: ConsumerIndex, service_arn: str, read: IndexedRead, seen_at: datetime) -> None:
     log.info("indexed service %s is gone: forgotten", service_arn)
     read.forgotten.append(service_arn)
     try:
-        index.forget_service(service_arn)
+        index.forget_service(service_arn, deleted_at=seen_at)
     except AwsCallError as exc:
         log.warning("could not forget %s in the index: %s", service_arn, exc)
 

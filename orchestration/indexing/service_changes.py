@@ -60,7 +60,7 @@ def handle_service_change(event: Classification, runtime: Adapters) -> EventOutc
             outcome.notes.append(f"service {snapshot.arn} deleted: forgotten by the consumer index")
             continue
         summaries = summaries_of(discovery, snapshot)
-        index.record_service(snapshot.arn, snapshot.cluster_arn, summaries)
+        index.record_service(snapshot.arn, snapshot.cluster_arn, summaries, observed_at=seen_at)
         references = {ref.raw for td in summaries for _, ref in td.references}
         running = ", ".join(snapshot.task_definitions) or "no task definition"
         outcome.notes.append(

@@ -224,6 +224,43 @@ def test_a_late_delete_event_does_not_forget_the_service_recreated_under_its_arn
     assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["billing"]
 
 
+def test_an_older_look_at_a_service_does_not_overwrite_a_newer_one(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Two UpdateService calls in a row, their events handled at once by two containers: the
+    one that described the service first may write last. The index keeps what ECS said last."""
+    db = ecs_world.secret("prod/db")
+    api_key = ecs_world.secret("prod/api-key")
+    first = ecs_world.task_definition(secrets=[api_key], family="billing")
+    second = ecs_world.task_definition(secrets=[api_key], family="billing")
+    third = ecs_world.task_definition(secrets=[db], family="billing")
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", first)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=second)
+    handler = rotation_handler(runtime)
+    raced: list[str] = []
+
+    def meanwhile(**_: Any) -> None:
+        """After the first container's describe (it saw ``second``): the service moves on, and
+        the second container handles that event to the end."""
+        if raced:
+            return
+        raced.append("raced")
+        ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=third)
+        handler(ecs_event("ecs-update-service.json", "prod", "billing", third), FakeLambdaContext())
+        assert index.names(db) == {"billing"}
+
+    clients.ecs.meta.events.register("after-call.ecs.DescribeServices", meanwhile)
+    handler(ecs_event("ecs-update-service.json", "prod", "billing", second), FakeLambdaContext())
+    clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", meanwhile)
+
+    assert raced
+    assert index.names(db) == {"billing"}  # ECS's last word: it runs ``third``
+    assert index.names(api_key) == set()
+
+
 def test_a_task_set_of_an_external_service_indexes_its_task_definition(
     ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
 ) -> None:
