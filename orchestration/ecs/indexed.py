@@ -92,9 +92,12 @@ def describe_candidates(
                 continue
             read.inventory.services.extend((snapshot, td) for td in summaries)
             known = indexed.get(snapshot.arn)
-            if known is None or set(known.task_definitions) != set(snapshot.task_definitions):
+            indexing = snapshot.indexed_task_definitions
+            if known is None or set(known.task_definitions) != set(indexing):
                 read.rescanned.append(snapshot.arn)
+                replaced = [a for a in indexing if a not in snapshot.task_definitions]
                 try:
+                    summaries += [discovery.task_definition(arn) for arn in replaced]
                     index.record_service(
                         snapshot.arn, snapshot.cluster_arn, summaries, observed_at=seen_at
                     )
@@ -111,9 +114,9 @@ def describe_one(discovery: ConsumerDiscovery, cluster: str, service: str) -> De
 def summaries_of(
     discovery: ConsumerDiscovery, snapshot: ServiceSnapshot
 ) -> list[TaskDefinitionSummary]:
-    """The summaries of every task definition the service runs (cache first). AWS errors
-    propagate."""
-    return [discovery.task_definition(arn) for arn in snapshot.task_definitions]
+    """The summaries of every task definition the index keeps the service under: those it
+    runs, and those a deployment in progress replaces (cache first). AWS errors propagate."""
+    return [discovery.task_definition(arn) for arn in snapshot.indexed_task_definitions]
 
 
 def _describe(

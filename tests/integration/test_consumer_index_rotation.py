@@ -29,9 +29,11 @@ from orchestration.state.consumer_index import ConsumerIndex
 from tests.aws_fakes import ApiCalls
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
 from tests.integration.conftest import (
+    STALE,
     STATE_TABLE,
     EcsWorld,
     RedeployQueue,
+    backdate_deployment,
     iso,
     rotation_event,
 )
@@ -259,6 +261,51 @@ def test_an_older_look_at_a_service_does_not_overwrite_a_newer_one(
     assert raced
     assert index.names(db) == {"billing"}  # ECS's last word: it runs ``third``
     assert index.names(api_key) == set()
+
+
+def rolling_out_from(previous: str) -> Any:
+    """DescribeServices as AWS answers during a rolling deployment: the PRIMARY deployment on
+    the new task definition, and the ACTIVE one it replaces (moto keeps only the new one)."""
+
+    def answer(parsed: dict[str, Any], **_: Any) -> None:
+        for described in parsed.get("services", []):
+            primary = described["deployments"][0]
+            described["deployments"] = [
+                primary,
+                {**primary, "id": "ecs-svc/1", "status": "ACTIVE", "taskDefinition": previous},
+            ]
+
+    return answer
+
+
+def test_a_deployment_a_circuit_breaker_rolls_back_keeps_the_service_under_its_old_secrets(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """UpdateService moves billing from a task definition referencing prod/db to one
+    referencing prod/db-v2; the deployment fails and ECS's circuit breaker rolls it back to the
+    first, with no API call (so no event). A rotation of prod/db must still find billing."""
+    db = ecs_world.secret("prod/db")
+    db_v2 = ecs_world.secret("prod/db-v2")
+    first = ecs_world.task_definition(secrets=[db], family="billing")
+    second = ecs_world.task_definition(secrets=[db_v2], family="billing")
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", first)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=second)
+    rollout = rolling_out_from(first)
+    clients.ecs.meta.events.register("after-call.ecs.DescribeServices", rollout)
+    rotation_handler(runtime)(
+        ecs_event("ecs-update-service.json", "prod", "billing", second), FakeLambdaContext()
+    )
+    clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", rollout)
+    assert index.names(db_v2) == {"billing"}
+    ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=first)
+    backdate_deployment(ecs_world.backend, "prod", "billing", STALE)  # before the rotation
+
+    answer = rotation_handler(runtime)(rotation_event(db), FakeLambdaContext())
+
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["billing"]
 
 
 def test_a_task_set_of_an_external_service_indexes_its_task_definition(
