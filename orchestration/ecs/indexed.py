@@ -7,7 +7,8 @@ the task-definition cache (stored summaries: a known revision costs no ECS call)
 now is what counts, so the result is an ``Inventory`` exactly like a scan's, and the rotation
 plans on it unchanged: a candidate that no longer references the secret is no consumer. A
 candidate found running other task definitions than indexed is re-indexed alone (its own
-``record_service``); one ECS no longer knows, or knows as INACTIVE, is forgotten.
+``record_service``); one ECS no longer knows, or shows DRAINING or INACTIVE (deleted), is
+forgotten.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from orchestration.state.consumer_index import ConsumerIndex, IndexedCandidates,
 log = logging.getLogger(__name__)
 
 INACTIVE = "INACTIVE"  # a deleted service, as DescribeServices shows it for a while
+#: Deleted, its tasks still stopping: never runs again, and ListServices no longer lists it
+DRAINING = "DRAINING"
+GONE = frozenset({INACTIVE, DRAINING})
 
 
 @dataclass
@@ -84,7 +88,7 @@ def describe_candidates(
         for arn in missing:
             _forget(index, arn, read, seen_at)
         for snapshot in found:
-            if snapshot.status == INACTIVE:
+            if snapshot.status in GONE:
                 _forget(index, snapshot.arn, read, seen_at)
                 continue
             summaries = _summaries(discovery, snapshot, read.inventory)

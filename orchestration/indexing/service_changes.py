@@ -23,14 +23,12 @@ import logging
 from datetime import UTC, datetime
 
 from orchestration.ecs.discovery import cluster_name
-from orchestration.ecs.indexed import INACTIVE, describe_one, summaries_of
+from orchestration.ecs.indexed import GONE, describe_one, summaries_of
 from orchestration.events.classification import Classification
 from orchestration.outcome import EventOutcome
 from orchestration.ports import Adapters
 
 log = logging.getLogger(__name__)
-
-DRAINING = "DRAINING"  # deleted, its tasks stopping: it never runs again
 
 
 def handle_service_change(event: Classification, runtime: Adapters) -> EventOutcome:
@@ -55,7 +53,7 @@ def handle_service_change(event: Classification, runtime: Adapters) -> EventOutc
     for bad in skipped:
         outcome.notes.append(f"service {bad.arn} not indexed: {bad.reason}")
     for snapshot in found:
-        if snapshot.status in (INACTIVE, DRAINING):
+        if snapshot.status in GONE:
             index.forget_service(snapshot.arn, deleted_at=seen_at)
             outcome.notes.append(f"service {snapshot.arn} deleted: forgotten by the consumer index")
             continue

@@ -567,6 +567,36 @@ def test_a_candidate_deleted_since_is_forgotten(
     assert index.names(db) == {"api"}
 
 
+def test_a_candidate_ecs_shows_draining_is_forgotten_not_redeployed(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Deleted with tasks still stopping, AWS shows the service DRAINING (moto goes straight to
+    INACTIVE): ListServices no longer lists it, so a scan never sees it again. The index path
+    forgets it too, rather than describe it and report it skipped on every rotation until the
+    next rebuild."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "api", td)
+    ecs_world.service("prod", "gone", td)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+
+    def draining(parsed: dict[str, Any], **_: Any) -> None:
+        for described in parsed.get("services", []):
+            if described["serviceName"] == "gone":
+                described["status"] = "DRAINING"
+
+    clients.ecs.meta.events.register("after-call.ecs.DescribeServices", draining)
+    answer = rotation_handler(runtime)(rotation_event(db), FakeLambdaContext())
+    clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", draining)
+
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["api"]
+    assert answer["skipped"] == []  # as a scan, which does not list it
+    assert ecs_world.updates_reached_moto == Counter({"api": 1})
+    assert index.names(db) == {"api"}
+
+
 def test_a_stale_index_is_not_trusted_the_rotation_scans_and_says_so(
     ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str
 ) -> None:
