@@ -80,6 +80,9 @@ class ServiceSnapshot:
     controller: DeploymentController = DeploymentController.ECS
     task_sets: tuple[TaskSetSnapshot, ...] = ()
     load_balancers: tuple[LoadBalancerTarget, ...] = ()
+    #: The task definitions of its ACTIVE deployments (ECS controller): what a deployment in
+    #: progress replaces, and what a circuit breaker's rollback returns to without any API call
+    replaced_task_definitions: tuple[str, ...] = ()
 
     @property
     def cluster_name(self) -> str:
@@ -91,6 +94,12 @@ class ServiceSnapshot:
         arns = [self.task_definition] if self.task_definition else []
         arns += [ts.task_definition for ts in self.task_sets]
         return tuple(dict.fromkeys(arns))
+
+    @property
+    def indexed_task_definitions(self) -> tuple[str, ...]:
+        """What the consumer index keeps the service under: every task definition it runs,
+        and those a rollback may bring back."""
+        return tuple(dict.fromkeys(self.task_definitions + self.replaced_task_definitions))
 
     @property
     def rotor_can_redeploy(self) -> bool:

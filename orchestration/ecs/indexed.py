@@ -7,7 +7,8 @@ the task-definition cache (stored summaries: a known revision costs no ECS call)
 now is what counts, so the result is an ``Inventory`` exactly like a scan's, and the rotation
 plans on it unchanged: a candidate that no longer references the secret is no consumer. A
 candidate found running other task definitions than indexed is re-indexed alone (its own
-``record_service``); one ECS no longer knows, or knows as INACTIVE, is forgotten.
+``record_service``); one ECS no longer knows, or shows DRAINING or INACTIVE (deleted), is
+forgotten.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from orchestration.ecs.discovery import (
     DESCRIBE_BATCH,
@@ -32,6 +34,9 @@ from orchestration.state.consumer_index import ConsumerIndex, IndexedCandidates,
 log = logging.getLogger(__name__)
 
 INACTIVE = "INACTIVE"  # a deleted service, as DescribeServices shows it for a while
+#: Deleted, its tasks still stopping: never runs again, and ListServices no longer lists it
+DRAINING = "DRAINING"
+GONE = frozenset({INACTIVE, DRAINING})
 
 
 @dataclass
@@ -64,6 +69,7 @@ def describe_candidates(
     read = IndexedRead(Inventory())
     if not batches:
         return read
+    seen_at = datetime.now(UTC)  # before the describes: what they show is at least this recent
     workers = max(1, min(discovery.max_workers, len(batches)))
     with ThreadPoolExecutor(workers, thread_name_prefix="rotor-indexed") as pool:
         answers = list(pool.map(lambda b: _describe(discovery, *b), batches))
@@ -80,20 +86,25 @@ def describe_candidates(
         read.inventory.skipped.extend(skipped)
         indexed = {s.service_arn: s for s in batch}
         for arn in missing:
-            _forget(index, arn, read)
+            _forget(index, arn, read, seen_at)
         for snapshot in found:
-            if snapshot.status == INACTIVE:
-                _forget(index, snapshot.arn, read)
+            if snapshot.status in GONE:
+                _forget(index, snapshot.arn, read, seen_at)
                 continue
             summaries = _summaries(discovery, snapshot, read.inventory)
             if summaries is None:
                 continue
             read.inventory.services.extend((snapshot, td) for td in summaries)
             known = indexed.get(snapshot.arn)
-            if known is None or set(known.task_definitions) != set(snapshot.task_definitions):
+            indexing = snapshot.indexed_task_definitions
+            if known is None or set(known.task_definitions) != set(indexing):
                 read.rescanned.append(snapshot.arn)
+                replaced = [a for a in indexing if a not in snapshot.task_definitions]
                 try:
-                    index.record_service(snapshot.arn, snapshot.cluster_arn, summaries)
+                    summaries += [discovery.task_definition(arn) for arn in replaced]
+                    index.record_service(
+                        snapshot.arn, snapshot.cluster_arn, summaries, observed_at=seen_at
+                    )
                 except AwsCallError as exc:  # the rotation goes on: the reconciler heals it
                     log.warning("could not re-index %s: %s", snapshot.arn, exc)
     return read
@@ -107,9 +118,9 @@ def describe_one(discovery: ConsumerDiscovery, cluster: str, service: str) -> De
 def summaries_of(
     discovery: ConsumerDiscovery, snapshot: ServiceSnapshot
 ) -> list[TaskDefinitionSummary]:
-    """The summaries of every task definition the service runs (cache first). AWS errors
-    propagate."""
-    return [discovery.task_definition(arn) for arn in snapshot.task_definitions]
+    """The summaries of every task definition the index keeps the service under: those it
+    runs, and those a deployment in progress replaces (cache first). AWS errors propagate."""
+    return [discovery.task_definition(arn) for arn in snapshot.indexed_task_definitions]
 
 
 def _describe(
@@ -137,11 +148,11 @@ def _summaries(
     return found
 
 
-def _forget(index: ConsumerIndex, service_arn: str, read: IndexedRead) -> None:
+def _forget(index: ConsumerIndex, service_arn: str, read: IndexedRead, seen_at: datetime) -> None:
     log.info("indexed service %s is gone: forgotten", service_arn)
     read.forgotten.append(service_arn)
     try:
-        index.forget_service(service_arn)
+        index.forget_service(service_arn, deleted_at=seen_at)
     except AwsCallError as exc:
         log.warning("could not forget %s in the index: %s", service_arn, exc)
 

@@ -29,6 +29,8 @@ from orchestration.secrets.references import ReferenceField, SecretReference, pa
 
 log = logging.getLogger(__name__)
 
+ACTIVE = "ACTIVE"  # a deployment that a PRIMARY one is replacing
+
 
 def primary_deployment(service: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The PRIMARY entry of a DescribeServices/UpdateService ``deployments`` list, if any.
@@ -83,6 +85,16 @@ def snapshot_of(service: Mapping[str, Any]) -> ServiceSnapshot | SkippedService:
             LoadBalancerTarget(str(lb["containerName"]), _int(lb.get("containerPort")))
             for lb in service.get("loadBalancers") or []
             if isinstance(lb, Mapping) and lb.get("containerName")
+        ),
+        replaced_task_definitions=tuple(
+            dict.fromkeys(
+                str(d["taskDefinition"])
+                for d in service.get("deployments") or []
+                if isinstance(d, Mapping)
+                and d.get("status") == ACTIVE
+                and isinstance(d.get("taskDefinition"), str)
+                and d["taskDefinition"] != task_definition
+            )
         ),
     )
 

@@ -6,8 +6,12 @@ The CloudTrail events of ``CreateService``, ``UpdateService`` (with a task defin
 ``DescribeServices``): what it runs now, every task set included, is what ECS says, not what the
 event's request asked for. Its task definitions are read through the task-definition cache (a
 known revision costs no ECS call), and the service is recorded under the secrets they reference
-(``ConsumerIndex.record_service``). A deleted service (the event names its ARN) is forgotten
-without any ECS call. Without a state table there is no index, and nothing is called.
+(``ConsumerIndex.record_service``). A deleted service is described too, and forgotten only if
+ECS says it is gone (unknown, DRAINING or INACTIVE): a service created again under the same name
+has the same ARN, and EventBridge neither orders events nor delivers them once, so a
+DeleteService event may be handled after the CreateService of the service that replaced it.
+Without a state table there is no index, and nothing is called; a service of a cluster outside
+``ROTOR_CLUSTERS`` (ClusterNames) is not rotor's, and is neither described nor indexed.
 
 AWS errors propagate: the event is retried (then dead-lettered), since until the next rebuild
 it is the index's only word about the change.
@@ -16,9 +20,11 @@ it is the index's only word about the change.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
-from orchestration.ecs.indexed import INACTIVE, describe_one, summaries_of
-from orchestration.events.classification import Classification, EventKind
+from orchestration.ecs.discovery import cluster_name
+from orchestration.ecs.indexed import GONE, describe_one, summaries_of
+from orchestration.events.classification import Classification
 from orchestration.outcome import EventOutcome
 from orchestration.ports import Adapters
 
@@ -32,24 +38,27 @@ def handle_service_change(event: Classification, runtime: Adapters) -> EventOutc
     if index is None:
         outcome.notes.append("no consumer index (ROTOR_STATE_TABLE is not set): nothing to record")
         return outcome
-    if event.kind is EventKind.SERVICE_DELETED and service.startswith("arn:"):
-        index.forget_service(service)
-        outcome.notes.append(f"service {service} deleted: forgotten by the consumer index")
+    cluster = event.cluster or "default"
+    scope = {cluster_name(c) for c in runtime.settings.clusters}
+    if scope and cluster_name(cluster) not in scope:
+        # Not rotor's: a scan never reads it, and the IAM policy denies describing it.
+        outcome.notes.append(f"cluster {cluster} is outside ROTOR_CLUSTERS: not indexed")
         return outcome
     discovery = runtime.discovery()
-    found, missing, skipped = describe_one(discovery, event.cluster or "default", service)
+    seen_at = datetime.now(UTC)  # before the describe: what it shows is at least this recent
+    found, missing, skipped = describe_one(discovery, cluster, service)
     for arn in missing:
-        index.forget_service(arn)
+        index.forget_service(arn, deleted_at=seen_at)
         outcome.notes.append(f"service {arn} does not exist (any more): forgotten")
     for bad in skipped:
         outcome.notes.append(f"service {bad.arn} not indexed: {bad.reason}")
     for snapshot in found:
-        if event.kind is EventKind.SERVICE_DELETED or snapshot.status == INACTIVE:
-            index.forget_service(snapshot.arn)
+        if snapshot.status in GONE:
+            index.forget_service(snapshot.arn, deleted_at=seen_at)
             outcome.notes.append(f"service {snapshot.arn} deleted: forgotten by the consumer index")
             continue
         summaries = summaries_of(discovery, snapshot)
-        index.record_service(snapshot.arn, snapshot.cluster_arn, summaries)
+        index.record_service(snapshot.arn, snapshot.cluster_arn, summaries, observed_at=seen_at)
         references = {ref.raw for td in summaries for _, ref in td.references}
         running = ", ".join(snapshot.task_definitions) or "no task definition"
         outcome.notes.append(

@@ -56,7 +56,9 @@ def indexed_inventory(
                 f"than ROTOR_INDEX_MAX_AGE ({_minutes(index.max_age)}): not trusted",
             )
         return None
-    read = describe_candidates(candidates, runtime.discovery(), index, clusters)
+    # A plan's part, else the clusters a scan reads (ROTOR_CLUSTERS; empty: every one).
+    scope = clusters if clusters is not None else (runtime.settings.clusters or None)
+    read = describe_candidates(candidates, runtime.discovery(), index, scope)
     outcome.notes.append(
         f"consumer index: {read.described} candidate(s) described in {read.calls} "
         f"DescribeServices call(s) instead of a full scan"

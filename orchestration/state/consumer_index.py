@@ -41,7 +41,10 @@ threads; the reasoning is AWS's.) A change touching more than ``TRANSACTION_ACTI
 (a service referencing about 100 secrets) writes its extra ``ADD``s first, outside the
 transaction: an extra set member is harmless, since a lookup keeps a service only if its item
 names the secret too. A rebuild never overwrites a service recorded after its scan began
-(``built_at``): that record is newer than what the scan read.
+(``built_at``): that record is newer than what the scan read. Likewise a record carries when
+ECS was looked at (``observed_at``, taken before the describe), and neither a record nor a
+deletion overwrites the record of a later look: two containers describing one service may
+write in the other order than they read.
 """
 
 from __future__ import annotations
@@ -201,19 +204,38 @@ class ConsumerIndex(ABC):
         service_arn: str,
         cluster_arn: str,
         task_definitions: Sequence[TaskDefinitionSummary],
+        observed_at: datetime | None = None,
     ) -> None:
-        """The service now runs ``task_definitions``: it is indexed under the secrets they
-        reference, and no longer under any other."""
-        wanted = self._service_item(service_arn, cluster_arn, task_definitions, _now())
-        self._apply(service_arn, lambda old: UNCHANGED if _same(old, wanted) else wanted)
+        """The service runs ``task_definitions`` as ECS showed it at ``observed_at`` (when the
+        describe began; default: now): it is indexed under the secrets they reference, and no
+        longer under any other. A record of a later look is kept: two containers describing
+        one service may write in the other order than they read."""
+        at = utc(observed_at) if observed_at is not None else _now()
+        wanted = self._service_item(service_arn, cluster_arn, task_definitions, at)
 
-    def forget_service(self, service_arn: str) -> None:
-        """The service is gone (deleted): it is indexed under no secret."""
-        tombstone = self._tombstone(service_arn, _now())
-        self._apply(
-            service_arn,
-            lambda old: UNCHANGED if old is None or old.get("forgotten") else tombstone,
-        )
+        def decide(old: dict[str, Any] | None) -> dict[str, Any] | _Unchanged | None:
+            if old is not None and int(old.get("recorded_at", 0)) > _micros(at):
+                return UNCHANGED  # a later look at the service is recorded
+            return UNCHANGED if _same(old, wanted) else wanted
+
+        self._apply(service_arn, decide)
+
+    def forget_service(self, service_arn: str, deleted_at: datetime | None = None) -> None:
+        """The service was deleted at ``deleted_at`` (default: now): it is indexed under no
+        secret. A record made after ``deleted_at`` is kept: a service created since under the
+        same name has the same ARN, and a late or repeated DeleteService event (EventBridge
+        neither orders events nor delivers them once) must not forget it."""
+        at = utc(deleted_at) if deleted_at is not None else _now()
+        tombstone = self._tombstone(service_arn, at)
+
+        def decide(old: dict[str, Any] | None) -> dict[str, Any] | _Unchanged | None:
+            if old is None or old.get("forgotten"):
+                return UNCHANGED
+            if int(old.get("recorded_at", 0)) > _micros(at):
+                return UNCHANGED  # recorded after the deletion: a service created since
+            return tombstone
+
+        self._apply(service_arn, decide)
 
     def candidates(
         self, secret: SecretIdentity, now: datetime | None = None

@@ -216,6 +216,19 @@ def test_a_forgotten_service_is_no_candidate_and_an_older_scan_does_not_bring_it
     assert found(index.candidates(DB, now=NOW)) == {service("api"): (td("api:1").arn,)}
 
 
+def test_a_deletion_older_than_the_record_forgets_nothing(backend: Backend) -> None:
+    """A service deleted, then created again under the same name (the same ARN) and recorded:
+    the deletion, handled late, does not forget the new one."""
+    index = built(backend)
+    index.record_service(service("api"), CLUSTER, [td("api:1", DB.arn)])
+
+    index.forget_service(service("api"), deleted_at=NOW - timedelta(minutes=1))
+    assert found(index.candidates(DB, now=NOW)) == {service("api"): (td("api:1").arn,)}
+
+    index.forget_service(service("api"), deleted_at=NOW + timedelta(minutes=1))
+    assert found(index.candidates(DB, now=NOW)) == {}
+
+
 def test_a_rebuild_leaves_other_regions_alone(backend: Backend) -> None:
     index = built(backend, (service("api"), CLUSTER, [td("api:1", DB.arn)]))
     index.record_service(service("eu", region=OTHER_REGION), CLUSTER, [td("eu:1", DB.arn)])
@@ -241,7 +254,13 @@ def test_a_change_that_lost_a_race_reads_again_and_lands_on_the_winner(
         held = real(arns)
         if not raced:
             raced.append(True)
-            other.record_service(service("api"), CLUSTER, [td("api:2", API_KEY.arn)])
+            # Described before this writer's look (a later look would win: see below).
+            other.record_service(
+                service("api"),
+                CLUSTER,
+                [td("api:2", API_KEY.arn)],
+                observed_at=NOW - timedelta(minutes=1),
+            )
         return held
 
     monkeypatch.setattr(index, "_services", read_then_lose)
@@ -253,6 +272,19 @@ def test_a_change_that_lost_a_race_reads_again_and_lands_on_the_winner(
     index.record_service(service("api"), CLUSTER, [td("api:4")])
     assert found(index.candidates(DB, now=NOW)) == {}
     assert found(index.candidates(API_KEY, now=NOW)) == {}
+
+
+def test_a_record_of_an_older_look_does_not_overwrite_a_newer_one(backend: Backend) -> None:
+    index = built(backend, (service("api"), CLUSTER, [td("api:1", DB.arn)]))
+    index.record_service(service("api"), CLUSTER, [td("api:3", API_KEY.arn)])
+
+    # Described before the record above, written after it.
+    index.record_service(
+        service("api"), CLUSTER, [td("api:2", DB.arn)], observed_at=NOW - timedelta(minutes=1)
+    )
+
+    assert found(index.candidates(DB, now=NOW)) == {}
+    assert found(index.candidates(API_KEY, now=NOW)) == {service("api"): (td("api:3").arn,)}
 
 
 def test_thousands_of_consumers_of_one_secret_fit_the_item_limit(

@@ -29,9 +29,11 @@ from orchestration.state.consumer_index import ConsumerIndex
 from tests.aws_fakes import ApiCalls
 from tests.conftest import ACCOUNT, REGION, load_event, make_runtime
 from tests.integration.conftest import (
+    STALE,
     STATE_TABLE,
     EcsWorld,
     RedeployQueue,
+    backdate_deployment,
     iso,
     rotation_event,
 )
@@ -153,7 +155,7 @@ def test_an_update_to_a_task_definition_without_the_reference_moves_the_service_
     assert index.names(api_key) == {"billing"}
 
 
-def test_a_deleted_service_is_forgotten_without_an_ecs_call(
+def test_a_deleted_service_is_forgotten_after_one_describe(
     ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
 ) -> None:
     db = ecs_world.secret("prod/db")
@@ -171,7 +173,139 @@ def test_a_deleted_service_is_forgotten_without_an_ecs_call(
 
     assert answer["kind"] == "service_deleted"
     assert index.names(db) == set()
-    assert calls.counts == Counter()
+    assert calls.counts == Counter({"DescribeServices": 1})  # ECS says it is gone
+
+
+def test_a_service_ecs_shows_draining_is_forgotten(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Right after DeleteService, AWS shows the service DRAINING (moto goes straight to
+    INACTIVE): it never runs again, whichever event asked."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", td)
+    runtime = table_runtime(clients, retry)
+
+    def draining(parsed: dict[str, Any], **_: Any) -> None:
+        for described in parsed.get("services", []):
+            described["status"] = "DRAINING"
+
+    for sample in ("ecs-update-service.json", "ecs-delete-service.json"):
+        rebuild(runtime, datetime.now(UTC))  # indexed again, ACTIVE to the scan
+        assert index.names(db) == {"billing"}
+        clients.ecs.meta.events.register("after-call.ecs.DescribeServices", draining)
+        rotation_handler(runtime)(ecs_event(sample, "prod", "billing", td), FakeLambdaContext())
+        clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", draining)
+        assert index.names(db) == set(), sample
+
+
+def test_a_late_delete_event_does_not_forget_the_service_recreated_under_its_arn(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Deleted, then created again with the same name (so the same ARN): EventBridge neither
+    orders events nor delivers them once, so the DeleteService event may be handled after the
+    CreateService event of the new service. The index must still hold the live service."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", td)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    ecs_world.ecs.delete_service(cluster="prod", service="billing", force=True)
+    deleted = ecs_event("ecs-delete-service.json", "prod", "billing")
+    ecs_world.service("prod", "billing", td)  # the same name: the same ARN
+    handler = rotation_handler(runtime)
+    handler(ecs_event("ecs-create-service.json", "prod", "billing", td), FakeLambdaContext())
+    assert index.names(db) == {"billing"}
+
+    handler(deleted, FakeLambdaContext())  # late, or delivered a second time
+
+    assert index.names(db) == {"billing"}
+    answer = handler(rotation_event(db), FakeLambdaContext())
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["billing"]
+
+
+def test_an_older_look_at_a_service_does_not_overwrite_a_newer_one(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Two UpdateService calls in a row, their events handled at once by two containers: the
+    one that described the service first may write last. The index keeps what ECS said last."""
+    db = ecs_world.secret("prod/db")
+    api_key = ecs_world.secret("prod/api-key")
+    first = ecs_world.task_definition(secrets=[api_key], family="billing")
+    second = ecs_world.task_definition(secrets=[api_key], family="billing")
+    third = ecs_world.task_definition(secrets=[db], family="billing")
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", first)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=second)
+    handler = rotation_handler(runtime)
+    raced: list[str] = []
+
+    def meanwhile(**_: Any) -> None:
+        """After the first container's describe (it saw ``second``): the service moves on, and
+        the second container handles that event to the end."""
+        if raced:
+            return
+        raced.append("raced")
+        ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=third)
+        handler(ecs_event("ecs-update-service.json", "prod", "billing", third), FakeLambdaContext())
+        assert index.names(db) == {"billing"}
+
+    clients.ecs.meta.events.register("after-call.ecs.DescribeServices", meanwhile)
+    handler(ecs_event("ecs-update-service.json", "prod", "billing", second), FakeLambdaContext())
+    clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", meanwhile)
+
+    assert raced
+    assert index.names(db) == {"billing"}  # ECS's last word: it runs ``third``
+    assert index.names(api_key) == set()
+
+
+def rolling_out_from(previous: str) -> Any:
+    """DescribeServices as AWS answers during a rolling deployment: the PRIMARY deployment on
+    the new task definition, and the ACTIVE one it replaces (moto keeps only the new one)."""
+
+    def answer(parsed: dict[str, Any], **_: Any) -> None:
+        for described in parsed.get("services", []):
+            primary = described["deployments"][0]
+            described["deployments"] = [
+                primary,
+                {**primary, "id": "ecs-svc/1", "status": "ACTIVE", "taskDefinition": previous},
+            ]
+
+    return answer
+
+
+def test_a_deployment_a_circuit_breaker_rolls_back_keeps_the_service_under_its_old_secrets(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """UpdateService moves billing from a task definition referencing prod/db to one
+    referencing prod/db-v2; the deployment fails and ECS's circuit breaker rolls it back to the
+    first, with no API call (so no event). A rotation of prod/db must still find billing."""
+    db = ecs_world.secret("prod/db")
+    db_v2 = ecs_world.secret("prod/db-v2")
+    first = ecs_world.task_definition(secrets=[db], family="billing")
+    second = ecs_world.task_definition(secrets=[db_v2], family="billing")
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "billing", first)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+    ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=second)
+    rollout = rolling_out_from(first)
+    clients.ecs.meta.events.register("after-call.ecs.DescribeServices", rollout)
+    rotation_handler(runtime)(
+        ecs_event("ecs-update-service.json", "prod", "billing", second), FakeLambdaContext()
+    )
+    clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", rollout)
+    assert index.names(db_v2) == {"billing"}
+    ecs_world.ecs.update_service(cluster="prod", service="billing", taskDefinition=first)
+    backdate_deployment(ecs_world.backend, "prod", "billing", STALE)  # before the rotation
+
+    answer = rotation_handler(runtime)(rotation_event(db), FakeLambdaContext())
+
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["billing"]
 
 
 def test_a_task_set_of_an_external_service_indexes_its_task_definition(
@@ -191,6 +325,54 @@ def test_a_task_set_of_an_external_service_indexes_its_task_definition(
     )
 
     assert index.names(db) == {"checkout"}
+
+
+def test_a_service_outside_rotor_clusters_is_neither_described_nor_indexed(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """With ClusterNames (``ROTOR_CLUSTERS``) the function may describe only those clusters'
+    services (its IAM policy's ``ecs:cluster`` condition): an event about another cluster's
+    service is no error to retry and dead-letter, and that service is not rotor's to index."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.cluster("staging")
+    runtime = table_runtime(clients, retry, clusters=("prod",))
+    rebuild(runtime)
+    ecs_world.service("staging", "billing", td)
+    calls = ApiCalls().attach(clients.ecs)
+
+    answer = rotation_handler(runtime)(
+        ecs_event("ecs-create-service.json", "staging", "billing", td), FakeLambdaContext()
+    )
+
+    assert answer["status"] == "processed"
+    assert calls.counts == Counter()
+    assert index.names(db) == set()
+    assert any("ROTOR_CLUSTERS" in n for n in answer["notes"])
+
+
+def test_with_rotor_clusters_a_rotation_leaves_indexed_services_of_other_clusters_alone(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Indexed before ClusterNames narrowed: the index path keeps to the clusters a scan
+    would read, as the scan does."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    for cluster in ("prod", "staging"):
+        ecs_world.cluster(cluster)
+        ecs_world.service(cluster, f"{cluster}-api", td)
+    rebuild(table_runtime(clients, retry))
+    assert index.names(db) == {"prod-api", "staging-api"}
+    calls = ApiCalls().attach(clients.ecs)
+
+    answer = rotation_handler(table_runtime(clients, retry, clusters=("prod",)))(
+        rotation_event(db), FakeLambdaContext()
+    )
+
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["prod-api"]
+    assert ecs_world.updates_reached_moto == Counter({"prod-api": 1})
+    assert all(p["cluster"].endswith("prod") for p in calls.of("DescribeServices"))
 
 
 def test_rotors_own_forced_deployment_costs_no_read(
@@ -329,6 +511,9 @@ def test_with_an_index_the_queue_path_plans_from_the_candidates(
     assert dict(calls.counts) == {"DescribeServices": bound(consumers)}
     assert len(answer["queued"]) == 22
     drain(redeploy_queue, stack.worker)
+    # Each job describes its service once more before redeploying it (README, the index
+    # bench): the planning meets the goal, the rotation as a whole reads one more per consumer.
+    assert calls.counts["DescribeServices"] == bound(consumers) + 22
     assert ecs_world.updates_reached_moto == Counter(
         {f"{c}-consumer-{i}": 1 for c, n in CLUSTERS.items() for i in range(n)}
         | {"late-consumer": 1}
@@ -382,6 +567,36 @@ def test_a_candidate_deleted_since_is_forgotten(
     answer = rotation_handler(runtime)(rotation_event(db), FakeLambdaContext())
 
     assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["api"]
+    assert index.names(db) == {"api"}
+
+
+def test_a_candidate_ecs_shows_draining_is_forgotten_not_redeployed(
+    ecs_world: EcsWorld, clients: AwsClients, retry: Any, state_table: str, index: Index
+) -> None:
+    """Deleted with tasks still stopping, AWS shows the service DRAINING (moto goes straight to
+    INACTIVE): ListServices no longer lists it, so a scan never sees it again. The index path
+    forgets it too, rather than describe it and report it skipped on every rotation until the
+    next rebuild."""
+    db = ecs_world.secret("prod/db")
+    td = ecs_world.task_definition(secrets=[db])
+    ecs_world.cluster("prod")
+    ecs_world.service("prod", "api", td)
+    ecs_world.service("prod", "gone", td)
+    runtime = table_runtime(clients, retry)
+    rebuild(runtime)
+
+    def draining(parsed: dict[str, Any], **_: Any) -> None:
+        for described in parsed.get("services", []):
+            if described["serviceName"] == "gone":
+                described["status"] = "DRAINING"
+
+    clients.ecs.meta.events.register("after-call.ecs.DescribeServices", draining)
+    answer = rotation_handler(runtime)(rotation_event(db), FakeLambdaContext())
+    clients.ecs.meta.events.unregister("after-call.ecs.DescribeServices", draining)
+
+    assert [a.rsplit("/", 1)[-1] for a in answer["redeployed"]] == ["api"]
+    assert answer["skipped"] == []  # as a scan, which does not list it
+    assert ecs_world.updates_reached_moto == Counter({"api": 1})
     assert index.names(db) == {"api"}
 
 

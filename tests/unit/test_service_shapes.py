@@ -98,6 +98,30 @@ def test_deployments_and_tags_with_missing_fields_are_read() -> None:
     assert primary_created_at({"deployments": [{"status": "PRIMARY", "createdAt": T0}]}) == T0
 
 
+def test_a_rolling_deployment_names_the_task_definitions_it_replaces() -> None:
+    """A circuit breaker's rollback returns the service to an ACTIVE deployment's task
+    definition without an API call: the consumer index keeps the service under it too."""
+    old = TD.replace(":3", ":2")
+    snapshot = snapshot_of(
+        {
+            "serviceArn": ARN,
+            "taskDefinition": TD,
+            "deployments": [
+                {"status": "PRIMARY", "taskDefinition": TD},
+                {"status": "ACTIVE", "taskDefinition": old},
+                {"status": "ACTIVE", "taskDefinition": TD},  # a forced redeploy: the same
+                {"status": "ACTIVE"},
+                {"status": "INACTIVE", "taskDefinition": TD.replace(":3", ":1")},
+            ],
+        }
+    )
+
+    assert isinstance(snapshot, ServiceSnapshot)
+    assert snapshot.task_definitions == (TD,)  # what it runs: what a rotation plans on
+    assert snapshot.replaced_task_definitions == (old,)
+    assert snapshot.indexed_task_definitions == (TD, old)
+
+
 def test_a_task_definition_with_missing_fields_is_read() -> None:
     summary = summarize_task_definition(
         {
