@@ -35,7 +35,7 @@ from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.events.classification import Classification, EventKind
 from orchestration.fanout import consume
 from orchestration.fanout.jobs import JobReference, RedeployJob, Rotation
-from orchestration.fanout.worker import JobStatus, decide_with_policies
+from orchestration.fanout.worker import JobStatus, decide_with_policies, notify_only
 from orchestration.models import Action as VerdictAction
 from orchestration.models import Consumer, TaskDefinitionSummary
 from orchestration.outcome import (
@@ -429,13 +429,14 @@ class _Pass:
             self._report.count(MANUAL_REDEPLOYS)
             manual.append(manual_redeploy(verdict))
             return result
-        waiting = self._handled_already(
+        waiting, before = self._handled_already(
             rotation.rotation_id, service.arn, service.primary_created_at
         )
         if waiting is not None:
             result.action = Action.SKIPPED
             result.reason = waiting
             return result
+        told = notify_only(service)
         job = RedeployJob(
             **rotation.rotation_fields(),
             service_arn=service.arn,
@@ -444,28 +445,38 @@ class _Pass:
         )
         queued = self._runtime.queue is not None
         if self._dry_run:
-            result.action = Action.WOULD_QUEUE if queued else Action.WOULD_REDEPLOY
+            if told:
+                result.action = Action.NOTIFY
+            else:
+                result.action = Action.WOULD_QUEUE if queued else Action.WOULD_REDEPLOY
             return result
+        # Queued, what it is: a notify-only service is reported, not healed; a consumer that
+        # a job for this value was queued for before (its status says so) was counted then.
+        if told:
+            result.action = Action.NOTIFY
+        elif queued and before:
+            result.action = Action.REQUEUED
         self._planned.append((Planned(job, service, verdict), result))
         return result
 
     def _handled_already(
         self, rotation_id: str, service_arn: str, deployed_at: datetime | None
-    ) -> str | None:
+    ) -> tuple[str | None, bool]:
         """Why a stale-looking consumer is rotor's already for this value, from its status:
         a job queued less than ``QUEUED_RECENTLY`` ago, or a deployment rotor made for this
         value that is still the service's (a clock a little ahead of ECS's must not make a
-        pass take rotor's own deployment for an older one and count it twice)."""
+        pass take rotor's own deployment for an older one and count it twice). And whether
+        it has a status for this value at all: a job was queued for it, or ran, before."""
         try:
             status = self._runtime.rollouts.status(rotation_id, service_arn)
         except AwsCallError as exc:
             log.warning("could not read the status of %s: %s", service_arn, exc)
-            return None
+            return None, False
         if status is None:
-            return None
+            return None, False
         now = datetime.now(UTC)
         if status.status is Status.QUEUED and now - utc(status.at) < QUEUED_RECENTLY:
-            return f"a job for this value is already on the queue (since {iso(status.at)})"
+            return f"a job for this value is already on the queue (since {iso(status.at)})", True
         if (
             status.status in (Status.DEPLOYING, Status.FRESH)
             and deployed_at is not None
@@ -474,8 +485,8 @@ class _Pass:
             return (
                 f"rotor already redeployed it for this value (deployment "
                 f"{status.deployment_id or '?'}, {iso(status.at)})"
-            )
-        return None
+            ), True
+        return None, True
 
     # the jobs
 
@@ -495,7 +506,8 @@ class _Pass:
                 return
             now = datetime.now(UTC)
             for planned, result in self._planned:
-                result.action = Action.QUEUED
+                if result.action not in (Action.NOTIFY, Action.REQUEUED):
+                    result.action = Action.QUEUED
                 self._runtime.rollouts.set_status(
                     planned.job.rotation_id,
                     planned.job.service_arn,
@@ -528,6 +540,8 @@ class _Pass:
                 result.action = Action.REDEPLOYED
             elif status is JobStatus.DEFERRED:
                 result.action = Action.DEFERRED
+            elif status is JobStatus.NOTIFIED:
+                result.action = Action.NOTIFY
             elif status is JobStatus.FAILED:
                 result.action = Action.FAILED
                 self._report.failed.append(

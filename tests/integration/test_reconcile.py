@@ -680,3 +680,71 @@ def test_rotor_reconcile_exits_1_when_part_of_the_account_could_not_be_read(
     report = json.loads(out)
     assert [f["cluster"] for f in report["failed"]] == ["ghost"]
     assert "ghost" in err  # the scan's warning
+
+
+# --- review: what counts as healed ---------------------------------------------------------
+
+
+def test_a_notify_only_consumer_is_reported_not_counted_healed_pass_after_pass(
+    world: World,
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+) -> None:
+    """A stale service tagged notify-only is reported by the worker, never redeployed: it is
+    not healed, and a pass after the worker reported it must not count it again (before,
+    every pass queued it again and HealedByReconciler counted it each time: an alarm that
+    never cleared for a service rotor never redeploys)."""
+    task_definition = world.ecs.task_definition(secrets=[world.arns["prod/unknown"]])
+    world.ecs.service(
+        "prod",
+        "told-old",
+        task_definition,
+        deployed_at=DEPLOYED["old"],
+        tags={"rotor:redeploy": "notify"},
+    )
+    stack = queued_runtime(state_table=state_table)
+    _record_the_event_path_rotation(stack.runtime, world)
+
+    first = reconcile(stack.runtime)
+
+    told = next(c for s in first.secrets for c in s.consumers if c.service_arn.endswith("told-old"))
+    assert not told.action.healed
+    assert first.metrics["HealedByReconciler"] == len(HEALED)
+    drain(redeploy_queue, stack.worker)
+    assert world.ecs.updates_reached_moto["told-old"] == 0
+
+    second = reconcile(stack.runtime)
+
+    assert "HealedByReconciler" not in second.metrics, second.to_dict()
+    assert second.healed == []
+
+
+def test_a_job_queued_again_is_not_counted_again(
+    world: World,
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job taken for lost (still QUEUED past QUEUED_RECENTLY) is queued again, and the
+    consumer it heals was counted when the first one was queued: one lost event, one count."""
+    import importlib
+
+    heal = importlib.import_module("orchestration.reconcile.heal")  # the package's name is
+    # shadowed by the use case ``orchestration.reconcile``
+
+    stack = queued_runtime(state_table=state_table)
+    _record_the_event_path_rotation(stack.runtime, world)
+    first = reconcile(stack.runtime)
+    assert first.metrics["HealedByReconciler"] == len(HEALED)
+    monkeypatch.setattr(heal, "QUEUED_RECENTLY", timedelta(0))  # the jobs look lost now
+
+    again = reconcile(stack.runtime)
+
+    requeued = {c.service_arn.rsplit("/", 1)[-1] for c in again.consumers(Action.REQUEUED)}
+    assert requeued == HEALED
+    assert "HealedByReconciler" not in again.metrics
+    assert again.metrics["RedeploysQueued"] == len(HEALED)
+    drain(redeploy_queue, stack.worker)
+    assert all(world.ecs.updates_reached_moto[name] == 1 for name in HEALED)
