@@ -81,6 +81,11 @@ QUEUED_RECENTLY = timedelta(hours=1)
 #: How far this process's clock may be from ECS's (deployment times are ECS's).
 CLOCK_SKEW = timedelta(seconds=60)
 EVENT_ID = "reconcile"
+#: Seconds of the deadline (``runtime.retry.remaining``) a pass keeps for queueing its jobs and
+#: reporting: with less left, it reconciles no further secret, and says which it left. (A
+#: secret begun out of time would find its LookupEvents refused, its moment "unknown", and
+#: record that guess; and a Lambda killed at its timeout reports and counts nothing.)
+JOBS_RESERVE_SECONDS = 30.0
 
 
 def reconcile(
@@ -111,8 +116,13 @@ def reconcile(
         index if index is not None else runtime.consumer_index, inventory, runtime, report
     )
     pass_ = _Pass(runtime, lookup, report, dry_run)
-    secrets = [only] if only is not None else pass_.referenced(inventory)
-    for identity in sorted(secrets, key=lambda s: s.arn):
+    secrets = sorted(
+        [only] if only is not None else pass_.referenced(inventory), key=lambda s: s.arn
+    )
+    for done, identity in enumerate(secrets):
+        if runtime.retry.remaining() < JOBS_RESERVE_SECONDS:
+            _out_of_time(report, secrets[done:])
+            break
         pass_.reconcile_secret(identity, inventory.consumers_of(identity))
     pass_.run_jobs()
     healed = len(report.healed)
@@ -129,6 +139,21 @@ def reconcile(
         " (dry run)" if dry_run else "",
     )
     return report
+
+
+def _out_of_time(report: ReconcileReport, left: list[SecretIdentity]) -> None:
+    """The pass's deadline is near: the secrets not reconciled are failures (retryable: the
+    next pass reconciles them), and nothing is guessed about them."""
+    for identity in left:
+        report.failed.append(
+            Failure(
+                identity.arn,
+                "out of time: not reconciled in this pass (the next pass will)",
+                True,
+                "secret",
+            )
+        )
+    report.notes.append(f"out of time: {len(left)} secret(s) left to the next pass")
 
 
 def _report_scan(inventory: Inventory, report: ReconcileReport) -> None:

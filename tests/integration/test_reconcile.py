@@ -748,3 +748,36 @@ def test_a_job_queued_again_is_not_counted_again(
     assert again.metrics["RedeploysQueued"] == len(HEALED)
     drain(redeploy_queue, stack.worker)
     assert all(world.ecs.updates_reached_moto[name] == 1 for name in HEALED)
+
+
+# --- review: a pass that runs out of time ----------------------------------------------------
+
+
+def test_a_pass_out_of_time_stops_and_reports_instead_of_guessing(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """The scheduled function has 15 minutes; a first scan of a large account can take them
+    all. Time up after the scan, the pass must stop and report what it did not reconcile:
+    before, it went on past the deadline, its LookupEvents were refused by the rate limiter
+    (no time left to wait for a token), so moments CloudTrail knows became "unknown" and were
+    recorded as first-seen (redeploying consumers that hold the value), and the Lambda was
+    killed before it could report or emit HealedByReconciler."""
+    left = [float("inf")]
+
+    def out_of_time(**_: Any) -> None:  # the first DescribeSecret: the scan is done
+        left[0] = -1.0
+
+    clients.secretsmanager.meta.events.register("before-call.secrets-manager", out_of_time)
+    runtime = table_runtime.with_deadline(lambda: left[0])
+    before = world.primaries()
+
+    report = reconcile(runtime)
+
+    assert world.primaries() == before
+    assert not any(world.ecs.updates_reached_moto.values())
+    assert not report.ok
+    assert any("out of time" in f.error for f in report.failed), report.to_dict()["failed"]
+    assert report.healed == []
+    assert world.trail.requests == []  # no LookupEvents it could not wait for
+    items = clients.dynamodb.scan(TableName=state_table)["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith("rotation#")]  # no moment guessed
