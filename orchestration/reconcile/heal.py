@@ -193,7 +193,16 @@ def _rebuild_index(
         services.setdefault(service.arn, (service.arn, service.cluster_arn, []))[2].append(
             task_definition
         )
-    index.rebuild(runtime.clients.region or "", list(services.values()), report.started_at)
+    try:
+        index.rebuild(runtime.clients.region or "", list(services.values()), report.started_at)
+    except AwsCallError as exc:
+        # The index is the rotation path's shortcut (not trusted until a rebuild completes);
+        # healing is the pass's duty: it goes on, and says so.
+        report.failed.append(
+            Failure("consumer index", str(exc), isinstance(exc, RetryableAwsError), "index")
+        )
+        report.index = f"not rebuilt: {exc}"
+        return
     report.index = f"rebuilt from the scan ({len(services)} service(s))"
 
 

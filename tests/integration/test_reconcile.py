@@ -781,3 +781,28 @@ def test_a_pass_out_of_time_stops_and_reports_instead_of_guessing(
     assert world.trail.requests == []  # no LookupEvents it could not wait for
     items = clients.dynamodb.scan(TableName=state_table)["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("rotation#")]  # no moment guessed
+
+
+def test_an_index_that_cannot_be_written_does_not_stop_the_heal(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """The index is the rotation path's shortcut; healing is the pass's duty. A rebuild that
+    fails (DynamoDB refusing its writes) is reported, and the stale consumers are still
+    healed: before, the error ended the pass, and a rebuild that always fails (an item too
+    large, a permission) would have stopped every heal for good."""
+    from orchestration.state.consumer_index import ConsumerIndex
+    from tests.aws_fakes import FailFor
+
+    _record_the_event_path_rotation(table_runtime, world)
+    index = ConsumerIndex.for_table(clients.dynamodb, state_table, table_runtime.retry)
+    FailFor("TransactWriteItems", "ValidationException").attach(clients.dynamodb)
+    before = world.primaries()
+
+    report = reconcile(table_runtime, index=index)
+
+    assert _changed(before, world.primaries()) == HEALED
+    assert report.metrics["HealedByReconciler"] == len(HEALED)
+    assert report.index.startswith("not rebuilt: ")
+    assert "ValidationException" in report.index
+    assert index.built_at(REGION) is None
+    assert not report.ok  # said, and the exit status says so
