@@ -446,12 +446,18 @@ def _json_response(url: str, status: int, data: dict[str, Any]) -> AWSResponse:
 
 
 def versions_listed_as_aws_lists_them(monkeypatch: Any) -> None:
-    """moto's ListSecretVersionIds stamps every version with the time of the call and names
-    the secret's ARN by its name; AWS gives each version's CreatedDate and the ARN."""
-    from moto.secretsmanager.models import SecretsManagerBackend
+    """moto's ListSecretVersionIds stamps every version with the time of the call, names the
+    secret's ARN by its name, lists deprecated versions (no staging label) unasked and never
+    pages; AWS gives each version's CreatedDate and the ARN, leaves deprecated versions out
+    unless ``IncludeDeprecated`` is true, and pages at ``MaxResults`` (1 to 100)."""
+    from moto.secretsmanager.responses import SecretsManagerResponse
 
-    def list_secret_version_ids(self: Any, secret_id: str) -> str:
-        secret = self.secrets[secret_id]
+    def list_secret_version_ids(self: Any) -> str:
+        secret = self.backend.secrets[self._get_param("SecretId", if_none="")]
+        deprecated_too = bool(self._get_param("IncludeDeprecated", if_none=False))
+        size = int(self._get_param("MaxResults", if_none=100))
+        if not 1 <= size <= 100:
+            raise ValueError(f"MaxResults {size}: AWS takes 1 to 100")
         versions = [
             {
                 "VersionId": version_id,
@@ -459,10 +465,19 @@ def versions_listed_as_aws_lists_them(monkeypatch: Any) -> None:
                 "CreatedDate": version["createdate"],
             }
             for version_id, version in secret.versions.items()
+            if deprecated_too or version["version_stages"]
         ]
-        return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
+        offset = int(self._get_param("NextToken", if_none="0") or 0)
+        answer: dict[str, Any] = {
+            "ARN": secret.arn,
+            "Name": secret.name,
+            "Versions": versions[offset : offset + size],
+        }
+        if offset + size < len(versions):
+            answer["NextToken"] = str(offset + size)
+        return json.dumps(answer)
 
-    monkeypatch.setattr(SecretsManagerBackend, "list_secret_version_ids", list_secret_version_ids)
+    monkeypatch.setattr(SecretsManagerResponse, "list_secret_version_ids", list_secret_version_ids)
 
 
 def backdate_secret_version(secret: str, version: str, when: Any) -> None:

@@ -806,3 +806,43 @@ def test_an_index_that_cannot_be_written_does_not_stop_the_heal(
     assert "ValidationException" in report.index
     assert index.built_at(REGION) is None
     assert not report.ok  # said, and the exit status says so
+
+
+def test_a_secret_whose_older_versions_lost_their_labels_is_not_taken_for_its_only_version(
+    world: World, table_runtime: Runtime, clients: AwsClients
+) -> None:
+    """ListSecretVersionIds leaves deprecated versions (no staging label) out unless asked
+    (``IncludeDeprecated``): a secret whose old version lost AWSPREVIOUS lists one version,
+    yet its current one was created AWSPENDING and made current later. A consumer deployed
+    in between holds the old value and must be redeployed, not judged by "only version"."""
+    sm = clients.secretsmanager
+    first = sm.create_secret(Name="prod/relabelled", SecretString="first")
+    _backdate_version("prod/relabelled", first["VersionId"], NOW - timedelta(days=30))
+    pending = sm.put_secret_value(
+        SecretId="prod/relabelled", SecretString="second", VersionStages=["AWSPENDING"]
+    )["VersionId"]
+    sm.update_secret_version_stage(
+        SecretId="prod/relabelled",
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=pending,
+        RemoveFromVersionId=first["VersionId"],
+    )
+    sm.update_secret_version_stage(
+        SecretId="prod/relabelled",
+        VersionStage="AWSPREVIOUS",
+        RemoveFromVersionId=first["VersionId"],
+    )
+    _backdate_version("prod/relabelled", pending, CREATED)
+    listed = sm.list_secret_version_ids(SecretId="prod/relabelled")["Versions"]
+    assert [v["VersionId"] for v in listed] == [pending]  # as AWS lists it, unasked
+    task_definition = world.ecs.task_definition(secrets=[first["ARN"]])
+    world.ecs.service(
+        "prod", "relabelled-between", task_definition, deployed_at=DEPLOYED["between"]
+    )
+    before = world.ecs.primary("prod", "relabelled-between")["id"]
+
+    report = reconcile(table_runtime, secret="prod/relabelled")
+
+    [secret] = report.to_dict()["secrets"]
+    assert secret["evidence"] != "only-version"
+    assert world.ecs.primary("prod", "relabelled-between")["id"] != before
