@@ -846,3 +846,28 @@ def test_a_secret_whose_older_versions_lost_their_labels_is_not_taken_for_its_on
     [secret] = report.to_dict()["secrets"]
     assert secret["evidence"] != "only-version"
     assert world.ecs.primary("prod", "relabelled-between")["id"] != before
+
+
+def test_a_service_holding_two_stale_secrets_is_redeployed_once(
+    world: World,
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+) -> None:
+    """One service reads two secrets, both rotated without an event: two lost events (each
+    counted), one deployment (it holds both new values): the second job finds the service
+    redeployed after its value by the first."""
+    task_definition = world.ecs.task_definition(
+        secrets=[world.arns["prod/unknown"], world.arns["prod/trailed"]]
+    )
+    world.ecs.service("prod", "both-old", task_definition, deployed_at=DEPLOYED["old"])
+    stack = queued_runtime(state_table=state_table)
+
+    report = reconcile(stack.runtime, secret=None)
+
+    both = [
+        c for s in report.secrets for c in s.consumers if c.service_arn.endswith("/both-old")
+    ]
+    assert [c.action for c in both] == [Action.QUEUED, Action.QUEUED]
+    drain(redeploy_queue, stack.worker)
+    assert world.ecs.updates_reached_moto["both-old"] == 1
