@@ -118,8 +118,16 @@ class CloudTrailHistory:
         searches: tuple[tuple[str, Callable[[dict[str, Any]], bool], bool], ...] = (
             ("UpdateSecretVersionStage", lambda r: _moved_current_to(r, secret, version), True),
             ("RotationSucceeded", lambda r: _names(r, secret), False),
-            ("PutSecretValue", lambda r: _created_current(r, version, default=True), False),
-            ("UpdateSecret", lambda r: _created_current(r, version, default=True), False),
+            (
+                "PutSecretValue",
+                lambda r: _created_current(r, version, default=True) and _names(r, secret),
+                False,
+            ),
+            (
+                "UpdateSecret",
+                lambda r: _created_current(r, version, default=True) and _names(r, secret),
+                False,
+            ),
         )
         for event_name, matches, last in searches:
             times = [
@@ -185,6 +193,7 @@ def _names(record: Mapping[str, Any], secret: SecretIdentity) -> bool:
     """Whether the record is about ``secret``: by full ARN, partial ARN or name."""
     said = (
         _section(record, "responseElements").get("arn"),
+        _section(record, "responseElements").get("aRN"),  # UpdateSecret's spelling
         _section(record, "requestParameters").get("secretId"),
         _section(record, "additionalEventData").get("SecretId"),
     )
@@ -202,8 +211,9 @@ def _moved_current_to(record: Mapping[str, Any], secret: SecretIdentity, version
 
 
 def _created_current(record: Mapping[str, Any], version: str, *, default: bool) -> bool:
-    """A call that created ``version`` (a version id names one version of one secret) as
-    AWSCURRENT: staged AWSCURRENT, or no stage at all (the default)."""
+    """A call that created ``version`` as AWSCURRENT: staged AWSCURRENT, or no stage at all
+    (the default). A version id is the caller's ClientRequestToken, unique per secret only:
+    the caller also checks that the record names the secret."""
     response = _section(record, "responseElements")
     if response.get("versionId") != version:
         return False

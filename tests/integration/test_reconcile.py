@@ -865,9 +865,57 @@ def test_a_service_holding_two_stale_secrets_is_redeployed_once(
 
     report = reconcile(stack.runtime, secret=None)
 
-    both = [
-        c for s in report.secrets for c in s.consumers if c.service_arn.endswith("/both-old")
-    ]
+    both = [c for s in report.secrets for c in s.consumers if c.service_arn.endswith("/both-old")]
     assert [c.action for c in both] == [Action.QUEUED, Action.QUEUED]
     drain(redeploy_queue, stack.worker)
     assert world.ecs.updates_reached_moto["both-old"] == 1
+
+
+def test_a_call_about_another_secret_with_the_same_version_id_is_not_taken(
+    world: World, table_runtime: Runtime
+) -> None:
+    """A version id is the caller's ClientRequestToken: unique per secret, not per account
+    (a tool may send "v2" for every secret). A PutSecretValue that made ANOTHER secret's
+    version of that id current says nothing about this one: taken, it set prod/unknown's
+    moment before unknown-between's deployment, and left that service on the old value."""
+    world.trail.add(
+        "PutSecretValue",
+        NOW - timedelta(minutes=50),  # after the version's creation, before unknown-between
+        requestParameters={"secretId": "prod/other", "versionStages": ["AWSCURRENT"]},
+        responseElements={
+            "arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/other-AbCdEf",
+            "name": "prod/other",
+            "versionId": world.versions["prod/unknown"],
+            "versionStages": ["AWSCURRENT"],
+        },
+    )
+    before = world.primaries()
+
+    report = reconcile(table_runtime, secret="prod/unknown")
+
+    [secret] = report.to_dict()["secrets"]
+    assert secret["evidence"] == "unknown", secret
+    assert {"unknown-between", "unknown-after"} <= _changed(before, world.primaries())
+
+
+def test_update_secret_as_cloudtrail_logs_it_names_the_secret(
+    world: World, clients: AwsClients, retry: Any
+) -> None:
+    """UpdateSecret's responseElements spell the ARN "aRN" (events/update-secret-new-value.json)
+    and its request may name the secret by name: still this secret's call."""
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    arn, version = world.arns["prod/unknown"], world.versions["prod/unknown"]
+    at = CREATED + timedelta(seconds=20)
+    world.trail.add(
+        "UpdateSecret",
+        at,
+        requestParameters={"secretId": "prod/unknown", "clientRequestToken": version},
+        responseElements={"aRN": arn, "name": "prod/unknown", "versionId": version},
+    )
+    history = History(clients.cloudtrail, retry)
+
+    answer = history.became_current(SecretIdentity.from_full_arn(arn), version, CREATED)
+
+    assert answer is not None and answer.at == at
