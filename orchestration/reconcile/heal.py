@@ -242,12 +242,24 @@ class _Pass:
                     )
         found: dict[str, SecretIdentity] = {}
         # Full ARNs first (those with a -XXXXXX suffix sort after their bare names otherwise).
-        for key in sorted(references, key=lambda k: (-len(k[3]), k)):
+        ordered = sorted(references, key=lambda k: (-len(k[3]), k))
+        for done, key in enumerate(ordered):
             ref = references[key]
             if any(ref.points_at(identity) for identity in found.values()):
                 continue
             secret_id = f"arn:{ref.partition}:secretsmanager:{ref.region}:{ref.account}:secret:"
             secret_id += ref.name_part
+            if self._runtime.retry.remaining() < JOBS_RESERVE_SECONDS:
+                self._report.failed.append(
+                    Failure(
+                        "secrets",
+                        f"out of time: {len(ordered) - done} secret reference(s) not "
+                        "described in this pass (the next pass will)",
+                        True,
+                        "secret",
+                    )
+                )
+                break
             facts = self._describe(secret_id, ref.account, ref.region)
             if facts is None:
                 continue

@@ -769,6 +769,7 @@ def test_a_pass_out_of_time_stops_and_reports_instead_of_guessing(
 
     clients.secretsmanager.meta.events.register("before-call.secrets-manager", out_of_time)
     runtime = table_runtime.with_deadline(lambda: left[0])
+    described = ApiCalls().attach(clients.secretsmanager)
     before = world.primaries()
 
     report = reconcile(runtime)
@@ -779,6 +780,7 @@ def test_a_pass_out_of_time_stops_and_reports_instead_of_guessing(
     assert any("out of time" in f.error for f in report.failed), report.to_dict()["failed"]
     assert report.healed == []
     assert world.trail.requests == []  # no LookupEvents it could not wait for
+    assert described.counts["DescribeSecret"] == 1  # nor a DescribeSecret per secret
     items = clients.dynamodb.scan(TableName=state_table)["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("rotation#")]  # no moment guessed
 
