@@ -7,18 +7,21 @@ reconcile function) or by hand (``rotor reconcile``):
 1. a full scan of the account (``ConsumerDiscovery.scan``), paced: this process's ECS reads
    are metered at ``ROTOR_RECONCILE_READ_SHARE`` of the account's read limits, leaving the
    rest to every other deployer;
-2. the consumer index rebuilt from it (not in a dry run, nor from a scan that could not read
-   everything);
-3. for every secret that has consumers (references resolved with one ``DescribeSecret`` per
+2. for every secret that has consumers (references resolved with one ``DescribeSecret`` per
    distinct secret; a secret rotor cannot describe, or one pending deletion, is reported and
    left alone): its current version, when that was created (``ListSecretVersionIds``) and when
    it became current (``orchestration.reconcile.moments``: the state table, the versions,
    CloudTrail, else unknown, erring toward redeploying);
-4. each stale consumer through the event path's own job path, as a rotation keyed by the value
+3. each stale consumer through the event path's own job path, as a rotation keyed by the value
    (secret ARN and version): a ``RedeployJob`` on the redeploy queue, or run inline without
    one. The redeploy ledger (``redeploy#<service>#<secret>@<version>``), the policies and the
    statuses apply and dedupe with the event path: a second pass right after the first, and a
-   late event for the value, redeploy nothing.
+   late event for the value, redeploy nothing;
+4. the consumer index rebuilt from the scan (not in a dry run, nor from a scan that could not
+   read everything), after the heal: healing comes first when time is short.
+
+Near its deadline (``runtime.retry.remaining``) a pass starts no further secret, and no
+rebuild: what it left is reported (out of time), nothing is guessed.
 
 Every consumer queued or redeployed because it was stale counts in ``HealedByReconciler``: the
 number of events rotor lost.
@@ -112,9 +115,6 @@ def reconcile(
     inventory = runtime.discovery().scan()
     report.services_scanned = len({service.arn for service, _ in inventory.services})
     _report_scan(inventory, report)
-    _rebuild_index(
-        index if index is not None else runtime.consumer_index, inventory, runtime, report
-    )
     pass_ = _Pass(runtime, lookup, report, dry_run)
     secrets = sorted(
         [only] if only is not None else pass_.referenced(inventory), key=lambda s: s.arn
@@ -125,6 +125,11 @@ def reconcile(
             break
         pass_.reconcile_secret(identity, inventory.consumers_of(identity))
     pass_.run_jobs()
+    # After the heal: the index is a shortcut, healing the pass's duty, and a first rebuild
+    # of a large account (a write per service) must not take the time the heal needs.
+    _rebuild_index(
+        index if index is not None else runtime.consumer_index, inventory, runtime, report
+    )
     healed = len(report.healed)
     if dry_run:  # what it would count (``would_metrics``): nothing was queued or redeployed
         healed = len(report.consumers(Action.WOULD_QUEUE) + report.consumers(Action.WOULD_REDEPLOY))
@@ -187,6 +192,9 @@ def _rebuild_index(
     if inventory.failures:
         # A partial scan would drop the services it could not read from the index.
         report.index = "not rebuilt: the scan could not read everything"
+        return
+    if runtime.retry.remaining() < JOBS_RESERVE_SECONDS:
+        report.index = "not rebuilt: out of time (the next pass rebuilds it)"
         return
     services: dict[str, tuple[str, str, list[TaskDefinitionSummary]]] = {}
     for service, task_definition in inventory.services:

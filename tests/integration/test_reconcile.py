@@ -921,3 +921,28 @@ def test_update_secret_as_cloudtrail_logs_it_names_the_secret(
     answer = history.became_current(SecretIdentity.from_full_arn(arn), version, CREATED)
 
     assert answer is not None and answer.at == at
+
+
+def test_the_heal_comes_before_the_index_rebuild_when_time_is_short(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """Healing is the pass's duty, the index a shortcut: a first rebuild of a large account
+    (thousands of writes) must not take the time the heal needs. Before, the rebuild came
+    first, and a pass whose rebuild ate its time healed nothing."""
+    from orchestration.state.consumer_index import ConsumerIndex
+
+    _record_the_event_path_rotation(table_runtime, world)
+    left = [float("inf")]
+
+    def rebuilding(**_: Any) -> None:  # the index's rebuild reads the region's items first
+        left[0] = -1.0
+
+    clients.dynamodb.meta.events.register("before-call.dynamodb.Scan", rebuilding)
+    runtime = table_runtime.with_deadline(lambda: left[0])
+    index = ConsumerIndex.for_table(clients.dynamodb, state_table, runtime.retry)
+    before = world.primaries()
+
+    report = reconcile(runtime, index=index)
+
+    assert _changed(before, world.primaries()) == HEALED
+    assert report.metrics["HealedByReconciler"] == len(HEALED)
