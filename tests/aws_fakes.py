@@ -315,8 +315,9 @@ class CloudTrailHistory:
     """CloudTrail's ``LookupEvents``, which moto does not implement, answered at
     ``before-send`` (so botocore parses the answer as AWS's) from the records given, with the
     API reference's rules: at most one lookup attribute, ``MaxResults`` 1 to 50, events newest
-    first, ``StartTime`` inclusive, ``Events[].CloudTrailEvent`` the record as a JSON string,
-    ``NextToken`` while more match. Each request's parameters are kept, as sent (``requests``).
+    first, ``StartTime`` and ``EndTime`` inclusive, ``Events[].CloudTrailEvent`` the record as
+    a JSON string, ``NextToken`` while more match. Each request's parameters are kept, as
+    sent (``requests``).
 
     ``patched()`` attaches it to every CloudTrail client made while it is active, those the
     command line makes too."""
@@ -387,11 +388,17 @@ class CloudTrailHistory:
             )
         from datetime import UTC, datetime
 
-        start = body.get("StartTime")
+        start, end = body.get("StartTime"), body.get("EndTime")
+        if start is not None and end is not None and float(start) > float(end):
+            return _json_response(
+                url, 400, {"__type": "InvalidTimeRangeException", "message": "start > end"}
+            )
         found = []
         for record in self.records:
             when = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00"))
             if start is not None and when.timestamp() < float(start):
+                continue
+            if end is not None and when.timestamp() > float(end):  # both inclusive
                 continue
             if attributes:
                 key, value = attributes[0]["AttributeKey"], attributes[0]["AttributeValue"]

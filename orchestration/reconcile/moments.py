@@ -24,7 +24,8 @@ rotor looks for the moment the label moved, in this order:
 CloudTrail is asked only when a consumer was deployed after the version's ``CreatedDate``
 (one deployed before it is stale whatever the moment), at most 2 requests per second (the
 ``LookupEvents`` quota, metered by the client's rate limiter), one event name per request
-(``LookupEvents`` takes one lookup attribute), every page.
+(``LookupEvents`` takes one lookup attribute), every page, each event name's history read
+once a pass (not once a secret).
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ class CloudTrailHistory:
     def __init__(self, client: CloudTrailClient, retry: RetryPolicy) -> None:
         self._client = client
         self._retry = retry
+        #: event name -> (from when, every record since then): what this pass has read. An
+        #: event name is the only filter ``LookupEvents`` takes here, so each secret's search
+        #: would read the account's whole history of it again, at 2 requests a second for the
+        #: whole account; it is read once a pass instead.
+        self._held: dict[str, tuple[datetime, list[dict[str, Any]]]] = {}
 
     def became_current(
         self, secret: SecretIdentity, version: str, created: datetime
@@ -132,7 +138,7 @@ class CloudTrailHistory:
         for event_name, matches, last in searches:
             times = [
                 moment
-                for record in self._records(event_name, start)
+                for record in self._history(event_name, start)
                 if matches(record) and (moment := _event_time(record)) is not None
             ]
             times = [t for t in times if t >= start]
@@ -141,9 +147,29 @@ class CloudTrailHistory:
                 return Found(at, f"CloudTrail {event_name} at {at.isoformat()}")
         return None
 
-    def _records(self, event_name: str, start: datetime) -> Iterator[dict[str, Any]]:
-        """Every record of ``event_name`` since ``start`` (each page retried); failed calls
-        (an ``errorCode``) left out."""
+    def _history(self, event_name: str, start: datetime) -> list[dict[str, Any]]:
+        """Every record of ``event_name`` since ``start`` at least (some may be older: the
+        caller filters), read once a pass: a search from no earlier is answered from what was
+        read; one from earlier reads only the part before it. (Every secret searched was
+        described before the first read, so what was read holds every call that made it
+        current.) Raises ``AwsCallError``; a read that failed is not kept."""
+        held = self._held.get(event_name)
+        if held is not None and held[0] <= start:
+            return held[1]
+        if held is None:
+            records = list(self._records(event_name, start))
+        else:
+            ids = {str(r.get("eventID")) for r in held[1]}
+            earlier = self._records(event_name, start, end=held[0])  # EndTime is inclusive
+            records = held[1] + [r for r in earlier if str(r.get("eventID")) not in ids]
+        self._held[event_name] = (start, records)
+        return records
+
+    def _records(
+        self, event_name: str, start: datetime, end: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every record of ``event_name`` from ``start`` (to ``end``), each page retried;
+        failed calls (an ``errorCode``) left out."""
         token: str | None = None
         while True:
             page = self._retry.call(
@@ -151,6 +177,7 @@ class CloudTrailHistory:
                 self._client.lookup_events,
                 LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": event_name}],
                 StartTime=start,
+                **({"EndTime": end} if end is not None else {}),
                 MaxResults=PAGE_SIZE,
                 **({"NextToken": token} if token else {}),
             )

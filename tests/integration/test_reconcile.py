@@ -252,10 +252,10 @@ def test_a_rotation_whose_events_never_arrive_is_healed_once(
     assert secrets_calls.counts["ListSecretVersionIds"] == 4
     # CloudTrail only where a consumer was deployed after the version's creation and the
     # state table and the versions could not tell: prod/trailed (found at once), prod/unknown
-    # (every kind of call that can make a version current, none found).
+    # (every kind of call that can make a version current, none found; the label moves read
+    # for prod/trailed are not read again).
     names = [r["LookupAttributes"][0]["AttributeValue"] for r in world.trail.requests]
     assert names == [
-        "UpdateSecretVersionStage",
         "UpdateSecretVersionStage",
         "RotationSucceeded",
         "PutSecretValue",
@@ -946,3 +946,49 @@ def test_the_heal_comes_before_the_index_rebuild_when_time_is_short(
 
     assert _changed(before, world.primaries()) == HEALED
     assert report.metrics["HealedByReconciler"] == len(HEALED)
+
+
+def test_cloudtrail_history_is_read_once_a_pass_not_once_a_secret(
+    world: World, clients: AwsClients, retry: Any
+) -> None:
+    """LookupEvents filters by one attribute (here the event name), at 2 requests a second for
+    the whole account: each secret's search read the account's whole history of that call
+    again. A pass reads it once; a search from earlier reads only the part before (EndTime)."""
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    trailed = SecretIdentity.from_full_arn(world.arns["prod/trailed"])
+    unknown = SecretIdentity.from_full_arn(world.arns["prod/unknown"])
+    earlier = CREATED - timedelta(hours=2)
+    for i in range(120):  # three pages of other secrets' label moves
+        world.trail.add(
+            "UpdateSecretVersionStage",
+            CREATED + timedelta(seconds=i),
+            requestParameters={
+                "secretId": f"prod/other-{i}",
+                "versionStage": "AWSCURRENT",
+                "moveToVersionId": f"v-{i}",
+            },
+        )
+    world.trail.add(
+        "UpdateSecretVersionStage",
+        earlier + timedelta(minutes=5),
+        requestParameters={
+            "secretId": unknown.arn,
+            "versionStage": "AWSCURRENT",
+            "moveToVersionId": "made-current-early",
+        },
+    )
+    history = History(clients.cloudtrail, retry)
+
+    first = history.became_current(trailed, world.versions["prod/trailed"], CREATED)
+    reads = len(world.trail.requests)
+    again = history.became_current(trailed, world.versions["prod/trailed"], CREATED)
+    before = history.became_current(unknown, "made-current-early", earlier)
+
+    assert first is not None and again is not None and first.at == again.at == MOVED
+    assert reads == 3  # 122 records, 50 a page
+    requests = world.trail.requests[reads:]
+    assert len(requests) == 1  # only the two hours before CREATED, one page
+    assert requests[0]["EndTime"] == CREATED.timestamp()
+    assert before is not None and before.at == earlier + timedelta(minutes=5)
