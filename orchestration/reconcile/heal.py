@@ -335,9 +335,21 @@ class _Pass:
         result.created_at = created
         rotation_id = f"{secret.arn}@{facts.current_version}"
         later = [c for c in consumers if _deployed_at_or_after(c, created)]
-        moment = self._moment(
-            secret, facts.current_version, rotation_id, created, later, len(versions) == 1
-        )
+        try:
+            moment = self._moment(
+                secret, facts.current_version, rotation_id, created, later, len(versions) == 1
+            )
+        except _OutOfTime:
+            result.problem = "out of time looking for the moment: left to the next pass"
+            self._report.failed.append(
+                Failure(
+                    secret.arn,
+                    "out of time: not reconciled in this pass (the next pass will)",
+                    True,
+                    "secret",
+                )
+            )
+            return
         if moment is None:  # not needed: every consumer was deployed before the version
             moment = Moment(
                 seen_at,
@@ -443,6 +455,11 @@ class _Pass:
         try:
             found = self._history.became_current(secret, version, created)
         except AwsCallError as exc:
+            if (
+                isinstance(exc, RetryableAwsError)
+                and self._runtime.retry.remaining() < JOBS_RESERVE_SECONDS
+            ):
+                raise _OutOfTime from exc  # cut short by the deadline: no guess
             return Moment(datetime.now(UTC), Evidence.UNKNOWN, lookup_failed(exc))
         if found is None:
             return Moment(
@@ -603,6 +620,10 @@ class _Pass:
                 )
             else:
                 result.action = Action.SKIPPED
+
+
+class _OutOfTime(Exception):
+    """A secret's search was cut short by the pass's deadline."""
 
 
 def _deployed_at_or_after(consumer: Consumer, created: datetime | None) -> bool:

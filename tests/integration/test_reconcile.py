@@ -992,3 +992,41 @@ def test_cloudtrail_history_is_read_once_a_pass_not_once_a_secret(
     assert len(requests) == 1  # only the two hours before CREATED, one page
     assert requests[0]["EndTime"] == CREATED.timestamp()
     assert before is not None and before.at == earlier + timedelta(minutes=5)
+
+
+def test_a_cloudtrail_search_cut_short_by_the_deadline_guesses_nothing(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """Out of time in the middle of a secret's CloudTrail search (the rate limiter refuses a
+    page it has no time to wait for), the secret is left to the next pass: before, the moment
+    became "unknown", was recorded as first-seen for good, and trailed-after, which holds the
+    value (CloudTrail knows), was redeployed."""
+    _record_the_event_path_rotation(table_runtime, world)
+    for i in range(60):  # a second page of label moves
+        world.trail.add(
+            "UpdateSecretVersionStage",
+            CREATED + timedelta(seconds=i),
+            requestParameters={
+                "secretId": f"prod/other-{i}",
+                "versionStage": "AWSCURRENT",
+                "moveToVersionId": f"v-{i}",
+            },
+        )
+    left = [float("inf")]
+
+    def out_of_time(**_: Any) -> None:
+        left[0] = -1.0
+
+    clients.cloudtrail.meta.events.register("before-call.cloudtrail.LookupEvents", out_of_time)
+    runtime = table_runtime.with_deadline(lambda: left[0])
+    before = world.primaries()
+
+    report = reconcile(runtime)
+
+    changed = _changed(before, world.primaries())
+    assert not {"trailed-old", "trailed-between", "trailed-after"} & changed
+    assert {"recorded-old", "recorded-between", "single-old"} <= changed  # before it: healed
+    assert any("out of time" in f.error for f in report.failed)
+    trailed = f"rotation#{world.arns['prod/trailed']}@{world.versions['prod/trailed']}"
+    items = clients.dynamodb.scan(TableName=state_table)["Items"]
+    assert not [i for i in items if i["pk"]["S"] == trailed]  # no moment guessed
