@@ -317,8 +317,13 @@ class _Pass:
             result.problem = "no version is AWSCURRENT"
             return
         result.version = facts.current_version
-        # The version was current by now: the bound when nothing better says when.
+        # The version was current by now: the bound when nothing better says when. On AWS's
+        # clock at least (the describe's Date header, to the second, so one more): this
+        # machine's may be slow, and a bound before the real moment would judge a deployment
+        # holding the old value fresh, for good.
         seen_at = datetime.now(UTC)
+        if facts.answered_at is not None:
+            seen_at = max(seen_at, facts.answered_at + timedelta(seconds=1))
         if not consumers:
             return
         self._report.count(CONSUMERS_FOUND, len(consumers))

@@ -1030,3 +1030,31 @@ def test_a_cloudtrail_search_cut_short_by_the_deadline_guesses_nothing(
     trailed = f"rotation#{world.arns['prod/trailed']}@{world.versions['prod/trailed']}"
     items = clients.dynamodb.scan(TableName=state_table)["Items"]
     assert not [i for i in items if i["pk"]["S"] == trailed]  # no moment guessed
+
+
+def test_first_seen_is_taken_on_aws_clock_not_a_slow_local_one(
+    world: World, table_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rotor reconcile`` runs on any machine. With the moment unknown, "first seen" bounds
+    it: a deployment after it holds the value. Taken on a clock 50 minutes slow, that bound
+    fell before the label's move (30 minutes ago), and unknown-between (45 minutes ago: the
+    OLD value) was judged fresh, and that bound recorded for good. DescribeSecret's answer
+    carries AWS's time (the HTTP Date header): the bound is never before it."""
+    import importlib
+
+    heal = importlib.import_module("orchestration.reconcile.heal")
+    real = heal.datetime
+
+    class SlowClock(real):  # type: ignore[misc,valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.now(tz) - timedelta(minutes=50)
+
+    monkeypatch.setattr(heal, "datetime", SlowClock)
+    before = world.primaries()
+
+    report = reconcile(table_runtime, secret="prod/unknown")
+
+    assert "unknown-between" in _changed(before, world.primaries())
+    [secret] = report.to_dict()["secrets"]
+    assert secret["became_current_at"] >= iso(NOW)
