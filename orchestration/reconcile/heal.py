@@ -523,6 +523,8 @@ class _Pass:
         if self._dry_run:
             if told:
                 result.action = Action.NOTIFY
+            elif queued and before:
+                result.action = Action.WOULD_REQUEUE
             else:
                 result.action = Action.WOULD_QUEUE if queued else Action.WOULD_REDEPLOY
             return result

@@ -28,6 +28,7 @@ class Action(StrEnum):
     FAILED = "failed"
     WOULD_QUEUE = "would queue"  # dry run
     WOULD_REDEPLOY = "would redeploy"  # dry run
+    WOULD_REQUEUE = "would queue again"  # dry run: see REQUEUED
 
     @property
     def healed(self) -> bool:

@@ -1058,3 +1058,26 @@ def test_first_seen_is_taken_on_aws_clock_not_a_slow_local_one(
     assert "unknown-between" in _changed(before, world.primaries())
     [secret] = report.to_dict()["secrets"]
     assert secret["became_current_at"] >= iso(NOW)
+
+
+def test_a_dry_run_counts_what_the_pass_would_count(
+    world: World,
+    queued_runtime: Any,
+    state_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dry run's would_metrics are the pass's: a consumer a real pass would queue again
+    without counting is not counted by the dry run either."""
+    import importlib
+
+    heal = importlib.import_module("orchestration.reconcile.heal")
+    stack = queued_runtime(state_table=state_table)
+    _record_the_event_path_rotation(stack.runtime, world)
+    reconcile(stack.runtime)
+    monkeypatch.setattr(heal, "QUEUED_RECENTLY", timedelta(0))  # the jobs look lost now
+
+    dry = reconcile(stack.runtime, dry_run=True)
+
+    assert "HealedByReconciler" not in dry.to_dict()["would_metrics"]
+    would = {c.service_arn.rsplit("/", 1)[-1] for c in dry.consumers(Action.WOULD_REQUEUE)}
+    assert would == HEALED
