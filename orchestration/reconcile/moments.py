@@ -49,6 +49,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50  # LookupEvents' maximum
+#: The fields of a CloudTrail record the searches read (the rest is not kept).
+KEPT_FIELDS = (
+    "eventID",
+    "eventTime",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+)
 
 
 class Evidence(StrEnum):
@@ -184,7 +192,8 @@ class CloudTrailHistory:
             for event in page.get("Events") or []:
                 record = _record(event.get("CloudTrailEvent"))
                 if record is not None and not record.get("errorCode"):
-                    yield record
+                    # Only what the searches read: a pass holds every record it read.
+                    yield {key: record[key] for key in KEPT_FIELDS if key in record}
             token = page.get("NextToken") or None
             if not token:
                 return
