@@ -65,7 +65,7 @@ class Failure:
     subject: str  # the service ARN, cluster or task definition ARN (see ``scope``)
     error: str
     retryable: bool  # a later retry of the event may succeed
-    scope: str = "service"  # "service", "cluster", "task_definition" or "secret"
+    scope: str = "service"  # "service", "cluster", "task_definition", "secret" or "index"
 
     def to_dict(self) -> dict[str, Any]:
         return {self.scope: self.subject, "error": self.error, "retryable": self.retryable}

@@ -315,8 +315,9 @@ class CloudTrailHistory:
     """CloudTrail's ``LookupEvents``, which moto does not implement, answered at
     ``before-send`` (so botocore parses the answer as AWS's) from the records given, with the
     API reference's rules: at most one lookup attribute, ``MaxResults`` 1 to 50, events newest
-    first, ``StartTime`` inclusive, ``Events[].CloudTrailEvent`` the record as a JSON string,
-    ``NextToken`` while more match. Each request's parameters are kept, as sent (``requests``).
+    first, ``StartTime`` and ``EndTime`` inclusive, ``Events[].CloudTrailEvent`` the record as
+    a JSON string, ``NextToken`` while more match. Each request's parameters are kept, as
+    sent (``requests``).
 
     ``patched()`` attaches it to every CloudTrail client made while it is active, those the
     command line makes too."""
@@ -387,11 +388,17 @@ class CloudTrailHistory:
             )
         from datetime import UTC, datetime
 
-        start = body.get("StartTime")
+        start, end = body.get("StartTime"), body.get("EndTime")
+        if start is not None and end is not None and float(start) > float(end):
+            return _json_response(
+                url, 400, {"__type": "InvalidTimeRangeException", "message": "start > end"}
+            )
         found = []
         for record in self.records:
             when = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00"))
             if start is not None and when.timestamp() < float(start):
+                continue
+            if end is not None and when.timestamp() > float(end):  # both inclusive
                 continue
             if attributes:
                 key, value = attributes[0]["AttributeKey"], attributes[0]["AttributeValue"]
@@ -446,12 +453,18 @@ def _json_response(url: str, status: int, data: dict[str, Any]) -> AWSResponse:
 
 
 def versions_listed_as_aws_lists_them(monkeypatch: Any) -> None:
-    """moto's ListSecretVersionIds stamps every version with the time of the call and names
-    the secret's ARN by its name; AWS gives each version's CreatedDate and the ARN."""
-    from moto.secretsmanager.models import SecretsManagerBackend
+    """moto's ListSecretVersionIds stamps every version with the time of the call, names the
+    secret's ARN by its name, lists deprecated versions (no staging label) unasked and never
+    pages; AWS gives each version's CreatedDate and the ARN, leaves deprecated versions out
+    unless ``IncludeDeprecated`` is true, and pages at ``MaxResults`` (1 to 100)."""
+    from moto.secretsmanager.responses import SecretsManagerResponse
 
-    def list_secret_version_ids(self: Any, secret_id: str) -> str:
-        secret = self.secrets[secret_id]
+    def list_secret_version_ids(self: Any) -> str:
+        secret = self.backend.secrets[self._get_param("SecretId", if_none="")]
+        deprecated_too = bool(self._get_param("IncludeDeprecated", if_none=False))
+        size = int(self._get_param("MaxResults", if_none=100))
+        if not 1 <= size <= 100:
+            raise ValueError(f"MaxResults {size}: AWS takes 1 to 100")
         versions = [
             {
                 "VersionId": version_id,
@@ -459,10 +472,19 @@ def versions_listed_as_aws_lists_them(monkeypatch: Any) -> None:
                 "CreatedDate": version["createdate"],
             }
             for version_id, version in secret.versions.items()
+            if deprecated_too or version["version_stages"]
         ]
-        return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
+        offset = int(self._get_param("NextToken", if_none="0") or 0)
+        answer: dict[str, Any] = {
+            "ARN": secret.arn,
+            "Name": secret.name,
+            "Versions": versions[offset : offset + size],
+        }
+        if offset + size < len(versions):
+            answer["NextToken"] = str(offset + size)
+        return json.dumps(answer)
 
-    monkeypatch.setattr(SecretsManagerBackend, "list_secret_version_ids", list_secret_version_ids)
+    monkeypatch.setattr(SecretsManagerResponse, "list_secret_version_ids", list_secret_version_ids)
 
 
 def backdate_secret_version(secret: str, version: str, when: Any) -> None:

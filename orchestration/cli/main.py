@@ -508,7 +508,8 @@ def _print_reconcile(report: ReconcileReport) -> None:
     data = report.to_dict()
     consumers = [c for s in data["secrets"] for c in s["consumers"]]
     if report.dry_run:
-        said = f"{sum(1 for c in consumers if c['action'].startswith('would'))} would be healed"
+        healing = ("would queue", "would redeploy")  # not "would queue again": counted before
+        said = f"{sum(1 for c in consumers if c['action'] in healing)} would be healed"
     else:
         said = f"{data['healed']} healed"
     print(

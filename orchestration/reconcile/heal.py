@@ -7,18 +7,21 @@ reconcile function) or by hand (``rotor reconcile``):
 1. a full scan of the account (``ConsumerDiscovery.scan``), paced: this process's ECS reads
    are metered at ``ROTOR_RECONCILE_READ_SHARE`` of the account's read limits, leaving the
    rest to every other deployer;
-2. the consumer index rebuilt from it (not in a dry run, nor from a scan that could not read
-   everything);
-3. for every secret that has consumers (references resolved with one ``DescribeSecret`` per
+2. for every secret that has consumers (references resolved with one ``DescribeSecret`` per
    distinct secret; a secret rotor cannot describe, or one pending deletion, is reported and
    left alone): its current version, when that was created (``ListSecretVersionIds``) and when
    it became current (``orchestration.reconcile.moments``: the state table, the versions,
    CloudTrail, else unknown, erring toward redeploying);
-4. each stale consumer through the event path's own job path, as a rotation keyed by the value
+3. each stale consumer through the event path's own job path, as a rotation keyed by the value
    (secret ARN and version): a ``RedeployJob`` on the redeploy queue, or run inline without
    one. The redeploy ledger (``redeploy#<service>#<secret>@<version>``), the policies and the
    statuses apply and dedupe with the event path: a second pass right after the first, and a
-   late event for the value, redeploy nothing.
+   late event for the value, redeploy nothing;
+4. the consumer index rebuilt from the scan (not in a dry run, nor from a scan that could not
+   read everything), after the heal: healing comes first when time is short.
+
+Near its deadline (``runtime.retry.remaining``) a pass starts no further secret, and no
+rebuild: what it left is reported (out of time), nothing is guessed.
 
 Every consumer queued or redeployed because it was stale counts in ``HealedByReconciler``: the
 number of events rotor lost.
@@ -35,7 +38,7 @@ from orchestration.errors import AwsCallError, RetryableAwsError
 from orchestration.events.classification import Classification, EventKind
 from orchestration.fanout import consume
 from orchestration.fanout.jobs import JobReference, RedeployJob, Rotation
-from orchestration.fanout.worker import JobStatus, decide_with_policies
+from orchestration.fanout.worker import JobStatus, decide_with_policies, notify_only
 from orchestration.models import Action as VerdictAction
 from orchestration.models import Consumer, TaskDefinitionSummary
 from orchestration.outcome import (
@@ -81,6 +84,11 @@ QUEUED_RECENTLY = timedelta(hours=1)
 #: How far this process's clock may be from ECS's (deployment times are ECS's).
 CLOCK_SKEW = timedelta(seconds=60)
 EVENT_ID = "reconcile"
+#: Seconds of the deadline (``runtime.retry.remaining``) a pass keeps for queueing its jobs and
+#: reporting: with less left, it reconciles no further secret, and says which it left. (A
+#: secret begun out of time would find its LookupEvents refused, its moment "unknown", and
+#: record that guess; and a Lambda killed at its timeout reports and counts nothing.)
+JOBS_RESERVE_SECONDS = 30.0
 
 
 def reconcile(
@@ -107,14 +115,21 @@ def reconcile(
     inventory = runtime.discovery().scan()
     report.services_scanned = len({service.arn for service, _ in inventory.services})
     _report_scan(inventory, report)
+    pass_ = _Pass(runtime, lookup, report, dry_run)
+    secrets = sorted(
+        [only] if only is not None else pass_.referenced(inventory), key=lambda s: s.arn
+    )
+    for done, identity in enumerate(secrets):
+        if runtime.retry.remaining() < JOBS_RESERVE_SECONDS:
+            _out_of_time(report, secrets[done:])
+            break
+        pass_.reconcile_secret(identity, inventory.consumers_of(identity))
+    pass_.run_jobs()
+    # After the heal: the index is a shortcut, healing the pass's duty, and a first rebuild
+    # of a large account (a write per service) must not take the time the heal needs.
     _rebuild_index(
         index if index is not None else runtime.consumer_index, inventory, runtime, report
     )
-    pass_ = _Pass(runtime, lookup, report, dry_run)
-    secrets = [only] if only is not None else pass_.referenced(inventory)
-    for identity in sorted(secrets, key=lambda s: s.arn):
-        pass_.reconcile_secret(identity, inventory.consumers_of(identity))
-    pass_.run_jobs()
     healed = len(report.healed)
     if dry_run:  # what it would count (``would_metrics``): nothing was queued or redeployed
         healed = len(report.consumers(Action.WOULD_QUEUE) + report.consumers(Action.WOULD_REDEPLOY))
@@ -129,6 +144,21 @@ def reconcile(
         " (dry run)" if dry_run else "",
     )
     return report
+
+
+def _out_of_time(report: ReconcileReport, left: list[SecretIdentity]) -> None:
+    """The pass's deadline is near: the secrets not reconciled are failures (retryable: the
+    next pass reconciles them), and nothing is guessed about them."""
+    for identity in left:
+        report.failed.append(
+            Failure(
+                identity.arn,
+                "out of time: not reconciled in this pass (the next pass will)",
+                True,
+                "secret",
+            )
+        )
+    report.notes.append(f"out of time: {len(left)} secret(s) left to the next pass")
 
 
 def _report_scan(inventory: Inventory, report: ReconcileReport) -> None:
@@ -163,12 +193,24 @@ def _rebuild_index(
         # A partial scan would drop the services it could not read from the index.
         report.index = "not rebuilt: the scan could not read everything"
         return
+    if runtime.retry.remaining() < JOBS_RESERVE_SECONDS:
+        report.index = "not rebuilt: out of time (the next pass rebuilds it)"
+        return
     services: dict[str, tuple[str, str, list[TaskDefinitionSummary]]] = {}
     for service, task_definition in inventory.services:
         services.setdefault(service.arn, (service.arn, service.cluster_arn, []))[2].append(
             task_definition
         )
-    index.rebuild(runtime.clients.region or "", list(services.values()), report.started_at)
+    try:
+        index.rebuild(runtime.clients.region or "", list(services.values()), report.started_at)
+    except AwsCallError as exc:
+        # The index is the rotation path's shortcut (not trusted until a rebuild completes);
+        # healing is the pass's duty: it goes on, and says so.
+        report.failed.append(
+            Failure("consumer index", str(exc), isinstance(exc, RetryableAwsError), "index")
+        )
+        report.index = f"not rebuilt: {exc}"
+        return
     report.index = f"rebuilt from the scan ({len(services)} service(s))"
 
 
@@ -208,12 +250,24 @@ class _Pass:
                     )
         found: dict[str, SecretIdentity] = {}
         # Full ARNs first (those with a -XXXXXX suffix sort after their bare names otherwise).
-        for key in sorted(references, key=lambda k: (-len(k[3]), k)):
+        ordered = sorted(references, key=lambda k: (-len(k[3]), k))
+        for done, key in enumerate(ordered):
             ref = references[key]
             if any(ref.points_at(identity) for identity in found.values()):
                 continue
             secret_id = f"arn:{ref.partition}:secretsmanager:{ref.region}:{ref.account}:secret:"
             secret_id += ref.name_part
+            if self._runtime.retry.remaining() < JOBS_RESERVE_SECONDS:
+                self._report.failed.append(
+                    Failure(
+                        "secrets",
+                        f"out of time: {len(ordered) - done} secret reference(s) not "
+                        "described in this pass (the next pass will)",
+                        True,
+                        "secret",
+                    )
+                )
+                break
             facts = self._describe(secret_id, ref.account, ref.region)
             if facts is None:
                 continue
@@ -263,8 +317,13 @@ class _Pass:
             result.problem = "no version is AWSCURRENT"
             return
         result.version = facts.current_version
-        # The version was current by now: the bound when nothing better says when.
+        # The version was current by now: the bound when nothing better says when. On AWS's
+        # clock at least (the describe's Date header, to the second, so one more): this
+        # machine's may be slow, and a bound before the real moment would judge a deployment
+        # holding the old value fresh, for good.
         seen_at = datetime.now(UTC)
+        if facts.answered_at is not None:
+            seen_at = max(seen_at, facts.answered_at + timedelta(seconds=1))
         if not consumers:
             return
         self._report.count(CONSUMERS_FOUND, len(consumers))
@@ -281,9 +340,21 @@ class _Pass:
         result.created_at = created
         rotation_id = f"{secret.arn}@{facts.current_version}"
         later = [c for c in consumers if _deployed_at_or_after(c, created)]
-        moment = self._moment(
-            secret, facts.current_version, rotation_id, created, later, len(versions) == 1
-        )
+        try:
+            moment = self._moment(
+                secret, facts.current_version, rotation_id, created, later, len(versions) == 1
+            )
+        except _OutOfTime:
+            result.problem = "out of time looking for the moment: left to the next pass"
+            self._report.failed.append(
+                Failure(
+                    secret.arn,
+                    "out of time: not reconciled in this pass (the next pass will)",
+                    True,
+                    "secret",
+                )
+            )
+            return
         if moment is None:  # not needed: every consumer was deployed before the version
             moment = Moment(
                 seen_at,
@@ -389,6 +460,11 @@ class _Pass:
         try:
             found = self._history.became_current(secret, version, created)
         except AwsCallError as exc:
+            if (
+                isinstance(exc, RetryableAwsError)
+                and self._runtime.retry.remaining() < JOBS_RESERVE_SECONDS
+            ):
+                raise _OutOfTime from exc  # cut short by the deadline: no guess
             return Moment(datetime.now(UTC), Evidence.UNKNOWN, lookup_failed(exc))
         if found is None:
             return Moment(
@@ -429,13 +505,14 @@ class _Pass:
             self._report.count(MANUAL_REDEPLOYS)
             manual.append(manual_redeploy(verdict))
             return result
-        waiting = self._handled_already(
+        waiting, before = self._handled_already(
             rotation.rotation_id, service.arn, service.primary_created_at
         )
         if waiting is not None:
             result.action = Action.SKIPPED
             result.reason = waiting
             return result
+        told = notify_only(service)
         job = RedeployJob(
             **rotation.rotation_fields(),
             service_arn=service.arn,
@@ -444,28 +521,40 @@ class _Pass:
         )
         queued = self._runtime.queue is not None
         if self._dry_run:
-            result.action = Action.WOULD_QUEUE if queued else Action.WOULD_REDEPLOY
+            if told:
+                result.action = Action.NOTIFY
+            elif queued and before:
+                result.action = Action.WOULD_REQUEUE
+            else:
+                result.action = Action.WOULD_QUEUE if queued else Action.WOULD_REDEPLOY
             return result
+        # Queued, what it is: a notify-only service is reported, not healed; a consumer that
+        # a job for this value was queued for before (its status says so) was counted then.
+        if told:
+            result.action = Action.NOTIFY
+        elif queued and before:
+            result.action = Action.REQUEUED
         self._planned.append((Planned(job, service, verdict), result))
         return result
 
     def _handled_already(
         self, rotation_id: str, service_arn: str, deployed_at: datetime | None
-    ) -> str | None:
+    ) -> tuple[str | None, bool]:
         """Why a stale-looking consumer is rotor's already for this value, from its status:
         a job queued less than ``QUEUED_RECENTLY`` ago, or a deployment rotor made for this
         value that is still the service's (a clock a little ahead of ECS's must not make a
-        pass take rotor's own deployment for an older one and count it twice)."""
+        pass take rotor's own deployment for an older one and count it twice). And whether
+        it has a status for this value at all: a job was queued for it, or ran, before."""
         try:
             status = self._runtime.rollouts.status(rotation_id, service_arn)
         except AwsCallError as exc:
             log.warning("could not read the status of %s: %s", service_arn, exc)
-            return None
+            return None, False
         if status is None:
-            return None
+            return None, False
         now = datetime.now(UTC)
         if status.status is Status.QUEUED and now - utc(status.at) < QUEUED_RECENTLY:
-            return f"a job for this value is already on the queue (since {iso(status.at)})"
+            return f"a job for this value is already on the queue (since {iso(status.at)})", True
         if (
             status.status in (Status.DEPLOYING, Status.FRESH)
             and deployed_at is not None
@@ -474,8 +563,8 @@ class _Pass:
             return (
                 f"rotor already redeployed it for this value (deployment "
                 f"{status.deployment_id or '?'}, {iso(status.at)})"
-            )
-        return None
+            ), True
+        return None, True
 
     # the jobs
 
@@ -495,7 +584,8 @@ class _Pass:
                 return
             now = datetime.now(UTC)
             for planned, result in self._planned:
-                result.action = Action.QUEUED
+                if result.action not in (Action.NOTIFY, Action.REQUEUED):
+                    result.action = Action.QUEUED
                 self._runtime.rollouts.set_status(
                     planned.job.rotation_id,
                     planned.job.service_arn,
@@ -528,6 +618,8 @@ class _Pass:
                 result.action = Action.REDEPLOYED
             elif status is JobStatus.DEFERRED:
                 result.action = Action.DEFERRED
+            elif status is JobStatus.NOTIFIED:
+                result.action = Action.NOTIFY
             elif status is JobStatus.FAILED:
                 result.action = Action.FAILED
                 self._report.failed.append(
@@ -535,6 +627,10 @@ class _Pass:
                 )
             else:
                 result.action = Action.SKIPPED
+
+
+class _OutOfTime(Exception):
+    """A secret's search was cut short by the pass's deadline."""
 
 
 def _deployed_at_or_after(consumer: Consumer, created: datetime | None) -> bool:

@@ -24,7 +24,8 @@ rotor looks for the moment the label moved, in this order:
 CloudTrail is asked only when a consumer was deployed after the version's ``CreatedDate``
 (one deployed before it is stale whatever the moment), at most 2 requests per second (the
 ``LookupEvents`` quota, metered by the client's rate limiter), one event name per request
-(``LookupEvents`` takes one lookup attribute), every page.
+(``LookupEvents`` takes one lookup attribute), every page, each event name's history read
+once a pass (not once a secret).
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50  # LookupEvents' maximum
+#: The fields of a CloudTrail record the searches read (the rest is not kept).
+KEPT_FIELDS = (
+    "eventID",
+    "eventTime",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+)
 
 
 class Evidence(StrEnum):
@@ -108,6 +117,11 @@ class CloudTrailHistory:
     def __init__(self, client: CloudTrailClient, retry: RetryPolicy) -> None:
         self._client = client
         self._retry = retry
+        #: event name -> (from when, every record since then): what this pass has read. An
+        #: event name is the only filter ``LookupEvents`` takes here, so each secret's search
+        #: would read the account's whole history of it again, at 2 requests a second for the
+        #: whole account; it is read once a pass instead.
+        self._held: dict[str, tuple[datetime, list[dict[str, Any]]]] = {}
 
     def became_current(
         self, secret: SecretIdentity, version: str, created: datetime
@@ -118,13 +132,21 @@ class CloudTrailHistory:
         searches: tuple[tuple[str, Callable[[dict[str, Any]], bool], bool], ...] = (
             ("UpdateSecretVersionStage", lambda r: _moved_current_to(r, secret, version), True),
             ("RotationSucceeded", lambda r: _names(r, secret), False),
-            ("PutSecretValue", lambda r: _created_current(r, version, default=True), False),
-            ("UpdateSecret", lambda r: _created_current(r, version, default=True), False),
+            (
+                "PutSecretValue",
+                lambda r: _created_current(r, version, default=True) and _names(r, secret),
+                False,
+            ),
+            (
+                "UpdateSecret",
+                lambda r: _created_current(r, version, default=True) and _names(r, secret),
+                False,
+            ),
         )
         for event_name, matches, last in searches:
             times = [
                 moment
-                for record in self._records(event_name, start)
+                for record in self._history(event_name, start)
                 if matches(record) and (moment := _event_time(record)) is not None
             ]
             times = [t for t in times if t >= start]
@@ -133,9 +155,29 @@ class CloudTrailHistory:
                 return Found(at, f"CloudTrail {event_name} at {at.isoformat()}")
         return None
 
-    def _records(self, event_name: str, start: datetime) -> Iterator[dict[str, Any]]:
-        """Every record of ``event_name`` since ``start`` (each page retried); failed calls
-        (an ``errorCode``) left out."""
+    def _history(self, event_name: str, start: datetime) -> list[dict[str, Any]]:
+        """Every record of ``event_name`` since ``start`` at least (some may be older: the
+        caller filters), read once a pass: a search from no earlier is answered from what was
+        read; one from earlier reads only the part before it. (Every secret searched was
+        described before the first read, so what was read holds every call that made it
+        current.) Raises ``AwsCallError``; a read that failed is not kept."""
+        held = self._held.get(event_name)
+        if held is not None and held[0] <= start:
+            return held[1]
+        if held is None:
+            records = list(self._records(event_name, start))
+        else:
+            ids = {str(r.get("eventID")) for r in held[1]}
+            earlier = self._records(event_name, start, end=held[0])  # EndTime is inclusive
+            records = held[1] + [r for r in earlier if str(r.get("eventID")) not in ids]
+        self._held[event_name] = (start, records)
+        return records
+
+    def _records(
+        self, event_name: str, start: datetime, end: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every record of ``event_name`` from ``start`` (to ``end``), each page retried;
+        failed calls (an ``errorCode``) left out."""
         token: str | None = None
         while True:
             page = self._retry.call(
@@ -143,13 +185,15 @@ class CloudTrailHistory:
                 self._client.lookup_events,
                 LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": event_name}],
                 StartTime=start,
+                **({"EndTime": end} if end is not None else {}),
                 MaxResults=PAGE_SIZE,
                 **({"NextToken": token} if token else {}),
             )
             for event in page.get("Events") or []:
                 record = _record(event.get("CloudTrailEvent"))
                 if record is not None and not record.get("errorCode"):
-                    yield record
+                    # Only what the searches read: a pass holds every record it read.
+                    yield {key: record[key] for key in KEPT_FIELDS if key in record}
             token = page.get("NextToken") or None
             if not token:
                 return
@@ -185,6 +229,7 @@ def _names(record: Mapping[str, Any], secret: SecretIdentity) -> bool:
     """Whether the record is about ``secret``: by full ARN, partial ARN or name."""
     said = (
         _section(record, "responseElements").get("arn"),
+        _section(record, "responseElements").get("aRN"),  # UpdateSecret's spelling
         _section(record, "requestParameters").get("secretId"),
         _section(record, "additionalEventData").get("SecretId"),
     )
@@ -202,8 +247,9 @@ def _moved_current_to(record: Mapping[str, Any], secret: SecretIdentity, version
 
 
 def _created_current(record: Mapping[str, Any], version: str, *, default: bool) -> bool:
-    """A call that created ``version`` (a version id names one version of one secret) as
-    AWSCURRENT: staged AWSCURRENT, or no stage at all (the default)."""
+    """A call that created ``version`` as AWSCURRENT: staged AWSCURRENT, or no stage at all
+    (the default). A version id is the caller's ClientRequestToken, unique per secret only:
+    the caller also checks that the record names the secret."""
     response = _section(record, "responseElements")
     if response.get("versionId") != version:
         return False

@@ -17,12 +17,18 @@ class Action(StrEnum):
     FRESH = "fresh"  # deployed after the value became current: holds it
     SKIPPED = "skipped"  # nothing to do (pinned, opted out, desired count 0, the ledger…)
     QUEUED = "queued"  # stale: a redeploy job is on the queue (healed)
+    #: stale, but a job for this value was queued or ran before (the reconciler's or the
+    #: event path's): queued again, not counted again
+    REQUEUED = "queued again"
+    #: stale, notify-only (tag rotor:redeploy=notify): reported, never redeployed (not healed)
+    NOTIFY = "notify"
     REDEPLOYED = "redeployed"  # stale: redeployed inline (healed)
     DEFERRED = "deferred"  # stale: its cluster is at its cap
     MANUAL = "manual"  # stale, on CODE_DEPLOY/EXTERNAL: people must redeploy
     FAILED = "failed"
     WOULD_QUEUE = "would queue"  # dry run
     WOULD_REDEPLOY = "would redeploy"  # dry run
+    WOULD_REQUEUE = "would queue again"  # dry run: see REQUEUED
 
     @property
     def healed(self) -> bool:

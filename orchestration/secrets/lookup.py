@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 
 from orchestration.aws.retry import RetryPolicy
 from orchestration.errors import InvalidReferenceError, PermanentAwsError
@@ -69,6 +71,9 @@ class SecretFacts:
     why_not_described: str | None = None
     #: the secret's replicas in other regions (``ReplicationStatus``; a primary's only)
     replicas: tuple[ReplicaFacts, ...] = ()
+    #: when AWS answered the DescribeSecret (its HTTP Date header, to the second): AWS's clock,
+    #: not this machine's (``None``: no such header)
+    answered_at: datetime | None = None
 
     def replica(self, region: str) -> ReplicaFacts | None:
         return next((r for r in self.replicas if r.region == region), None)
@@ -141,6 +146,7 @@ class SecretLookup:
                 for r in answer.get("ReplicationStatus", [])
                 if r.get("Region")
             ),
+            answered_at=_answered_at(answer),
         )
 
     def identify(self, secret_id: str) -> SecretIdentity:
@@ -219,3 +225,16 @@ class SecretLookup:
         return self.describe(
             secret_id, account=account, region=region, written_by_aws=written_by_aws
         ).identity
+
+
+def _answered_at(answer: Mapping[str, Any]) -> datetime | None:
+    """The time in an answer's HTTP Date header (RFC 7231), if it has a valid one."""
+    headers = (answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    text = headers.get("date")
+    if not isinstance(text, str):
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return when.astimezone(UTC) if when.tzinfo is not None else None

@@ -252,10 +252,10 @@ def test_a_rotation_whose_events_never_arrive_is_healed_once(
     assert secrets_calls.counts["ListSecretVersionIds"] == 4
     # CloudTrail only where a consumer was deployed after the version's creation and the
     # state table and the versions could not tell: prod/trailed (found at once), prod/unknown
-    # (every kind of call that can make a version current, none found).
+    # (every kind of call that can make a version current, none found; the label moves read
+    # for prod/trailed are not read again).
     names = [r["LookupAttributes"][0]["AttributeValue"] for r in world.trail.requests]
     assert names == [
-        "UpdateSecretVersionStage",
         "UpdateSecretVersionStage",
         "RotationSucceeded",
         "PutSecretValue",
@@ -680,3 +680,410 @@ def test_rotor_reconcile_exits_1_when_part_of_the_account_could_not_be_read(
     report = json.loads(out)
     assert [f["cluster"] for f in report["failed"]] == ["ghost"]
     assert "ghost" in err  # the scan's warning
+
+
+# --- review: what counts as healed ---------------------------------------------------------
+
+
+def test_a_notify_only_consumer_is_reported_not_counted_healed_pass_after_pass(
+    world: World,
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+) -> None:
+    """A stale service tagged notify-only is reported by the worker, never redeployed: it is
+    not healed, and a pass after the worker reported it must not count it again (before,
+    every pass queued it again and HealedByReconciler counted it each time: an alarm that
+    never cleared for a service rotor never redeploys)."""
+    task_definition = world.ecs.task_definition(secrets=[world.arns["prod/unknown"]])
+    world.ecs.service(
+        "prod",
+        "told-old",
+        task_definition,
+        deployed_at=DEPLOYED["old"],
+        tags={"rotor:redeploy": "notify"},
+    )
+    stack = queued_runtime(state_table=state_table)
+    _record_the_event_path_rotation(stack.runtime, world)
+
+    first = reconcile(stack.runtime)
+
+    told = next(c for s in first.secrets for c in s.consumers if c.service_arn.endswith("told-old"))
+    assert not told.action.healed
+    assert first.metrics["HealedByReconciler"] == len(HEALED)
+    drain(redeploy_queue, stack.worker)
+    assert world.ecs.updates_reached_moto["told-old"] == 0
+
+    second = reconcile(stack.runtime)
+
+    assert "HealedByReconciler" not in second.metrics, second.to_dict()
+    assert second.healed == []
+
+
+def test_a_job_queued_again_is_not_counted_again(
+    world: World,
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job taken for lost (still QUEUED past QUEUED_RECENTLY) is queued again, and the
+    consumer it heals was counted when the first one was queued: one lost event, one count."""
+    import importlib
+
+    heal = importlib.import_module("orchestration.reconcile.heal")  # the package's name is
+    # shadowed by the use case ``orchestration.reconcile``
+
+    stack = queued_runtime(state_table=state_table)
+    _record_the_event_path_rotation(stack.runtime, world)
+    first = reconcile(stack.runtime)
+    assert first.metrics["HealedByReconciler"] == len(HEALED)
+    monkeypatch.setattr(heal, "QUEUED_RECENTLY", timedelta(0))  # the jobs look lost now
+
+    again = reconcile(stack.runtime)
+
+    requeued = {c.service_arn.rsplit("/", 1)[-1] for c in again.consumers(Action.REQUEUED)}
+    assert requeued == HEALED
+    assert "HealedByReconciler" not in again.metrics
+    assert again.metrics["RedeploysQueued"] == len(HEALED)
+    drain(redeploy_queue, stack.worker)
+    assert all(world.ecs.updates_reached_moto[name] == 1 for name in HEALED)
+
+
+# --- review: a pass that runs out of time ----------------------------------------------------
+
+
+def test_a_pass_out_of_time_stops_and_reports_instead_of_guessing(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """The scheduled function has 15 minutes; a first scan of a large account can take them
+    all. Time up after the scan, the pass must stop and report what it did not reconcile:
+    before, it went on past the deadline, its LookupEvents were refused by the rate limiter
+    (no time left to wait for a token), so moments CloudTrail knows became "unknown" and were
+    recorded as first-seen (redeploying consumers that hold the value), and the Lambda was
+    killed before it could report or emit HealedByReconciler."""
+    left = [float("inf")]
+
+    def out_of_time(**_: Any) -> None:  # the first DescribeSecret: the scan is done
+        left[0] = -1.0
+
+    clients.secretsmanager.meta.events.register("before-call.secrets-manager", out_of_time)
+    runtime = table_runtime.with_deadline(lambda: left[0])
+    described = ApiCalls().attach(clients.secretsmanager)
+    before = world.primaries()
+
+    report = reconcile(runtime)
+
+    assert world.primaries() == before
+    assert not any(world.ecs.updates_reached_moto.values())
+    assert not report.ok
+    assert any("out of time" in f.error for f in report.failed), report.to_dict()["failed"]
+    assert report.healed == []
+    assert world.trail.requests == []  # no LookupEvents it could not wait for
+    assert described.counts["DescribeSecret"] == 1  # nor a DescribeSecret per secret
+    items = clients.dynamodb.scan(TableName=state_table)["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith("rotation#")]  # no moment guessed
+
+
+def test_an_index_that_cannot_be_written_does_not_stop_the_heal(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """The index is the rotation path's shortcut; healing is the pass's duty. A rebuild that
+    fails (DynamoDB refusing its writes) is reported, and the stale consumers are still
+    healed: before, the error ended the pass, and a rebuild that always fails (an item too
+    large, a permission) would have stopped every heal for good."""
+    from orchestration.state.consumer_index import ConsumerIndex
+    from tests.aws_fakes import FailFor
+
+    _record_the_event_path_rotation(table_runtime, world)
+    index = ConsumerIndex.for_table(clients.dynamodb, state_table, table_runtime.retry)
+    FailFor("TransactWriteItems", "ValidationException").attach(clients.dynamodb)
+    before = world.primaries()
+
+    report = reconcile(table_runtime, index=index)
+
+    assert _changed(before, world.primaries()) == HEALED
+    assert report.metrics["HealedByReconciler"] == len(HEALED)
+    assert report.index.startswith("not rebuilt: ")
+    assert "ValidationException" in report.index
+    assert index.built_at(REGION) is None
+    assert not report.ok  # said, and the exit status says so
+
+
+def test_a_secret_whose_older_versions_lost_their_labels_is_not_taken_for_its_only_version(
+    world: World, table_runtime: Runtime, clients: AwsClients
+) -> None:
+    """ListSecretVersionIds leaves deprecated versions (no staging label) out unless asked
+    (``IncludeDeprecated``): a secret whose old version lost AWSPREVIOUS lists one version,
+    yet its current one was created AWSPENDING and made current later. A consumer deployed
+    in between holds the old value and must be redeployed, not judged by "only version"."""
+    sm = clients.secretsmanager
+    first = sm.create_secret(Name="prod/relabelled", SecretString="first")
+    _backdate_version("prod/relabelled", first["VersionId"], NOW - timedelta(days=30))
+    pending = sm.put_secret_value(
+        SecretId="prod/relabelled", SecretString="second", VersionStages=["AWSPENDING"]
+    )["VersionId"]
+    sm.update_secret_version_stage(
+        SecretId="prod/relabelled",
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=pending,
+        RemoveFromVersionId=first["VersionId"],
+    )
+    sm.update_secret_version_stage(
+        SecretId="prod/relabelled",
+        VersionStage="AWSPREVIOUS",
+        RemoveFromVersionId=first["VersionId"],
+    )
+    _backdate_version("prod/relabelled", pending, CREATED)
+    listed = sm.list_secret_version_ids(SecretId="prod/relabelled")["Versions"]
+    assert [v["VersionId"] for v in listed] == [pending]  # as AWS lists it, unasked
+    task_definition = world.ecs.task_definition(secrets=[first["ARN"]])
+    world.ecs.service(
+        "prod", "relabelled-between", task_definition, deployed_at=DEPLOYED["between"]
+    )
+    before = world.ecs.primary("prod", "relabelled-between")["id"]
+
+    report = reconcile(table_runtime, secret="prod/relabelled")
+
+    [secret] = report.to_dict()["secrets"]
+    assert secret["evidence"] != "only-version"
+    assert world.ecs.primary("prod", "relabelled-between")["id"] != before
+
+
+def test_a_service_holding_two_stale_secrets_is_redeployed_once(
+    world: World,
+    queued_runtime: Any,
+    redeploy_queue: RedeployQueue,
+    state_table: str,
+) -> None:
+    """One service reads two secrets, both rotated without an event: two lost events (each
+    counted), one deployment (it holds both new values): the second job finds the service
+    redeployed after its value by the first."""
+    task_definition = world.ecs.task_definition(
+        secrets=[world.arns["prod/unknown"], world.arns["prod/trailed"]]
+    )
+    world.ecs.service("prod", "both-old", task_definition, deployed_at=DEPLOYED["old"])
+    stack = queued_runtime(state_table=state_table)
+
+    report = reconcile(stack.runtime, secret=None)
+
+    both = [c for s in report.secrets for c in s.consumers if c.service_arn.endswith("/both-old")]
+    assert [c.action for c in both] == [Action.QUEUED, Action.QUEUED]
+    drain(redeploy_queue, stack.worker)
+    assert world.ecs.updates_reached_moto["both-old"] == 1
+
+
+def test_a_call_about_another_secret_with_the_same_version_id_is_not_taken(
+    world: World, table_runtime: Runtime
+) -> None:
+    """A version id is the caller's ClientRequestToken: unique per secret, not per account
+    (a tool may send "v2" for every secret). A PutSecretValue that made ANOTHER secret's
+    version of that id current says nothing about this one: taken, it set prod/unknown's
+    moment before unknown-between's deployment, and left that service on the old value."""
+    world.trail.add(
+        "PutSecretValue",
+        NOW - timedelta(minutes=50),  # after the version's creation, before unknown-between
+        requestParameters={"secretId": "prod/other", "versionStages": ["AWSCURRENT"]},
+        responseElements={
+            "arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/other-AbCdEf",
+            "name": "prod/other",
+            "versionId": world.versions["prod/unknown"],
+            "versionStages": ["AWSCURRENT"],
+        },
+    )
+    before = world.primaries()
+
+    report = reconcile(table_runtime, secret="prod/unknown")
+
+    [secret] = report.to_dict()["secrets"]
+    assert secret["evidence"] == "unknown", secret
+    assert {"unknown-between", "unknown-after"} <= _changed(before, world.primaries())
+
+
+def test_update_secret_as_cloudtrail_logs_it_names_the_secret(
+    world: World, clients: AwsClients, retry: Any
+) -> None:
+    """UpdateSecret's responseElements spell the ARN "aRN" (events/update-secret-new-value.json)
+    and its request may name the secret by name: still this secret's call."""
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    arn, version = world.arns["prod/unknown"], world.versions["prod/unknown"]
+    at = CREATED + timedelta(seconds=20)
+    world.trail.add(
+        "UpdateSecret",
+        at,
+        requestParameters={"secretId": "prod/unknown", "clientRequestToken": version},
+        responseElements={"aRN": arn, "name": "prod/unknown", "versionId": version},
+    )
+    history = History(clients.cloudtrail, retry)
+
+    answer = history.became_current(SecretIdentity.from_full_arn(arn), version, CREATED)
+
+    assert answer is not None and answer.at == at
+
+
+def test_the_heal_comes_before_the_index_rebuild_when_time_is_short(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """Healing is the pass's duty, the index a shortcut: a first rebuild of a large account
+    (thousands of writes) must not take the time the heal needs. Before, the rebuild came
+    first, and a pass whose rebuild ate its time healed nothing."""
+    from orchestration.state.consumer_index import ConsumerIndex
+
+    _record_the_event_path_rotation(table_runtime, world)
+    left = [float("inf")]
+
+    def rebuilding(**_: Any) -> None:  # the index's rebuild reads the region's items first
+        left[0] = -1.0
+
+    clients.dynamodb.meta.events.register("before-call.dynamodb.Scan", rebuilding)
+    runtime = table_runtime.with_deadline(lambda: left[0])
+    index = ConsumerIndex.for_table(clients.dynamodb, state_table, runtime.retry)
+    before = world.primaries()
+
+    report = reconcile(runtime, index=index)
+
+    assert _changed(before, world.primaries()) == HEALED
+    assert report.metrics["HealedByReconciler"] == len(HEALED)
+
+
+def test_cloudtrail_history_is_read_once_a_pass_not_once_a_secret(
+    world: World, clients: AwsClients, retry: Any
+) -> None:
+    """LookupEvents filters by one attribute (here the event name), at 2 requests a second for
+    the whole account: each secret's search read the account's whole history of that call
+    again. A pass reads it once; a search from earlier reads only the part before (EndTime)."""
+    from orchestration.reconcile.moments import CloudTrailHistory as History
+    from orchestration.secrets.references import SecretIdentity
+
+    trailed = SecretIdentity.from_full_arn(world.arns["prod/trailed"])
+    unknown = SecretIdentity.from_full_arn(world.arns["prod/unknown"])
+    earlier = CREATED - timedelta(hours=2)
+    for i in range(120):  # three pages of other secrets' label moves
+        world.trail.add(
+            "UpdateSecretVersionStage",
+            CREATED + timedelta(seconds=i),
+            requestParameters={
+                "secretId": f"prod/other-{i}",
+                "versionStage": "AWSCURRENT",
+                "moveToVersionId": f"v-{i}",
+            },
+        )
+    world.trail.add(
+        "UpdateSecretVersionStage",
+        earlier + timedelta(minutes=5),
+        requestParameters={
+            "secretId": unknown.arn,
+            "versionStage": "AWSCURRENT",
+            "moveToVersionId": "made-current-early",
+        },
+    )
+    history = History(clients.cloudtrail, retry)
+
+    first = history.became_current(trailed, world.versions["prod/trailed"], CREATED)
+    reads = len(world.trail.requests)
+    again = history.became_current(trailed, world.versions["prod/trailed"], CREATED)
+    before = history.became_current(unknown, "made-current-early", earlier)
+
+    assert first is not None and again is not None and first.at == again.at == MOVED
+    assert reads == 3  # 122 records, 50 a page
+    requests = world.trail.requests[reads:]
+    assert len(requests) == 1  # only the two hours before CREATED, one page
+    assert requests[0]["EndTime"] == CREATED.timestamp()
+    assert before is not None and before.at == earlier + timedelta(minutes=5)
+    # What the pass holds is what the searches read, not whole records (a busy account's
+    # 90 days of label moves are many).
+    from orchestration.reconcile.moments import KEPT_FIELDS
+
+    held = history._held["UpdateSecretVersionStage"][1]
+    assert len(held) == 123 and all(set(record) <= set(KEPT_FIELDS) for record in held)
+
+
+def test_a_cloudtrail_search_cut_short_by_the_deadline_guesses_nothing(
+    world: World, table_runtime: Runtime, clients: AwsClients, state_table: str
+) -> None:
+    """Out of time in the middle of a secret's CloudTrail search (the rate limiter refuses a
+    page it has no time to wait for), the secret is left to the next pass: before, the moment
+    became "unknown", was recorded as first-seen for good, and trailed-after, which holds the
+    value (CloudTrail knows), was redeployed."""
+    _record_the_event_path_rotation(table_runtime, world)
+    for i in range(60):  # a second page of label moves
+        world.trail.add(
+            "UpdateSecretVersionStage",
+            CREATED + timedelta(seconds=i),
+            requestParameters={
+                "secretId": f"prod/other-{i}",
+                "versionStage": "AWSCURRENT",
+                "moveToVersionId": f"v-{i}",
+            },
+        )
+    left = [float("inf")]
+
+    def out_of_time(**_: Any) -> None:
+        left[0] = -1.0
+
+    clients.cloudtrail.meta.events.register("before-call.cloudtrail.LookupEvents", out_of_time)
+    runtime = table_runtime.with_deadline(lambda: left[0])
+    before = world.primaries()
+
+    report = reconcile(runtime)
+
+    changed = _changed(before, world.primaries())
+    assert not {"trailed-old", "trailed-between", "trailed-after"} & changed
+    assert {"recorded-old", "recorded-between", "single-old"} <= changed  # before it: healed
+    assert any("out of time" in f.error for f in report.failed)
+    trailed = f"rotation#{world.arns['prod/trailed']}@{world.versions['prod/trailed']}"
+    items = clients.dynamodb.scan(TableName=state_table)["Items"]
+    assert not [i for i in items if i["pk"]["S"] == trailed]  # no moment guessed
+
+
+def test_first_seen_is_taken_on_aws_clock_not_a_slow_local_one(
+    world: World, table_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rotor reconcile`` runs on any machine. With the moment unknown, "first seen" bounds
+    it: a deployment after it holds the value. Taken on a clock 50 minutes slow, that bound
+    fell before the label's move (30 minutes ago), and unknown-between (45 minutes ago: the
+    OLD value) was judged fresh, and that bound recorded for good. DescribeSecret's answer
+    carries AWS's time (the HTTP Date header): the bound is never before it."""
+    import importlib
+
+    heal = importlib.import_module("orchestration.reconcile.heal")
+    real = heal.datetime
+
+    class SlowClock(real):  # type: ignore[misc,valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.now(tz) - timedelta(minutes=50)
+
+    monkeypatch.setattr(heal, "datetime", SlowClock)
+    before = world.primaries()
+
+    report = reconcile(table_runtime, secret="prod/unknown")
+
+    assert "unknown-between" in _changed(before, world.primaries())
+    [secret] = report.to_dict()["secrets"]
+    assert secret["became_current_at"] >= iso(NOW)
+
+
+def test_a_dry_run_counts_what_the_pass_would_count(
+    world: World,
+    queued_runtime: Any,
+    state_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dry run's would_metrics are the pass's: a consumer a real pass would queue again
+    without counting is not counted by the dry run either."""
+    import importlib
+
+    heal = importlib.import_module("orchestration.reconcile.heal")
+    stack = queued_runtime(state_table=state_table)
+    _record_the_event_path_rotation(stack.runtime, world)
+    reconcile(stack.runtime)
+    monkeypatch.setattr(heal, "QUEUED_RECENTLY", timedelta(0))  # the jobs look lost now
+
+    dry = reconcile(stack.runtime, dry_run=True)
+
+    assert "HealedByReconciler" not in dry.to_dict()["would_metrics"]
+    would = {c.service_arn.rsplit("/", 1)[-1] for c in dry.consumers(Action.WOULD_REQUEUE)}
+    assert would == HEALED
