@@ -505,11 +505,14 @@ class _Pass:
             self._report.count(MANUAL_REDEPLOYS)
             manual.append(manual_redeploy(verdict))
             return result
-        waiting, before = self._handled_already(
+        waiting, before, deployed = self._handled_already(
             rotation.rotation_id, service.arn, service.primary_created_at
         )
         if waiting is not None:
-            result.action = Action.SKIPPED
+            # rotor's own deployment for this value holds it, whatever the time bound says
+            # (one taken to the second on AWS's clock may fall just after it): fresh
+            result.action = Action.FRESH if deployed else Action.SKIPPED
+            result.stale = not deployed
             result.reason = waiting
             return result
         told = notify_only(service)
@@ -539,32 +542,38 @@ class _Pass:
 
     def _handled_already(
         self, rotation_id: str, service_arn: str, deployed_at: datetime | None
-    ) -> tuple[str | None, bool]:
+    ) -> tuple[str | None, bool, bool]:
         """Why a stale-looking consumer is rotor's already for this value, from its status:
         a job queued less than ``QUEUED_RECENTLY`` ago, or a deployment rotor made for this
         value that is still the service's (a clock a little ahead of ECS's must not make a
         pass take rotor's own deployment for an older one and count it twice). And whether
-        it has a status for this value at all: a job was queued for it, or ran, before."""
+        it has a status for this value at all: a job was queued for it, or ran, before; and
+        whether the reason is a deployment rotor made for this value."""
         try:
             status = self._runtime.rollouts.status(rotation_id, service_arn)
         except AwsCallError as exc:
             log.warning("could not read the status of %s: %s", service_arn, exc)
-            return None, False
+            return None, False, False
         if status is None:
-            return None, False
+            return None, False, False
         now = datetime.now(UTC)
         if status.status is Status.QUEUED and now - utc(status.at) < QUEUED_RECENTLY:
-            return f"a job for this value is already on the queue (since {iso(status.at)})", True
+            queued = f"a job for this value is already on the queue (since {iso(status.at)})"
+            return queued, True, False
         if (
             status.status in (Status.DEPLOYING, Status.FRESH)
             and deployed_at is not None
             and utc(deployed_at) >= utc(status.at) - CLOCK_SKEW
         ):
             return (
-                f"rotor already redeployed it for this value (deployment "
-                f"{status.deployment_id or '?'}, {iso(status.at)})"
-            ), True
-        return None, True
+                (
+                    f"rotor already redeployed it for this value (deployment "
+                    f"{status.deployment_id or '?'}, {iso(status.at)})"
+                ),
+                True,
+                True,
+            )
+        return None, True, False
 
     # the jobs
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -1087,3 +1087,31 @@ def test_a_dry_run_counts_what_the_pass_would_count(
     assert "HealedByReconciler" not in dry.to_dict()["would_metrics"]
     would = {c.service_arn.rsplit("/", 1)[-1] for c in dry.consumers(Action.WOULD_REQUEUE)}
     assert would == HEALED
+
+
+def test_rotors_own_deployment_is_fresh_even_when_aws_clock_runs_ahead(
+    world: World, table_runtime: Runtime, clients: AwsClients
+) -> None:
+    """ "First seen" is taken on AWS's clock, rounded up: it may fall just after the
+    deployments the same pass then makes (here AWS's clock runs 10 s ahead of ECS's
+    deployment times). The next pass must still take rotor's own deployment for this value
+    as fresh, not as an older deployment it happens not to redeploy again."""
+    from email.utils import format_datetime
+
+    def ahead(parsed: dict[str, Any], **_: Any) -> None:
+        headers = parsed.setdefault("ResponseMetadata", {}).setdefault("HTTPHeaders", {})
+        headers["date"] = format_datetime(datetime.now(UTC) + timedelta(seconds=10), usegmt=True)
+
+    clients.secretsmanager.meta.events.register("after-call.secrets-manager.DescribeSecret", ahead)
+    before = world.primaries()
+    first = reconcile(table_runtime, secret="prod/unknown")
+    healed = _changed(before, world.primaries())
+    assert {"unknown-old", "unknown-between", "unknown-after"} <= healed
+    assert len(first.healed) == len(healed)
+
+    second = reconcile(table_runtime, secret="prod/unknown")
+
+    consumers = _by_service(second)
+    assert second.healed == []
+    for name in healed:
+        assert (consumers[name]["action"], consumers[name]["stale"]) == ("fresh", False)
