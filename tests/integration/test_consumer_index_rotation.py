@@ -511,9 +511,9 @@ def test_with_an_index_the_queue_path_plans_from_the_candidates(
     assert dict(calls.counts) == {"DescribeServices": bound(consumers)}
     assert len(answer["queued"]) == 22
     drain(redeploy_queue, stack.worker)
-    # Each job describes its service once more before redeploying it (README, the index
-    # bench): the planning meets the goal, the rotation as a whole reads one more per consumer.
-    assert calls.counts["DescribeServices"] == bound(consumers) + 22
+    # Each job carries the planner's look at its service and runs promptly: the worker decides
+    # on it, so the rotation as a whole, its jobs included, reads only what the planning read.
+    assert dict(calls.counts) == {"DescribeServices": bound(consumers), "UpdateService": 22}
     assert ecs_world.updates_reached_moto == Counter(
         {f"{c}-consumer-{i}": 1 for c, n in CLUSTERS.items() for i in range(n)}
         | {"late-consumer": 1}
