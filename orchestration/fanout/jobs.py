@@ -4,8 +4,9 @@ A ``RedeployJob`` names one stale consumer of one new secret value: enough for a
 another container, minutes later (debounce), to look at the service again and decide by the
 freshness rule at run time. A job sent promptly also carries the planner's own look at the
 service (``snapshot``, read at ``described_at``): a worker that runs it soon after decides on
-that instead of describing the service once more (``ROTOR_SNAPSHOT_MAX_AGE``). A ``PlanJob`` is the part of a plan the rotation handler had no
-time left to make (clusters not yet scanned): a worker plans them and enqueues their jobs.
+that instead of describing the service once more (``ROTOR_SNAPSHOT_MAX_AGE``). A ``PlanJob``
+is the part of a plan the rotation handler had no time left to make (clusters not yet
+scanned): a worker plans them and enqueues their jobs.
 
 Jobs travel as JSON on the redeploy queue; ``parse_job`` turns a message body back into one,
 or raises ``InvalidEventError`` with a clear message (a poison message is dropped, not retried).

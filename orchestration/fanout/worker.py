@@ -207,8 +207,10 @@ class JobSteps:
         # its deployment will hold is the one AWSCURRENT now, described before anything is taken.
         if gated is not None:
             value = gated
+        elif inline:
+            value = job.new_value()
         else:
-            value = job.new_value() if inline else self._current_value()
+            value = self._current_value()
         self._follow(value)
         waiting = self._take_policy_slots(snapshot)
         if waiting is not None:
