@@ -5,7 +5,8 @@ the demo, a stack without a queue), where the planner hands over the snapshot it
 instead of the worker describing the service again. A queued job that the planner sent with
 its snapshot, received for the first time within ``ROTOR_SNAPSHOT_MAX_AGE`` of that look,
 decides on it too, without describing the service once more; a debounced job, one sent again
-to wait, one retried after a failure or one older than that describes the service.
+to wait, one retried after a failure or one older than that describes the service. A redeploy
+on the planner's look that fails for good looks at the service then (deleted since: skipped).
 
 In order, for the job's service:
 
@@ -163,6 +164,8 @@ class JobSteps:
         self.flap_slot = False
         self.cap_slot = False
         self.lease: ServiceLease | None = None
+        #: The job decided on the planner's look at the service (``_carried``), not its own.
+        self.carried = False
         self.deployed_at: datetime | None = None
 
     def run(
@@ -179,6 +182,7 @@ class JobSteps:
         inline = snapshot is not None
         if snapshot is None:
             snapshot = self._carried(receive_count)
+            self.carried = snapshot is not None
         if snapshot is None:
             try:
                 snapshot = self._describe()
@@ -268,6 +272,23 @@ class JobSteps:
         services = answer.get("services") or []
         found = snapshot_of(services[0]) if services else None
         return found if isinstance(found, ServiceSnapshot) else None
+
+    def _looked_again(self) -> str | None:
+        """The redeploy, decided on the planner's look, failed for good: the service may have
+        changed since (deleted, its cluster deleted, no longer ACTIVE). Look at it now: why
+        the job is skipped, when ECS shows a reason to; else ``None`` (the failure stands)."""
+        job = self.job
+        try:
+            snapshot = self._describe()
+        except ClusterNotFound:
+            return f"cluster {job.cluster_arn} no longer exists"
+        except AwsCallError as exc:
+            log.warning("could not look at %s again: %s", job.service_arn, exc)
+            return None
+        if snapshot is None:
+            return "the service no longer exists"
+        verdict = self._decide(snapshot)
+        return verdict.reason if verdict.action is Action.SKIP else None
 
     def _decide(self, snapshot: ServiceSnapshot) -> Verdict:
         refs = tuple(r.reference() for r in self.job.references)
@@ -540,6 +561,10 @@ class JobSteps:
             )
         if done.outcome is Outcome.ALREADY_FRESH:
             return self._finish(JobStatus.SKIPPED, done.reason or "already fresh")
+        if self.carried and not done.retryable:
+            gone = self._looked_again()
+            if gone is not None:
+                return self._finish(JobStatus.SKIPPED, gone)
         return self._finish(
             JobStatus.FAILED,
             done.error or "?",

@@ -22,7 +22,7 @@ import pytest
 
 from orchestration.cli.world import backdate_deployment
 from orchestration.state.rollouts import Status
-from tests.aws_fakes import ApiCalls, ErrorInjector
+from tests.aws_fakes import ApiCalls, ErrorInjector, FailFor
 from tests.integration.conftest import FRESH, rotation_event
 from tests.integration.workers import FakeLambdaContext, drain, stale_world
 
@@ -223,3 +223,27 @@ def test_a_bound_of_zero_always_describes(ecs_world, redeploy_queue, queued_runt
 
     assert calls.ecs.counts["DescribeServices"] == 2
     assert ecs_world.updates_reached_moto == Counter({"prod-stale-0": 1, "prod-stale-1": 1})
+
+
+def test_a_service_deleted_after_the_planners_look_is_skipped_not_failed(
+    clients, ecs_world, redeploy_queue, queued_runtime, calls
+):
+    """Its UpdateService fails for good (AWS: ServiceNotActiveException; moto would take it):
+    the job looks at the service then, and ECS's answer says why it is skipped."""
+    db = stale_world(ecs_world, {"prod": 1}, fresh=0)
+    stack = queued_runtime()
+    stack.rotation(rotation_event(db), FakeLambdaContext())
+    ecs_world.ecs.delete_service(cluster="prod", service="prod-stale-0", force=True)
+    FailFor("UpdateService", "ServiceNotActiveException").attach(clients.ecs)
+    calls.reset()
+
+    answers = drain(redeploy_queue, stack.worker)
+
+    assert [a["batchItemFailures"] for a in answers] == [[]]
+    assert redeploy_queue.counts(redeploy_queue.dlq_url) == 0
+    assert calls.ecs.counts["DescribeServices"] == 1  # the look after the failure
+    stages = clients.secretsmanager.describe_secret(SecretId=db)["VersionIdsToStages"]
+    current = next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
+    status = stack.runtime.rollouts.status(f"{db}@{current}", f"{PROD}/prod-stale-0")
+    assert status is not None and status.status is Status.SKIPPED
+    assert status.detail == "service is INACTIVE, not ACTIVE"
