@@ -8,11 +8,15 @@ Run on demand (not a test), from the repository root:
 An account of N services in clusters of 250 (``bench/standin.py``: ECS's paging, limits,
 latency and server-side token buckets), 21 of them consumers of one secret, spread over 4
 clusters. The rotation function's own handler plans one rotation onto the redeploy queue
-(moto SQS), twice: without an index (a full scan: ListClusters, ListServices, DescribeServices)
-and with one (the candidates only). Both runs have the task-definition summaries cached (as
-the state table holds them), so the difference is the service reads. The index is the
-in-memory backend, rebuilt from a full scan made before the measured run and outside the
-stand-in: the DynamoDB backend reads the same (the bench counts ECS calls, not table calls).
+(moto SQS) and the worker function's handler runs its jobs off the queue, twice: without an
+index (a full scan: ListClusters, ListServices, DescribeServices) and with one (the candidates
+only). The reads counted are the whole rotation's, planning and jobs (a job that runs within
+``ROTOR_SNAPSHOT_MAX_AGE`` of the planner's look decides on it and reads nothing more); the
+jobs' ``UpdateService`` calls are writes, counted apart. Both runs have the task-definition
+summaries cached (as the state table holds them), so the difference is the service reads.
+The index is the in-memory backend, rebuilt from a full scan made before the measured run and
+outside the stand-in: the DynamoDB backend reads the same (the bench counts ECS calls, not
+table calls).
 The goal (issue 16): at most ceil(consumers / 10) + one read per cluster holding a consumer.
 """
 
@@ -45,6 +49,7 @@ from standin import StrictEcs
 
 CONSUMERS = 21
 CONSUMER_CLUSTERS = 4
+WRITES = {"UpdateService"}  # the jobs' deployments: not reads
 
 
 @dataclass
@@ -54,14 +59,18 @@ class IndexFigures:
     consumers: int
     consumer_clusters: int
     goal: int  # ceil(consumers / 10) + clusters holding a consumer
-    reads_scan: int  # ECS reads of one rotation without the index
+    reads_scan: int  # ECS reads of one rotation without the index (planning and jobs)
     reads_index: int  # with it
-    seconds_scan: float
+    seconds_scan: float  # the planning's
     seconds_index: float
     found_scan: int  # consumers queued
     found_index: int
     calls_scan: dict[str, int]
     calls_index: dict[str, int]
+    redeployed_scan: int = 0  # the jobs' UpdateService calls (writes)
+    redeployed_index: int = 0
+    worker_reads_scan: int = 0  # of reads_scan, the jobs' own
+    worker_reads_index: int = 0
 
 
 def seed(ecs: Any, sm: Any, services: int) -> tuple[str, int]:
@@ -118,6 +127,7 @@ def rotation_event(secret_arn: str) -> dict[str, Any]:
 
 def bench_index(services: int, latency: float) -> IndexFigures:
     from handlers.entry import make_handler
+    from handlers.worker import make_worker_handler
     from orchestration.aws.clients import AwsClients
     from orchestration.aws.retry import RetryPolicy
     from orchestration.ecs.discovery import ConsumerDiscovery
@@ -127,7 +137,7 @@ def bench_index(services: int, latency: float) -> IndexFigures:
     from orchestration.settings import Settings
     from orchestration.state.consumer_index import ConsumerIndex
     from orchestration.state.task_definitions import TaskDefinitionCache
-    from tests.aws_fakes import queue_with_dead_letters
+    from tests.aws_fakes import queue_with_dead_letters, sqs_lambda_event
 
     with mock_aws():
         progress(f"index, {services} services: seeding")
@@ -144,11 +154,11 @@ def bench_index(services: int, latency: float) -> IndexFigures:
         index.rebuild(REGION, index_records(inventory), datetime.now(UTC))
 
         standin = StrictEcs(latency)
-        results: dict[str, tuple[int, float, int, dict[str, int]]] = {}
+        results: dict[str, tuple[int, float, int, dict[str, int], int, int]] = {}
         for mode, consumer_index in (("scan", None), ("index", index)):
             clients = AwsClients(region=REGION)
             standin.attach(clients.ecs)
-            url, _, _ = queue_with_dead_letters(
+            url, queue_arn, _ = queue_with_dead_letters(
                 sqs, f"redeploy-{mode}", visibility_timeout=720, max_receives=8
             )
             runtime = Runtime.build(
@@ -158,6 +168,7 @@ def bench_index(services: int, latency: float) -> IndexFigures:
                 consumer_index=consumer_index,
             )
             rotation = make_handler(REDEPLOY_KINDS, lambda runtime=runtime: runtime)
+            worker = make_worker_handler(lambda runtime=runtime: runtime)
             progress(f"index, {services} services: one rotation, {mode}")
             standin.refill()
             standin.reset_counts()
@@ -165,8 +176,19 @@ def bench_index(services: int, latency: float) -> IndexFigures:
             with contextlib.redirect_stdout(io.StringIO()):  # the handler's metrics (EMF)
                 answer = rotation(rotation_event(secret_arn), _Context())
             seconds = time.perf_counter() - started
+            planning = sum(n for name, n in standin.calls.items() if name not in WRITES)
+            progress(f"index, {services} services: its jobs, {mode}")
+            run_jobs(sqs, url, queue_arn, worker, sqs_lambda_event)
             calls = dict(standin.calls)
-            results[mode] = (sum(calls.values()), seconds, len(answer["queued"]), calls)
+            reads = sum(n for name, n in calls.items() if name not in WRITES)
+            results[mode] = (
+                reads,
+                seconds,
+                len(answer["queued"]),
+                calls,
+                sum(n for name, n in calls.items() if name in WRITES),
+                reads - planning,
+            )
 
     holding = min(CONSUMERS, CONSUMER_CLUSTERS, clusters)
     return IndexFigures(
@@ -183,19 +205,42 @@ def bench_index(services: int, latency: float) -> IndexFigures:
         found_index=results["index"][2],
         calls_scan=results["scan"][3],
         calls_index=results["index"][3],
+        redeployed_scan=results["scan"][4],
+        redeployed_index=results["index"][4],
+        worker_reads_scan=results["scan"][5],
+        worker_reads_index=results["index"][5],
     )
+
+
+def run_jobs(sqs: Any, url: str, queue_arn: str, worker: Any, sqs_lambda_event: Any) -> None:
+    """The worker function on whatever the queue holds, as its SQS event source runs it."""
+    for _ in range(100):
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return
+        with contextlib.redirect_stdout(io.StringIO()):  # the worker's metrics (EMF)
+            answer = worker(sqs_lambda_event(messages, queue_arn, REGION), _Context())
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    raise AssertionError("the redeploy queue never emptied")
 
 
 def report(figures: list[IndexFigures]) -> str:
     lines = [
         "| services | clusters | ECS reads, scan | ECS reads, index | goal | scan s | index s "
-        "| consumers found (scan, index) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| consumers found (scan, index) | jobs' reads (scan, index) | redeployed (scan, index) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for f in figures:
         lines.append(
             f"| {f.services:,} | {f.clusters} | {f.reads_scan:,} | {f.reads_index} | {f.goal} "
-            f"| {f.seconds_scan:.2f} | {f.seconds_index:.2f} | {f.found_scan}, {f.found_index} |"
+            f"| {f.seconds_scan:.2f} | {f.seconds_index:.2f} | {f.found_scan}, {f.found_index} "
+            f"| {f.worker_reads_scan}, {f.worker_reads_index} "
+            f"| {f.redeployed_scan}, {f.redeployed_index} |"
         )
     return "\n".join(lines)
 

@@ -65,7 +65,7 @@ def _record_handler(record: SQSRecord, runtime: Runtime) -> dict[str, Any]:
     receives = int(record.attributes.approximate_receive_count or 1)
     logger.append_keys(job=job.key, receive_count=receives)
     try:
-        report = run_job(job, runtime)
+        report = run_job(job, runtime, receive_count=receives)
     except AwsCallError as exc:
         aws_call_failed(exc, "the job will be tried again")
         _come_back_later(record, runtime, receives)

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # ROTOR_REDEPLOY_QUEUE_URL: SQS queue of redeploy jobs; without it jobs run inline
     redeploy_queue_url: str | None = None
     debounce_seconds: int = 0  # ROTOR_DEBOUNCE_SECONDS: delay each job (SQS, at most 900)
+    # ROTOR_SNAPSHOT_MAX_AGE: a queued job that runs within this long of the planner's
+    # DescribeServices decides on the planner's look at the service instead of describing it
+    # again (0: always describe); same format as ROTOR_NOTIFY_WINDOW
+    snapshot_max_age: timedelta = timedelta(seconds=60)
     max_redeploys_per_hour: int = 6  # ROTOR_MAX_REDEPLOYS_PER_HOUR: flap guard; 0 = no limit
     max_rollouts_per_cluster: int = 0  # ROTOR_MAX_ROLLOUTS_PER_CLUSTER: 0 = no cap
     # ROTOR_ECS_CONTAINERS: containers sharing ECS's account limits (the function's reserved
@@ -98,7 +102,9 @@ class Settings(BaseSettings):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
 
-    @field_validator("notify_window", "replica_max_wait", "index_max_age", mode="before")
+    @field_validator(
+        "notify_window", "replica_max_wait", "index_max_age", "snapshot_max_age", mode="before"
+    )
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str):

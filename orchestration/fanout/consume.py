@@ -33,13 +33,15 @@ def run_redeploy_job(
     job: RedeployJob,
     runtime: Adapters,
     planned: tuple[ServiceSnapshot, Verdict] | None = None,
+    *,
+    receive_count: int = 1,
 ) -> JobReport:
-    """Do one redeploy job: the worker's path (``orchestration.rotation.queued.run_job``), and
-    the inline path's (no queue), which hands over the snapshot the planner has just read and
-    its verdict (``planned``). AWS errors that stop it propagate (the message comes back
-    later)."""
+    """Do one redeploy job: the worker's path (``orchestration.rotation.queued.run_job``; the
+    message received ``receive_count`` times), and the inline path's (no queue), which hands
+    over the snapshot the planner has just read and its verdict (``planned``). AWS errors that
+    stop it propagate (the message comes back later)."""
     snapshot, verdict = planned if planned is not None else (None, None)
-    result = RedeployWorker(runtime).run(job, snapshot, verdict)
+    result = RedeployWorker(runtime).run(job, snapshot, verdict, receive_count=receive_count)
     metrics = dict(result.metrics)
     counted = {
         JobStatus.REDEPLOYED: REDEPLOYS_STARTED,

@@ -2,8 +2,11 @@
 
 A ``RedeployJob`` names one stale consumer of one new secret value: enough for a worker in
 another container, minutes later (debounce), to look at the service again and decide by the
-freshness rule at run time. A ``PlanJob`` is the part of a plan the rotation handler had no
-time left to make (clusters not yet scanned): a worker plans them and enqueues their jobs.
+freshness rule at run time. A job sent promptly also carries the planner's own look at the
+service (``snapshot``, read at ``described_at``): a worker that runs it soon after decides on
+that instead of describing the service once more (``ROTOR_SNAPSHOT_MAX_AGE``). A ``PlanJob``
+is the part of a plan the rotation handler had no time left to make (clusters not yet
+scanned): a worker plans them and enqueues their jobs.
 
 Jobs travel as JSON on the redeploy queue; ``parse_job`` turns a message body back into one,
 or raises ``InvalidEventError`` with a clear message (a poison message is dropped, not retried).
@@ -13,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,12 +34,21 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration.errors import InvalidEventError, InvalidReferenceError
 from orchestration.events.classification import Classification
+from orchestration.models import ServiceSnapshot
 from orchestration.secrets.references import (
     SecretIdentity,
     SecretReference,
 )
 from orchestration.state.redeploy_ledger import NewValue
 from orchestration.times import iso, utc
+
+log = logging.getLogger(__name__)
+
+#: A job carries the planner's snapshot only while its whole body stays within this: ten such
+#: jobs (one ``SendMessageBatch``) stay well under SQS's 256 KiB per message and per batch.
+#: A usual service's snapshot is under 1 KiB; one with ECS's 50 tags at their longest is not,
+#: and goes without (its worker describes it).
+MAX_CARRYING_BYTES = 16 * 1024
 
 
 @pydantic_dataclass(frozen=True, kw_only=True)
@@ -177,11 +191,54 @@ class RedeployJob(Rotation):
     service_arn: str
     cluster_arn: str
     references: tuple[JobReference, ...] = ()
+    #: The planner's look at the service (its DescribeServices answer as rotor maps it), and a
+    #: moment no later than that DescribeServices call. Both absent in a job that must look
+    #: again when it runs (debounced, sent again to wait, too big) and in older messages.
+    snapshot: ServiceSnapshot | None = None
+    described_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _snapshot_fields(self) -> RedeployJob:
+        if (self.snapshot is None) != (self.described_at is None):
+            raise ValueError("snapshot and described_at go together")
+        if self.snapshot is not None and (
+            self.snapshot.arn != self.service_arn or self.snapshot.cluster_arn != self.cluster_arn
+        ):
+            raise ValueError("the snapshot is of another service than service_arn/cluster_arn")
+        return self
 
     @property
     def key(self) -> str:
         """Jobs with one key are one job: (service, new value)."""
         return f"{self.service_arn}#{self.rotation_id}"
+
+    def carrying(self, snapshot: ServiceSnapshot, described_at: datetime) -> RedeployJob:
+        """This job with the planner's look at its service, read no earlier than
+        ``described_at``; the job as it is when that look would make its message too big
+        (``MAX_CARRYING_BYTES``: then the worker describes the service, as for any job)."""
+        carried = RedeployJob.model_validate(
+            {
+                **self.model_dump(exclude={"rotation_id"}),
+                "snapshot": snapshot,
+                "described_at": utc(described_at),
+            }
+        )
+        size = len(carried.model_dump_json().encode())
+        if size > MAX_CARRYING_BYTES:
+            log.info(
+                "job for %s sent without its snapshot: %d bytes with it (at most %d)",
+                self.service_arn,
+                size,
+                MAX_CARRYING_BYTES,
+            )
+            return self.without_snapshot()
+        return carried
+
+    def without_snapshot(self) -> RedeployJob:
+        """The job to run later: it describes the service when it runs."""
+        if self.snapshot is None and self.described_at is None:
+            return self
+        return self.model_copy(update={"snapshot": None, "described_at": None})
 
 
 class PlanJob(Rotation):

@@ -2,11 +2,16 @@
 
 The same code runs in the worker Lambda (one job per SQS message) and inline (``rotor replay``,
 the demo, a stack without a queue), where the planner hands over the snapshot it has just read
-instead of the worker describing the service again.
+instead of the worker describing the service again. A queued job that the planner sent with
+its snapshot, received for the first time within ``ROTOR_SNAPSHOT_MAX_AGE`` of that look,
+decides on it too, without describing the service once more; a debounced job, one sent again
+to wait, one retried after a failure or one older than that describes the service. A redeploy
+on the planner's look that fails for good looks at the service then (deleted since: skipped).
 
 In order, for the job's service:
 
-1. the freshness rule on the service as it is now (a debounced job may find it fresh);
+1. the freshness rule on the service as it is now, or as the planner saw it just before
+   (a debounced job may find it fresh);
 2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service (for
    a consumer of a replica, only once the gate of step 5 lets it through);
 3. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify;
@@ -65,6 +70,9 @@ from orchestration.times import iso, utc, value_current_by
 log = logging.getLogger(__name__)
 
 FLAP_WINDOW = timedelta(hours=1)
+#: A snapshot the planner read this far ahead of the worker's clock is still taken (clocks of
+#: two Lambda containers differ a little); further ahead, it is not trusted.
+CLOCK_SKEW = timedelta(seconds=5)
 NOTIFY_ONLY_VALUE = "notify"
 IN_PROGRESS = "IN_PROGRESS"  # a deployment's rolloutState while it runs
 
@@ -113,15 +121,20 @@ class RedeployWorker:
         job: RedeployJob,
         snapshot: ServiceSnapshot | None = None,
         verdict: Verdict | None = None,
+        *,
+        receive_count: int = 1,
     ) -> JobResult:
-        """Do the job (inline: on the planner's ``snapshot`` and ``verdict``). AWS errors
-        reading the service or the secret propagate (the job is retried); whatever the job
-        took is given back first, in one place."""
+        """Do the job (inline: on the planner's ``snapshot`` and ``verdict``; queued, received
+        ``receive_count`` times). AWS errors reading the service or the secret propagate (the
+        job is retried); whatever the job took is given back first, in one place."""
         steps = JobSteps(self._runtime, job)
         try:
-            return steps.run(snapshot, verdict)
+            result = steps.run(snapshot, verdict, receive_count=receive_count)
         finally:
             steps.give_back()
+        if result.status is JobStatus.DEFERRED:  # sent again to wait: it looks again then
+            result.job = result.job.without_snapshot()
+        return result
 
 
 class JobSteps:
@@ -151,11 +164,25 @@ class JobSteps:
         self.flap_slot = False
         self.cap_slot = False
         self.lease: ServiceLease | None = None
+        #: The job decided on the planner's look at the service (``_carried``), not its own.
+        self.carried = False
         self.deployed_at: datetime | None = None
 
-    def run(self, snapshot: ServiceSnapshot | None, planned: Verdict | None = None) -> JobResult:
+    def run(
+        self,
+        snapshot: ServiceSnapshot | None,
+        planned: Verdict | None = None,
+        *,
+        receive_count: int = 1,
+    ) -> JobResult:
         job = self.job
-        described_now = snapshot is not None  # inline: planned (secret described) just now
+        # Inline: planned (the service and the secret described) just now, in this process.
+        # Queued, the job may run in another container minutes later: it takes the value
+        # AWSCURRENT when it runs (step 5), whatever look at the service it decides on.
+        inline = snapshot is not None
+        if snapshot is None:
+            snapshot = self._carried(receive_count)
+            self.carried = snapshot is not None
         if snapshot is None:
             try:
                 snapshot = self._describe()
@@ -184,8 +211,10 @@ class JobSteps:
         # its deployment will hold is the one AWSCURRENT now, described before anything is taken.
         if gated is not None:
             value = gated
+        elif inline:
+            value = job.new_value()
         else:
-            value = job.new_value() if described_now else self._current_value()
+            value = self._current_value()
         self._follow(value)
         waiting = self._take_policy_slots(snapshot)
         if waiting is not None:
@@ -212,6 +241,25 @@ class JobSteps:
 
     # the steps
 
+    def _carried(self, receive_count: int) -> ServiceSnapshot | None:
+        """The planner's look at the service that the job carries, when the job may decide on
+        it: received for the first time (a retried job looks again) within
+        ``ROTOR_SNAPSHOT_MAX_AGE`` of it. ``None``: describe the service."""
+        job = self.job
+        max_age = self._settings.snapshot_max_age
+        if job.snapshot is None or job.described_at is None or max_age <= timedelta(0):
+            return None
+        age = self.now - utc(job.described_at)
+        if receive_count > 1 or age > max_age or age < -CLOCK_SKEW:
+            log.info(
+                "job %s describes its service again (received %d times, snapshot %.0f s old)",
+                job.service_arn,
+                receive_count,
+                age.total_seconds(),
+            )
+            return None
+        return job.snapshot
+
     def _describe(self) -> ServiceSnapshot | None:
         ecs = self._runtime.clients.ecs
         answer = self._runtime.retry.call(
@@ -224,6 +272,23 @@ class JobSteps:
         services = answer.get("services") or []
         found = snapshot_of(services[0]) if services else None
         return found if isinstance(found, ServiceSnapshot) else None
+
+    def _looked_again(self) -> str | None:
+        """The redeploy, decided on the planner's look, failed for good: the service may have
+        changed since (deleted, its cluster deleted, no longer ACTIVE). Look at it now: why
+        the job is skipped, when ECS shows a reason to; else ``None`` (the failure stands)."""
+        job = self.job
+        try:
+            snapshot = self._describe()
+        except ClusterNotFound:
+            return f"cluster {job.cluster_arn} no longer exists"
+        except AwsCallError as exc:
+            log.warning("could not look at %s again: %s", job.service_arn, exc)
+            return None
+        if snapshot is None:
+            return "the service no longer exists"
+        verdict = self._decide(snapshot)
+        return verdict.reason if verdict.action is Action.SKIP else None
 
     def _decide(self, snapshot: ServiceSnapshot) -> Verdict:
         refs = tuple(r.reference() for r in self.job.references)
@@ -496,6 +561,10 @@ class JobSteps:
             )
         if done.outcome is Outcome.ALREADY_FRESH:
             return self._finish(JobStatus.SKIPPED, done.reason or "already fresh")
+        if self.carried and not done.retryable:
+            gone = self._looked_again()
+            if gone is not None:
+                return self._finish(JobStatus.SKIPPED, gone)
         return self._finish(
             JobStatus.FAILED,
             done.error or "?",

@@ -347,6 +347,7 @@ def plan_to_queue(
     propagates, so the job's own message comes back and, failing again and again, reaches the
     queue's maxReceiveCount and the dead-letter queue. (Handed on as a new message, each
     attempt would start again at receive count 1: an endless loop of ECS calls.)"""
+    described_at = datetime.now(UTC)  # no later than the DescribeServices of what it plans
     indexed = indexed_inventory(secret, runtime, outcome, clusters)
     if indexed is not None:  # only the index's candidates: no plan to split
         enqueue(
@@ -355,6 +356,7 @@ def plan_to_queue(
             runtime,
             queue,
             outcome,
+            described_at=described_at,
         )
         return
     left: list[str] | None = list(clusters) if clusters is not None else None
@@ -368,9 +370,10 @@ def plan_to_queue(
                 raise OutOfTime
             first = False
             part = left[:step]
+            described_at = datetime.now(UTC)
             inventory = runtime.discovery(tuple(part)).scan()
             planned = plan_inventory(inventory, secret, rotation, runtime, outcome)
-            enqueue(planned, rotation, runtime, queue, outcome)
+            enqueue(planned, rotation, runtime, queue, outcome, described_at=described_at)
             left = left[step:]
     except (OutOfTime, RetryableAwsError) as exc:
         if isinstance(exc, RetryableAwsError) and not hand_on_errors:
@@ -393,10 +396,20 @@ def enqueue(
     runtime: RotationAdapters,
     queue: JobQueue,
     outcome: EventOutcome,
+    *,
+    described_at: datetime | None = None,
 ) -> None:
+    """Send the planned jobs. Not debounced, each carries the planner's look at its service,
+    read no earlier than ``described_at``: a worker that runs it promptly decides on that
+    instead of describing the service once more (``ROTOR_SNAPSHOT_MAX_AGE``; 0: none do). A
+    debounced job waits to look at the service later: it carries none."""
     if not planned:
         return
-    queue.send([p.job for p in planned], delay_seconds=runtime.settings.debounce_seconds)
+    settings = runtime.settings
+    jobs = [p.job for p in planned]
+    if described_at is not None and not settings.debounce_seconds and settings.snapshot_max_age:
+        jobs = [p.job.carrying(p.snapshot, described_at) for p in planned]
+    queue.send(jobs, delay_seconds=settings.debounce_seconds)
     now = datetime.now(UTC)
     for p in planned:
         outcome.queued.append(p.job.service_arn)

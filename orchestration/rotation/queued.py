@@ -23,13 +23,16 @@ def run_job(
     job: RedeployJob | PlanJob,
     runtime: RotationAdapters,
     planned: tuple[ServiceSnapshot, Verdict] | None = None,
+    *,
+    receive_count: int = 1,
 ) -> JobReport:
-    """Do one queue message. A redeploy job takes the path the inline jobs take
-    (``orchestration.fanout.consume.run_redeploy_job``); the rest of a plan is planned here.
-    AWS errors that stop it propagate (the message comes back later)."""
+    """Do one queue message, received ``receive_count`` times (more than once: retried after
+    a failure, so a redeploy job looks at its service again). A redeploy job takes the path
+    the inline jobs take (``orchestration.fanout.consume.run_redeploy_job``); the rest of a
+    plan is planned here. AWS errors that stop it propagate (the message comes back later)."""
     if isinstance(job, PlanJob):
         return _plan(job, runtime)
-    return consume.run_redeploy_job(job, runtime, planned)
+    return consume.run_redeploy_job(job, runtime, planned, receive_count=receive_count)
 
 
 def _plan(job: PlanJob, runtime: RotationAdapters) -> JobReport:

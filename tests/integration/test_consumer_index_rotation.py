@@ -487,6 +487,13 @@ def test_with_an_index_a_rotation_reads_only_its_candidates_and_redeploys_each_o
     assert any("consumer index: 22 candidate(s)" in n for n in answer["notes"])
 
 
+@pytest.mark.parametrize(
+    ("snapshot_max_age", "worker_reads"),
+    [
+        ("60s", 0),  # the default: each job decides on the planner's look at its service
+        (0, 22),  # always describe: one more read per consumer, as before jobs carried it
+    ],
+)
 def test_with_an_index_the_queue_path_plans_from_the_candidates(
     ecs_world: EcsWorld,
     clients: AwsClients,
@@ -494,9 +501,11 @@ def test_with_an_index_the_queue_path_plans_from_the_candidates(
     state_table: str,
     redeploy_queue: RedeployQueue,
     queued_runtime: Any,
+    snapshot_max_age: Any,
+    worker_reads: int,
 ) -> None:
     db, consumer = busy_account(ecs_world)
-    stack = queued_runtime(state_table=STATE_TABLE)
+    stack = queued_runtime(state_table=STATE_TABLE, snapshot_max_age=snapshot_max_age)
     rebuild(stack.runtime)
     ecs_world.service("delta", "late-consumer", consumer)
     rotation_handler(stack.runtime)(
@@ -511,9 +520,12 @@ def test_with_an_index_the_queue_path_plans_from_the_candidates(
     assert dict(calls.counts) == {"DescribeServices": bound(consumers)}
     assert len(answer["queued"]) == 22
     drain(redeploy_queue, stack.worker)
-    # Each job describes its service once more before redeploying it (README, the index
-    # bench): the planning meets the goal, the rotation as a whole reads one more per consumer.
-    assert calls.counts["DescribeServices"] == bound(consumers) + 22
+    # Each job carries the planner's look at its service and runs promptly: the worker decides
+    # on it, so the rotation as a whole, its jobs included, reads only what the planning read.
+    assert dict(calls.counts) == {
+        "DescribeServices": bound(consumers) + worker_reads,
+        "UpdateService": 22,
+    }
     assert ecs_world.updates_reached_moto == Counter(
         {f"{c}-consumer-{i}": 1 for c, n in CLUSTERS.items() for i in range(n)}
         | {"late-consumer": 1}

@@ -255,7 +255,11 @@ def test_an_unexpected_error_is_logged_with_the_job_counted_and_the_job_put_back
     def broken(**_):
         raise ValueError("an answer rotor did not expect")
 
-    clients.ecs.meta.events.register("before-call.ecs.DescribeServices", broken)
+    # The job runs on the planner's look at the service; it still asks which value is
+    # AWSCURRENT now.
+    clients.secretsmanager.meta.events.register(
+        "before-call.secrets-manager.DescribeSecret", broken
+    )
     messages = redeploy_queue.receive()
     answer = stack.worker(redeploy_queue.sqs_event(messages), FakeLambdaContext())
 

@@ -30,14 +30,17 @@ def _statuses(runtime, secret_arn: str) -> dict[str, tuple[str, str]]:
 def test_a_job_for_a_deleted_cluster_is_skipped_with_a_reason_not_dead_lettered(
     clients, ecs_world, redeploy_queue, queued_runtime, state_table
 ):
-    """AWS answers DescribeServices on a cluster that no longer exists with
+    """AWS answers DescribeServices and UpdateService on a cluster that no longer exists with
     ClusterNotFoundException (moto answers an empty list): the job is skipped, not retried
-    until maxReceiveCount sends it to the dead-letter queue."""
+    until maxReceiveCount sends it to the dead-letter queue. The job decides on the planner's
+    look at the service (taken before the cluster went): its UpdateService fails, and a look
+    at the service then says why."""
     db = stale_world(ecs_world, {"prod": 1}, fresh=0)
     stack = queued_runtime(state_table=state_table)
     stack.rotation(rotation_event(db), FakeLambdaContext())
-    # The cluster is deleted before the job runs: AWS's answer, injected before moto's.
+    # The cluster is deleted before the job runs: AWS's answers, injected before moto's.
     FailFor("DescribeServices", "ClusterNotFoundException").attach(clients.ecs)
+    FailFor("UpdateService", "ClusterNotFoundException").attach(clients.ecs)
 
     answers = drain(redeploy_queue, stack.worker)
 

@@ -143,6 +143,14 @@ def test_every_aws_call_rotor_makes_is_in_the_permissions() -> None:
     assert missing == {}
 
 
+def test_the_readmes_settings_table_names_every_setting() -> None:
+    from orchestration.settings import Settings
+
+    table = _section(README, "Configuration")
+    rows = {name for name in re.findall(r"^\| `(ROTOR_\w+)` \|", table, re.M)}
+    assert set(Settings.variable_names()) <= rows
+
+
 def test_rotor_status_needs_scan() -> None:
     (row,) = [
         r for r in _section(OPERATIONS, "What rotor may do").splitlines() if "rotor status" in r
