@@ -182,6 +182,8 @@ def test_ctrl_c_while_parsing_is_quiet(capsys, monkeypatch):
 #: Sends the process SIGINT the moment it starts importing rotor proper: Ctrl-C at start-up.
 _CTRL_C_AT_START_UP = """
 import builtins, os, signal, sys
+# As in a terminal: a shell starts background jobs with SIGINT ignored, which Python keeps.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real_import = builtins.__import__
 def importing(name, *args, **kwargs):
     if name == "orchestration.cli.main":
