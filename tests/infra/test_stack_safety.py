@@ -226,6 +226,34 @@ def test_act_regions_widen_the_ecs_and_describe_secret_statements_to_those_regio
     assert all(f":{REGION}:" in str(s["Resource"]) or s["Resource"] == "*" for s in alarms)
 
 
+@pytest.mark.parametrize("role", ["AlarmsFunctionRole", "ReconcileFunctionRole"])
+def test_the_functions_that_act_in_their_own_region_only_may_call_there_only(
+    aws: None,  # noqa: F811
+    transformed: dict[str, Any],  # noqa: F811
+    role: str,
+) -> None:
+    """The alarms function and the reconciler call ECS, Secrets Manager and CloudTrail in the
+    stack's region alone, ActRegions or not: a statement on "*" or on any region's ARN (ECS's
+    List* and DescribeTaskDefinition, CloudTrail's LookupEvents) would allow their calls in
+    every region, so it holds the request's region to the stack's (aws:RequestedRegion)."""
+    stack = create_stack(transformed, ActRegions="eu-west-1,eu-central-1")
+    statements = role_policies(stack["resources"][role])
+    checked = 0
+    for statement in statements:
+        if not any(
+            a.startswith(("ecs:", "secretsmanager:", "cloudtrail:")) for a in _actions([statement])
+        ):
+            continue
+        resource = str(statement["Resource"])
+        if resource == "*" or resource.split(":")[3:4] == ["*"]:
+            regions = statement.get("Condition", {}).get("StringEquals", {})
+            assert regions.get("aws:RequestedRegion") == [REGION], statement
+        else:
+            assert resource.split(":")[3] == REGION, statement
+        checked += 1
+    assert checked >= 4
+
+
 @pytest.mark.parametrize("role", ["RotationFunctionRole", "WorkerFunctionRole"])
 def test_without_act_regions_every_ecs_and_secrets_statement_is_held_to_the_stacks_region(
     aws: None,  # noqa: F811
