@@ -12,15 +12,15 @@ In order, for the job's service:
 
 1. the freshness rule on the service as it is now, or as the planner saw it just before
    (a debounced job may find it fresh);
-2. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service (for
-   a consumer of a replica, only once the gate of step 5 lets it through);
-3. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify;
-4. the per-cluster cap (``ROTOR_MAX_ROLLOUTS_PER_CLUSTER``): at it, the job is deferred;
-5. ``DescribeSecret`` (queued jobs): the version AWSCURRENT now is what the deployment holds;
-   for a consumer of a replica, the gate: the replica must hold the primary's new version
+2. for a consumer of a replica, the gate: the replica must hold the primary's new version
    (``_replica_gate``), else the job waits (a delayed retry) or, replication failed, is
    reported and not redeployed into the old value;
-6. the ledger claim for that value and ``UpdateService`` (``orchestration.ecs.redeploy``).
+3. notify-only (tag ``rotor:redeploy=notify``): a notification names the stale service;
+4. ``DescribeSecret`` (queued jobs): the version AWSCURRENT now is what the deployment holds;
+5. the flap guard (``ROTOR_MAX_REDEPLOYS_PER_HOUR``): past it, skip, count, notify; and the
+   per-cluster cap (``ROTOR_MAX_ROLLOUTS_PER_CLUSTER``): at it, the job is deferred;
+6. the service's lease (``orchestration.state.service_lease``): one rotor job at a time;
+7. the ledger claim for that value and ``UpdateService`` (``orchestration.ecs.redeploy``).
 
 Each step records the consumer's status in the rollout store.
 """
@@ -178,7 +178,7 @@ class JobSteps:
         job = self.job
         # Inline: planned (the service and the secret described) just now, in this process.
         # Queued, the job may run in another container minutes later: it takes the value
-        # AWSCURRENT when it runs (step 5), whatever look at the service it decides on.
+        # AWSCURRENT when it runs (step 4), whatever look at the service it decides on.
         inline = snapshot is not None
         if snapshot is None:
             snapshot = self._carried(receive_count)
