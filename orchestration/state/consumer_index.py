@@ -66,7 +66,7 @@ from orchestration.models import TaskDefinitionSummary
 from orchestration.secrets.references import ReferenceKind, SecretIdentity
 from orchestration.state import codec, keys
 from orchestration.state.codec import KEY_ATTRIBUTE
-from orchestration.state.store import CONFLICT_ATTEMPTS, VERSION_ATTRIBUTE
+from orchestration.state.store import CONFLICT_ATTEMPTS, VERSION_ATTRIBUTE, DynamoDbStateStore
 from orchestration.times import utc
 
 if TYPE_CHECKING:
@@ -483,6 +483,8 @@ class DynamoDbConsumerIndex(ConsumerIndex):
         self._client = client
         self._table = table
         self._retry = retry
+        #: the table's single reads and scans, as every other kind of item is read
+        self._items = DynamoDbStateStore(client, table, retry)
 
     def with_retry(self, retry: RetryPolicy) -> DynamoDbConsumerIndex:
         return DynamoDbConsumerIndex(self._client, self._table, retry, self.max_age)
@@ -492,23 +494,12 @@ class DynamoDbConsumerIndex(ConsumerIndex):
         return {str(item["service"]): item for item in items if item.get("kind") == SERVICE_KIND}
 
     def _region_items(self, region: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        start: dict[str, Any] | None = None
-        while True:
-            page = self._retry.call(
-                "Scan",
-                self._client.scan,
-                TableName=self._table,
-                FilterExpression="#kind = :kind AND #region = :region",
-                ExpressionAttributeNames={"#kind": "kind", "#region": "region"},
-                ExpressionAttributeValues=codec.encode({":kind": SERVICE_KIND, ":region": region}),
-                ConsistentRead=True,
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
-            found.extend(codec.decode(item) for item in page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return found
+        return self._items.scan(
+            "#kind = :kind AND #region = :region",
+            {"#kind": "kind", "#region": "region"},
+            {":kind": SERVICE_KIND, ":region": region},
+            consistent=True,
+        )
 
     def _members(self, set_keys: Sequence[str]) -> set[str]:
         return {
@@ -591,15 +582,7 @@ class DynamoDbConsumerIndex(ConsumerIndex):
         return True
 
     def _get(self, key: str) -> dict[str, Any] | None:
-        answer = self._retry.call(
-            "GetItem",
-            self._client.get_item,
-            TableName=self._table,
-            Key=codec.key(key),
-            ConsistentRead=True,
-        )
-        item = answer.get("Item")
-        return codec.decode(item) if item else None
+        return self._items.get(key)
 
     def _set_built(self, region: str, built_at: datetime) -> None:
         item = {

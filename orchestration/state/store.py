@@ -422,17 +422,31 @@ class DynamoDbStateStore(StateStore):
         return codec.decode(item) if item else None
 
     def items(self, kinds: Collection[str]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
         names = {f":k{i}": kind for i, kind in enumerate(sorted(kinds))}
+        return self.scan(
+            f"#kind IN ({', '.join(names)})", {"#kind": "kind"}, names, consistent=False
+        )
+
+    def scan(
+        self,
+        condition: str,
+        names: Mapping[str, str],
+        values: Mapping[str, Value],
+        *,
+        consistent: bool,
+    ) -> list[dict[str, Any]]:
+        """Every item ``condition`` (a Scan's FilterExpression) holds for, page by page."""
+        found: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while True:
             page = self._retry.call(
                 "Scan",
                 self._client.scan,
                 TableName=self._table,
-                FilterExpression=f"#kind IN ({', '.join(names)})",
-                ExpressionAttributeNames={"#kind": "kind"},
-                ExpressionAttributeValues=codec.encode(names),
+                FilterExpression=condition,
+                ExpressionAttributeNames=dict(names),
+                ExpressionAttributeValues=codec.encode(dict(values)),
+                **({"ConsistentRead": True} if consistent else {}),
                 **({"ExclusiveStartKey": start} if start else {}),
             )
             found.extend(codec.decode(item) for item in page.get("Items", []))
