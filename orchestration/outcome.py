@@ -6,7 +6,7 @@ Typed records all the way; ``to_dict`` is the edge (the JSON output and the hand
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestration.events.classification import Classification
 from orchestration.notifications import Notification
@@ -89,6 +89,34 @@ class ManualRedeploy:
         }
 
 
+class ScanReport(Protocol):
+    """Where what a scan could not see is written: an event's outcome, a reconciler's pass."""
+
+    failed: list[Failure]
+    notes: list[str]
+
+    def count(self, metric: str, value: float = 1) -> None: ...
+
+
+def report_scan_problems(inventory: Inventory, report: ScanReport) -> None:
+    """What the scan could not see: parts it could not read (failures, retryable or not,
+    counted as ``DiscoveryFailures``), references it could not parse, and services of a shape
+    it does not expect."""
+    for failure in inventory.failures:
+        report.failed.append(
+            Failure(failure.subject, failure.error, failure.retryable, failure.scope)
+        )
+        report.notes.append(failure.describe())
+    if inventory.failures:
+        report.count(DISCOVERY_FAILURES, len(inventory.failures))
+    for bad in inventory.unreadable:
+        report.notes.append(
+            f"unreadable reference in {bad.task_definition} container {bad.container}: {bad.error}"
+        )
+    for skipped in inventory.skipped:
+        report.notes.append(f"service {skipped.arn} not scanned: {skipped.reason}")
+
+
 @dataclass
 class EventOutcome:
     classification: Classification
@@ -116,22 +144,9 @@ class EventOutcome:
         """What the scan could not see: parts it could not read (failures, retryable or not),
         references it could not parse, services of a shape it does not expect, and services
         that vanished while it ran."""
-        for failure in inventory.failures:
-            self.failed.append(
-                Failure(failure.subject, failure.error, failure.retryable, failure.scope)
-            )
-            self.notes.append(failure.describe())
-        if inventory.failures:
-            self.count(DISCOVERY_FAILURES, len(inventory.failures))
-        for bad in inventory.unreadable:
-            self.notes.append(
-                f"unreadable reference in {bad.task_definition} container {bad.container}: "
-                f"{bad.error}"
-            )
+        report_scan_problems(inventory, self)
         if inventory.unreadable:
             self.count(UNREADABLE_REFERENCES, len(inventory.unreadable))
-        for skipped in inventory.skipped:
-            self.notes.append(f"service {skipped.arn} not scanned: {skipped.reason}")
         self.missing.extend(inventory.missing)
         for arn in inventory.missing:
             self.notes.append(f"service {arn} vanished during the scan (DescribeServices: MISSING)")

@@ -43,7 +43,6 @@ from orchestration.models import Action as VerdictAction
 from orchestration.models import Consumer, TaskDefinitionSummary
 from orchestration.outcome import (
     CONSUMERS_FOUND,
-    DISCOVERY_FAILURES,
     HEALED_BY_RECONCILER,
     MANUAL_REDEPLOYS,
     NOTIFICATIONS_SENT,
@@ -51,6 +50,7 @@ from orchestration.outcome import (
     REDEPLOYS_QUEUED,
     Failure,
     ManualRedeploy,
+    report_scan_problems,
 )
 from orchestration.reconcile.moments import (
     RECORD_SOURCES,
@@ -114,7 +114,7 @@ def reconcile(
     report.only_secret = only.arn if only is not None else None
     inventory = runtime.discovery().scan()
     report.services_scanned = len({service.arn for service, _ in inventory.services})
-    _report_scan(inventory, report)
+    report_scan_problems(inventory, report)
     pass_ = _Pass(runtime, lookup, report, dry_run)
     secrets = sorted(
         [only] if only is not None else pass_.referenced(inventory), key=lambda s: s.arn
@@ -159,22 +159,6 @@ def _out_of_time(report: ReconcileReport, left: list[SecretIdentity]) -> None:
             )
         )
     report.notes.append(f"out of time: {len(left)} secret(s) left to the next pass")
-
-
-def _report_scan(inventory: Inventory, report: ReconcileReport) -> None:
-    for failure in inventory.failures:
-        report.failed.append(
-            Failure(failure.subject, failure.error, failure.retryable, failure.scope)
-        )
-        report.notes.append(failure.describe())
-    if inventory.failures:
-        report.count(DISCOVERY_FAILURES, len(inventory.failures))
-    for skipped in inventory.skipped:
-        report.notes.append(f"service {skipped.arn} not scanned: {skipped.reason}")
-    for bad in inventory.unreadable:
-        report.notes.append(
-            f"unreadable reference in {bad.task_definition} container {bad.container}: {bad.error}"
-        )
 
 
 def _rebuild_index(
