@@ -743,34 +743,33 @@ class _Doctor:
 # --- pure helpers ------------------------------------------------------------------------
 
 
-def reserved_concurrency_parameters(template: Mapping[str, Any]) -> dict[str, str]:
-    """Function logical id -> the parameter its ``ReservedConcurrentExecutions`` refers to."""
-    found = {}
+def _reserved_concurrency(template: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Each function's logical id and its ``ReservedConcurrentExecutions`` as written."""
     for logical, resource in (template.get("Resources") or {}).items():
         if not isinstance(resource, dict) or resource.get("Type") not in (
             "AWS::Serverless::Function",
             "AWS::Lambda::Function",
         ):
             continue
-        reserved = (resource.get("Properties") or {}).get("ReservedConcurrentExecutions")
-        if isinstance(reserved, dict) and isinstance(reserved.get("Ref"), str):
-            found[str(logical)] = reserved["Ref"]
-    return found
+        yield str(logical), (resource.get("Properties") or {}).get("ReservedConcurrentExecutions")
+
+
+def reserved_concurrency_parameters(template: Mapping[str, Any]) -> dict[str, str]:
+    """Function logical id -> the parameter its ``ReservedConcurrentExecutions`` refers to."""
+    return {
+        logical: reserved["Ref"]
+        for logical, reserved in _reserved_concurrency(template)
+        if isinstance(reserved, dict) and isinstance(reserved.get("Ref"), str)
+    }
 
 
 def fixed_reserved_concurrency(template: Mapping[str, Any]) -> dict[str, int]:
     """Function logical id -> the reserved concurrency the template fixes (no parameter)."""
-    found = {}
-    for logical, resource in (template.get("Resources") or {}).items():
-        if not isinstance(resource, dict) or resource.get("Type") not in (
-            "AWS::Serverless::Function",
-            "AWS::Lambda::Function",
-        ):
-            continue
-        reserved = (resource.get("Properties") or {}).get("ReservedConcurrentExecutions")
-        if isinstance(reserved, int) and not isinstance(reserved, bool):
-            found[str(logical)] = reserved
-    return found
+    return {
+        logical: reserved
+        for logical, reserved in _reserved_concurrency(template)
+        if isinstance(reserved, int) and not isinstance(reserved, bool)
+    }
 
 
 def lower_to_fit(
