@@ -43,6 +43,7 @@ from scale_bench import (
     ROOT,
     SERVICES_PER_CLUSTER,
     _Context,
+    log_axes,
     progress,
 )
 from standin import StrictEcs
@@ -250,7 +251,6 @@ def plot(figures: list[IndexFigures], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     sizes = [f.services for f in figures]
     figure, (reads, seconds) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -263,12 +263,7 @@ def plot(figures: list[IndexFigures], path: Path) -> None:
         (reads, "ECS reads", f"ECS reads per rotation ({CONSUMERS} consumers)"),
         (seconds, "seconds", "Time to plan one rotation"),
     ):
-        axes.set(xlabel="services", ylabel=ylabel, title=title)
-        axes.set_xscale("log")
-        axes.set_yscale("log")
-        axes.legend()
-        axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
-        axes.xaxis.set_minor_formatter(NullFormatter())
+        log_axes(axes, sizes, ylabel, title)
     figure.suptitle("rotor with and without the consumer index, against the ECS stand-in")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

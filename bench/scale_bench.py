@@ -434,12 +434,23 @@ def report(discoveries: list[DiscoveryFigures], fanout: FanoutFigures | None) ->
     return "\n".join(lines)
 
 
+def log_axes(axes: Any, sizes: list[int], ylabel: str, title: str) -> None:
+    """One panel of a bench plot: log-log, one tick per size measured, and a legend."""
+    from matplotlib.ticker import NullFormatter
+
+    axes.set(xlabel="services", ylabel=ylabel, title=title)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.legend()
+    axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
+    axes.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot(discoveries: list[DiscoveryFigures], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     sizes = [d.services for d in discoveries]
     figure, (calls, seconds) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -466,12 +477,7 @@ def plot(discoveries: list[DiscoveryFigures], path: Path) -> None:
                 "x:",
                 label="one-by-one",
             )
-        axes.set(xlabel="services", ylabel=ylabel, title=title)
-        axes.set_xscale("log")
-        axes.set_yscale("log")
-        axes.legend()
-        axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
-        axes.xaxis.set_minor_formatter(NullFormatter())
+        log_axes(axes, sizes, ylabel, title)
     latency = discoveries[0].latency_ms
     figure.suptitle(f"rotor discovery against a strict ECS stand-in ({latency:g} ms per call)")
     figure.tight_layout()
